@@ -56,7 +56,9 @@ struct gguf_kv {
     struct {
       enum gguf_value_type elem_type;
       uint64_t count;
-      const uint8_t *data;  /* raw little-endian elements; for STRING arrays use gguf_arr_str() */
+      const uint8_t *data;  /* raw little-endian elements (unaligned: memcpy them out); for
+                             * STRING arrays a table of `count` struct gguf_str built at open
+                             * time — use gguf_arr_str() */
     } arr;
   } v;
 };
@@ -99,6 +101,20 @@ int gguf_get_f32(const struct gguf_file *f, const char *key, float *ret);
 int gguf_get_str(const struct gguf_file *f, const char *key, struct gguf_str *ret);
 /* Element I of a STRING array (bounds-checked; returns a zero-length string when out of range). */
 struct gguf_str gguf_arr_str(const struct gguf_kv *kv, uint64_t i);
+
+/* Additions beyond the first API draft. */
+uint32_t gguf_alignment(const struct gguf_file *f);   /* general.alignment or 32 */
+uint64_t gguf_data_offset(const struct gguf_file *f); /* file offset of the data section */
+const char *gguf_value_type_name(enum gguf_value_type t); /* "u32", "string", ... */
+int gguf_get_i32(const struct gguf_file *f, const char *key, int32_t *ret);
+int gguf_get_bool(const struct gguf_file *f, const char *key, int *ret);
+/* The ARRAY kv KEY whose elements have type ELEM_TYPE (REALM_E_NOT_FOUND / REALM_E_BAD_MODEL). */
+int gguf_get_arr(const struct gguf_file *f, const char *key, enum gguf_value_type elem_type,
+                 const struct gguf_kv **ret);
+/* Element I of a FLOAT32/FLOAT64 array, or of any integer/bool array widened to int64.
+ * REALM_E_OUT_OF_RANGE past the end, REALM_E_BAD_MODEL for another element type. */
+int gguf_arr_f32(const struct gguf_kv *kv, uint64_t i, float *ret);
+int gguf_arr_i64(const struct gguf_kv *kv, uint64_t i, int64_t *ret);
 
 /* The sealed memfd holding the whole file (for sharing with other processes), its size, and
  * the read-only mapping's base address. */
