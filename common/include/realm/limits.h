@@ -43,6 +43,8 @@
 #define REALM_GUEST_MAX_MODULE_BYTES (64u << 20)
 #define REALM_GUEST_DEFAULT_CALL_MS 200
 #define REALM_GUEST_MAX_OUTPUT_BYTES (4u << 20)  /* text one request may emit */
+#define REALM_GUEST_MAX_ACTIVE_REQUESTS 1024     /* requests open in one instance */
+#define REALM_GUEST_MAX_TABLE_ELEMS (1u << 20)   /* funcref/externref table entries */
 
 /* ---- gateway (HTTP) ---- */
 #define REALM_HTTP_MAX_BODY_BYTES (4u << 20)

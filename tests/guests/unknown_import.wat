@@ -1,0 +1,16 @@
+;; Not ABI-conforming: imports 'realm'.'exec', which the host does not provide.
+(module
+  (import "realm" "exec" (func $exec (param i32) (result i32)))
+  (memory (export "memory") 1)
+  (global $heap (mut i32) (i32.const 1024))
+  (func (export "realm_abi_version") (result i32) (i32.const 1))
+  ;; bump allocator, no reuse: enough for a test guest
+  (func (export "realm_alloc") (param $n i32) (result i32) (local $p i32)
+    (local.set $p (global.get $heap))
+    (global.set $heap (i32.and (i32.add (i32.add (global.get $heap) (local.get $n)) (i32.const 7)) (i32.const -8)))
+    (local.get $p))
+  (func (export "realm_on_logits") (param i32 i32 i32) (result i32) (i32.const -100))
+  (func (export "realm_on_request_end") (param i32 i32))
+  (func (export "realm_on_request_begin") (param $id i32) (param $p i32) (param $len i32) (result i32)
+    (call $exec (i32.const 0)))
+)
