@@ -7,6 +7,7 @@
 #include "realm/log.h"
 #include "realm_test.h"
 
+#include <pthread.h>
 #include <stdlib.h>
 
 /* ---- capture ---- */
@@ -270,4 +271,31 @@ TEST(log_init_from_env) {
   unsetenv("REALM_LOG_FORMAT");
   CHECK_EQ_INT(realm_log_init("x", (realm_log_level)7, REALM_LOG_TEXT), REALM_E_INVALID_ARGUMENT);
   realm_log_init("test", REALM_LOG_INFO, REALM_LOG_TEXT);
+}
+
+static void *log_thread(void *arg) {
+  long id = (long)arg;
+  for (int i = 0; i < 200; i++)
+    realm_log_info("from a thread", RLOG_INT("thread", id), RLOG_INT("i", i),
+                   RLOG_STR("pad", "some text with spaces to make the line longer"));
+  return NULL;
+}
+
+TEST(log_lines_from_threads_never_interleave) {
+  cap_begin("worker", REALM_LOG_INFO, REALM_LOG_TEXT);
+  pthread_t t[4];
+  for (long k = 0; k < 4; k++) CHECK_EQ_INT(pthread_create(&t[k], NULL, log_thread, (void *)k), 0);
+  for (int k = 0; k < 4; k++) pthread_join(t[k], NULL);
+  const char *out = cap_end();
+  CHECK_EQ_INT(count_lines(out), 800);
+  int per_thread[4] = {0};
+  struct kv kvs[12];
+  for (const char *line = out; *line; line = strchr(line, '\n') + 1) {
+    int n = parse_logfmt(line, kvs, 12);
+    CHECK_EQ_INT(n, 7);
+    long id = strtol(kv_get(kvs, n, "thread"), NULL, 10);
+    CHECK(id >= 0 && id < 4);
+    per_thread[id]++;
+  }
+  for (int k = 0; k < 4; k++) CHECK_EQ_INT(per_thread[k], 200);
 }
