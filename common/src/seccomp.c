@@ -255,7 +255,9 @@ static int policy_add(realm_seccomp_policy *p, const char *name, int nr, realm_s
                           SCMP_A0(SCMP_CMP_MASKED_EQ, CLONE_THREAD, CLONE_THREAD));
     break;
   case REALM_SECCOMP_ALLOW_SELF:
-    rc = seccomp_rule_add(p->ctx, SCMP_ACT_ALLOW, nr, 1, SCMP_A0(SCMP_CMP_EQ, (scmp_datum_t)p->pid));
+    /* datum_b is unused by SCMP_CMP_EQ; given explicitly so every field is initialised. */
+    rc = seccomp_rule_add(p->ctx, SCMP_ACT_ALLOW, nr, 1,
+                          SCMP_A0(SCMP_CMP_EQ, (scmp_datum_t)p->pid, 0));
     break;
   case REALM_SECCOMP_ENOSYS:
     rc = seccomp_rule_add(p->ctx, SCMP_ACT_ERRNO(ENOSYS), nr, 0);
