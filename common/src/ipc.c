@@ -83,6 +83,7 @@ int realm_ipc_socket_new(void *zmq_ctx, int zmq_type, size_t max_payload_bytes, 
       {ZMQ_RECONNECT_IVL_MAX, &reconnect_max, sizeof reconnect_max, "ZMQ_RECONNECT_IVL_MAX"},
       {zmq_type == ZMQ_ROUTER ? ZMQ_ROUTER_MANDATORY : -1, &one, sizeof one,
        "ZMQ_ROUTER_MANDATORY"},
+      {zmq_type == ZMQ_DEALER ? ZMQ_IMMEDIATE : -1, &one, sizeof one, "ZMQ_IMMEDIATE"},
   };
   for (size_t i = 0; i < sizeof opts / sizeof opts[0]; i++) {
     if (opts[i].option < 0) continue;

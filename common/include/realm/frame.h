@@ -36,6 +36,13 @@
 #define REALM_FRAME_MAGIC_BYTES 4
 #define REALM_FRAME_HEADER_BYTES 12
 
+/* Shared-memory contract (docs/protocol.md): every offset a message names into a connection's
+ * region is a multiple of this, and the memfd handshake on the Unix side socket is a
+ * REALM_SHM_TOKEN_BYTES token from the runner answered by the fd plus an 8-byte LE
+ * connection id from the worker. */
+#define REALM_PROTOCOL_SHM_ALIGN 64
+#define REALM_SHM_TOKEN_BYTES 32
+
 /* Unpacked structs may take at most this many times the payload size (plus a constant):
  * the worst legitimate case is a packed repeated int64 of small values (1 byte -> 8). */
 #define REALM_FRAME_DECODE_AMPLIFICATION 16

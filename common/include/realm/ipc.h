@@ -35,6 +35,10 @@ typedef struct realm_ipc_peer {
  *                         a peer that sends a larger part before we ever allocate it;
  *   ZMQ_IPV6 0, ZMQ_ROUTER_MANDATORY 1 on routers (sending to a gone peer fails with
  *                         REALM_E_UNAVAILABLE instead of vanishing silently);
+ *   ZMQ_IMMEDIATE 1 on dealers: nothing is queued while the peer is not connected, so a
+ *                         send with ZMQ_DONTWAIT to a down server fails (REALM_E_TIMEOUT) and
+ *                         requests never pile up for a restarting peer that will not know
+ *                         them (a blocking send waits for the connection);
  *   ZMQ_HEARTBEAT_IVL/TIMEOUT (1 s / 5 s) so a dead tcp:// peer is noticed;
  *   ZMQ_RECONNECT_IVL_MAX 2 s so a restarting peer is retried with back-off.
  * Bind or connect it yourself. Errors: REALM_E_INVALID_ARGUMENT for another type, else the

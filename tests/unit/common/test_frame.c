@@ -101,6 +101,7 @@ TEST(frame_round_trip_runner_request_with_all_sampling) {
   user.role = "user";
   user.content = "Hello \xc3\xa9";
   user.name = "ann";
+  user.tool_call_id = "";
   Realm__V1__ChatMessage *msgs[2] = {&sys, &user};
   Realm__V1__ChatPrompt chat;
   realm__v1__chat_prompt__init(&chat);
@@ -120,7 +121,9 @@ TEST(frame_round_trip_runner_request_with_all_sampling) {
   Realm__V1__SamplingParams sp;
   realm__v1__sampling_params__init(&sp);
   sp.max_tokens = 128;
+  sp.has_temperature = 1;
   sp.temperature = 0.7f;
+  sp.has_top_p = 1;
   sp.top_p = 0.9f;
   sp.top_k = 40;
   sp.min_p = 0.05f;
@@ -130,7 +133,7 @@ TEST(frame_round_trip_runner_request_with_all_sampling) {
   sp.n_logit_bias = 2;
   sp.logit_bias = bias;
   sp.has_seed = 1;
-  sp.seed = 0; /* seed 0 is a real seed: has_seed says so */
+  sp.seed = -5; /* OpenAI seeds are signed integers */
   sp.n_stop = 2;
   sp.stop = stops;
   sp.n_stop_token_ids = 1;
@@ -175,7 +178,8 @@ TEST(frame_round_trip_runner_request_with_all_sampling) {
            s->top_p == 0.9f && s->min_p == 0.05f && s->presence_penalty == 0.5f &&
            s->frequency_penalty == 0.25f && s->repetition_penalty == 1.1f &&
            s->n_logit_bias == 2 && s->logit_bias[0]->key == 50256 &&
-           s->logit_bias[0]->value == -100.0f && s->has_seed && s->seed == 0 &&
+           s->logit_bias[0]->value == -100.0f && s->has_seed && s->seed == -5 &&
+           s->has_temperature && s->has_top_p &&
            s->n_stop == 2 && strcmp(s->stop[1], "END") == 0 && s->n_stop_token_ids == 1 &&
            s->stop_token_ids[0] == 2 && s->logprobs && s->top_logprobs == 5;
   realm_frame_msg_free(m);

@@ -413,3 +413,30 @@ TEST(ipc_socket_options_are_set) {
   CHECK_EQ_INT(linger, 0);
   CHECK_EQ_INT(maxmsg, 1000 + REALM_FRAME_HEADER_BYTES);
 }
+
+TEST(ipc_dealer_does_not_queue_for_absent_peer) {
+  void *ctx = zmq_ctx_new();
+  CHECK(ctx != NULL);
+  void *dealer = NULL;
+  char err[256] = "";
+  int r1 = realm_ipc_socket_new(ctx, ZMQ_DEALER, 0, &dealer, err, sizeof err);
+  /* Nobody ever binds this (ipc://, since inproc pre-creates pipes for a later bind): with
+   * ZMQ_IMMEDIATE the send fails now instead of queueing. */
+  char dir[] = "/tmp/realm-ipc-XXXXXX";
+  char endpoint[128];
+  int rc = -1;
+  if (dealer && mkdtemp(dir) &&
+      realm_ipc_endpoint(endpoint, sizeof endpoint, dir, "absent.sock", err, sizeof err) == 0)
+    rc = zmq_connect(dealer, endpoint);
+  Realm__V1__WorkerRequest req;
+  realm__v1__worker_request__init(&req);
+  int r2 = dealer ? realm_ipc_send(dealer, NULL, REALM_FRAME_WORKER_REQUEST, &req.base,
+                                   ZMQ_DONTWAIT, err, sizeof err)
+                  : 0;
+  realm_ipc_socket_close(dealer);
+  zmq_ctx_term(ctx);
+  rmdir(dir);
+  CHECK_EQ_INT(r1, 0);
+  CHECK_EQ_INT(rc, 0);
+  CHECK_EQ_INT(r2, REALM_E_TIMEOUT);
+}
