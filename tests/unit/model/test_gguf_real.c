@@ -5,6 +5,7 @@
  * with their documented vocabulary sizes.
  */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <fcntl.h>
 #include <unistd.h>
@@ -212,4 +213,36 @@ TEST(fp16_round_trip_exhaustive) {
   CHECK_NEAR(realm_bf16_to_f32(realm_f32_to_bf16(3.14159f)), 3.140625, 0);
   CHECK(realm_fp16_to_f32(realm_f32_to_fp16(__builtin_nanf(""))) !=
         realm_fp16_to_f32(realm_f32_to_fp16(__builtin_nanf(""))));
+}
+
+/* Truncations of the real v3 file through its whole header and into the data: all refused. */
+TEST(stories260k_truncated_prefixes_refused) {
+  struct gguf_file *f = NULL;
+  OPEN_OR_SKIP("gguf/stories260K.gguf", f);
+  size_t size = gguf_mapped_size(f), hdr = (size_t)gguf_data_offset(f);
+  unsigned char *copy = malloc(size);
+  CHECK(copy != NULL);
+  memcpy(copy, gguf_mapped_base(f), size);
+  gguf_close(f);
+  int refused = 0;
+  /* Stride 3 keeps this at ~5k opens; the last lengths probe the end of the last tensor. */
+  for (size_t len = 0; len < hdr + 64; len += 3) {
+    struct gguf_file *g = NULL;
+    char err[256] = "";
+    int rc = gguf_open_buffer(copy, len, &g, err, sizeof err);
+    if (rc != REALM_E_BAD_MODEL) {
+      printf("# prefix %zu: rc %d\n", len, rc);
+      free(copy);
+      CHECK_EQ_INT(rc, REALM_E_BAD_MODEL);
+    }
+    refused++;
+  }
+  struct gguf_file *g = NULL;
+  char err[256] = "";
+  CHECK_EQ_INT(gguf_open_buffer(copy, size - 1, &g, err, sizeof err), REALM_E_BAD_MODEL);
+  CHECK_STR_CONTAINS(err, "runs past the end");
+  CHECK_EQ_INT(gguf_open_buffer(copy, size, &g, err, sizeof err), 0);
+  gguf_close(g);
+  free(copy);
+  CHECK(refused > 4000);
 }
