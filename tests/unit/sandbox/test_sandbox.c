@@ -245,6 +245,29 @@ TEST(deep_recursion_exhausts_stack) {
   CHECK(expect_begin_fails("recursion", REALM_E_GUEST_TRAP, "guest trap 'stack_exhausted'", NULL));
 }
 
+TEST(native_stack_overflow_is_caught) {
+  /* 3 KiB native frames x 10000 allowed calls > the 8 MiB stack: the SIGSEGV backstop must
+   * catch the overflow (on a much larger stack the depth counter trips first). */
+  char err[512] = "";
+  struct sandbox_module *m = NULL;
+  CHECK(load("fat_recursion", &m, err, sizeof err) == 0);
+  struct sandbox_instance *inst = NULL;
+  struct sandbox_limits lim = {.memory_bytes = 1u << 20, .call_ms = 2000};
+  CHECK(sandbox_instance_new(m, &lim, NULL, &inst, err, sizeof err) == 0);
+  uint8_t req[64];
+  uint32_t rl = make_request(req, sizeof req);
+  int32_t st = 0;
+  int rc = sandbox_call_request_begin(inst, 1, req, rl, &st, err, sizeof err);
+  printf("# fat_recursion -> %d: %s\n", rc, err);
+  sandbox_instance_free(inst);
+  sandbox_module_free(m);
+  CHECK_EQ_INT(rc, REALM_E_GUEST_TRAP);
+  CHECK(strstr(err, "guest trap 'native_fault'") || strstr(err, "guest trap 'stack_exhausted'"));
+  CHECK(good_guest_works());
+  /* And a second time: the alternate stack and handlers are reusable. */
+  CHECK(expect_begin_fails("recursion", REALM_E_GUEST_TRAP, "guest trap 'stack_exhausted'", NULL));
+}
+
 TEST(memory_grow_past_cap_is_refused) {
   CHECK(expect_begin_fails("grow_past_cap", REALM_E_GUEST_TRAP,
                            "exceed the memory cap of 1048576 bytes", NULL));
