@@ -28,13 +28,16 @@
 /* Returns the host address of guest range [ptr, ptr+len) or fails the call. */
 static uint8_t *guest_range(struct sandbox_instance *inst, const char *import, const char *what,
                             uint32_t ptr, uint64_t len) {
-  uint64_t size = inst->memory ? inst->memory->size : 0;
+  uint64_t size = inst->memory && inst->memory->data ? inst->memory->size : 0;
   if ((uint64_t)ptr > size || len > size - ptr)
     sandbox_import_fail(inst, REALM_E_GUEST_TRAP,
                         "bad pointer passed to realm_%s: %s range [0x%x, 0x%llx) is outside guest "
                         "memory of %llu bytes",
                         import, what, ptr, (unsigned long long)ptr + len,
                         (unsigned long long)size);
+  /* An empty range of an empty memory: give callers a valid address to copy 0 bytes to. */
+  static uint8_t empty[1];
+  if (size == 0) return empty;
   return inst->memory->data + ptr;
 }
 

@@ -358,6 +358,9 @@ int sandbox_instance_new(struct sandbox_module *module, const struct sandbox_lim
   module->n_instances++;
 
   uint32_t ignored = 0, abi = 0;
+  /* The memory struct lives in the guest struct, so its address is known (size 0) before
+   * instantiation: imports called from a start function are checked against it too. */
+  inst->memory = module->shim->memory(inst->guest);
   sandbox_g_call.instantiating = inst;
   int rc = run_guarded(inst, CALL_INSTANTIATE, 0, 0, 0, &ignored, err, errlen);
   sandbox_g_call.instantiating = NULL;
@@ -370,7 +373,6 @@ int sandbox_instance_new(struct sandbox_module *module, const struct sandbox_lim
     sandbox_instance_free(inst);
     return rc;
   }
-  inst->memory = module->shim->memory(inst->guest);
   rc = run_guarded(inst, CALL_ABI, 0, 0, 0, &abi, err, errlen);
   if (rc < 0) {
     sandbox_instance_free(inst);

@@ -241,6 +241,21 @@ TEST(loop_calling_host_hits_deadline) {
   CHECK(ms >= 99 && ms < 1000);
 }
 
+TEST(start_function_loop_hits_deadline_at_instantiation) {
+  char err[512] = "";
+  struct sandbox_module *m = NULL;
+  CHECK(load("start_loop", &m, err, sizeof err) == 0);
+  struct sandbox_limits lim = {.call_ms = 50};
+  struct sandbox_instance *inst = NULL;
+  int rc = sandbox_instance_new(m, &lim, NULL, &inst, err, sizeof err);
+  printf("# start_loop -> %d: %s\n", rc, err);
+  sandbox_module_free(m);
+  CHECK_EQ_INT(rc, REALM_E_TIMEOUT);
+  CHECK(inst == NULL);
+  CHECK_STR_CONTAINS(err, "deadline exceeded after 50 ms in instantiation");
+  CHECK(good_guest_works());
+}
+
 TEST(deep_recursion_exhausts_stack) {
   CHECK(expect_begin_fails("recursion", REALM_E_GUEST_TRAP, "guest trap 'stack_exhausted'", NULL));
 }
