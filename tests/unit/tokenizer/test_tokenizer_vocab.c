@@ -357,6 +357,9 @@ TEST(one_megabyte_input_encodes) {
   char *big = malloc(n);
   CHECK(big != NULL);
   for (size_t i = 0; i < n; i++) big[i] = chunk[i % cl];
+  static char word[256 * 1024];
+  size_t word_len = sizeof word;
+  for (size_t i = 0; i < word_len; i++) word[i] = "abcab"[i % 5];
   int loaded = 0;
   for (int f = 0; f < 4; f++) {
     struct vocab v;
@@ -367,12 +370,18 @@ TEST(one_megabyte_input_encodes) {
     loaded++;
     size_t cnt = 0;
     int rc = tok_encode(v.tok, big, n, 1, NULL, 0, &cnt);
+    /* One 256 KiB word (no pre-token boundary at all): the merge heap keeps it n log n. */
+    size_t cnt_word = 0;
+    int rc_word = tok_encode(v.tok, word, word_len, 0, NULL, 0, &cnt_word);
     int rt = rc == 0 ? round_trip(&v, big, n, all_vocabs[f]) : -1;
-    printf("# %s: 1 MiB -> %zu tokens\n", all_vocabs[f], cnt);
+    printf("# %s: 1 MiB -> %zu tokens; one 256 KiB word -> %zu tokens\n", all_vocabs[f], cnt,
+           cnt_word);
     vocab_free(&v);
     if (rc != 0 || rt != 0) free(big);
     CHECK_EQ_INT(rc, 0);
     CHECK(cnt > n / 16 && cnt < n);
+    CHECK_EQ_INT(rc_word, 0);
+    CHECK(cnt_word > 0 && cnt_word < word_len / 2);
     CHECK_EQ_INT(rt, 0);
   }
   free(big);

@@ -27,12 +27,12 @@
 #include <stdint.h>
 
 /* Bounds on what a caller may hand in; checked by tok_create() and tok_encode(). The text limit
- * keeps one encode call's scratch memory (about 30 bytes per input byte for SPM) inside a
- * guest's linear memory. */
+ * (the gateway's body limit) bounds one encode call's scratch memory, at worst about 55 bytes
+ * per input byte (SPM: symbol list plus candidate heap). */
 #define TOK_MAX_VOCAB (1u << 20)          /* tokens (same as REALM_MAX_VOCAB) */
 #define TOK_MAX_MERGES (1u << 24)         /* BPE merges (GGUF array limit) */
 #define TOK_MAX_TOKEN_BYTES 65536u        /* one token's or merge's text */
-#define TOK_MAX_TEXT_BYTES (8u << 20)     /* one tok_encode() input */
+#define TOK_MAX_TEXT_BYTES (4u << 20)     /* one tok_encode() input */
 
 /* tokenizer.ggml.model: "llama" -> SPM, "gpt2" -> BPE. */
 enum tok_model {
