@@ -372,3 +372,93 @@ TEST(stream_params_validated) {
   CHECK_STR_CONTAINS(err, "stop_tokens[0] = 100");
   CHECK(o == NULL);
 }
+
+/* ---- randomized cross-checks (fixed seed, bounded) ---- */
+
+static uint64_t lcg_next(uint64_t *s) {
+  *s = *s * 6364136223846793005ull + 1442695040888963407ull;
+  return *s >> 33;
+}
+
+/* Reference: the first byte position at which any stop ends; the longest such stop. */
+static size_t reference_stop(const char *text, const char *const *stops, size_t n_stops,
+                             int *ret_matched) {
+  size_t n = strlen(text);
+  for (size_t e = 1; e <= n; e++) {
+    size_t best = 0;
+    int which = -1;
+    for (size_t j = 0; j < n_stops; j++) {
+      size_t L = strlen(stops[j]);
+      if (L <= e && memcmp(text + e - L, stops[j], L) == 0 && L > best) {
+        best = L;
+        which = (int)j;
+      }
+    }
+    if (which >= 0) {
+      *ret_matched = which;
+      return e - best;
+    }
+  }
+  *ret_matched = -1;
+  return n;
+}
+
+TEST(stop_matcher_matches_reference_under_random_chunking) {
+  const char *stops[4] = {"aab", "abcab", "cc", "bab"};
+  uint64_t seed = 12345;
+  for (int iter = 0; iter < 2000; iter++) {
+    char text[64];
+    size_t n = 1 + lcg_next(&seed) % 40;
+    for (size_t i = 0; i < n; i++) text[i] = "abc"[lcg_next(&seed) % 3];
+    text[n] = '\0';
+    size_t n_stops = 1 + lcg_next(&seed) % 4;
+    int want_matched;
+    size_t want_len = reference_stop(text, stops, n_stops, &want_matched);
+    /* cut into random chunks */
+    char pieces[64][64];
+    const char *chunks[64];
+    size_t n_chunks = 0;
+    for (size_t i = 0; i < n;) {
+      size_t len = 1 + lcg_next(&seed) % 5;
+      if (len > n - i) len = n - i;
+      memcpy(pieces[n_chunks], text + i, len);
+      pieces[n_chunks][len] = '\0';
+      chunks[n_chunks] = pieces[n_chunks];
+      n_chunks++;
+      i += len;
+    }
+    struct collected c;
+    int matched = run_stop(stops, n_stops, chunks, n_chunks, &c);
+    if (matched != want_matched || c.len != want_len) printf("# text %s stops %zu\n", text, n_stops);
+    CHECK_EQ_INT(matched, want_matched);
+    CHECK_EQ_INT(c.len, want_len);
+    CHECK(memcmp(c.text, text, want_len) == 0);
+  }
+}
+
+TEST(utf8_stream_chunking_independent_random_bytes) {
+  uint64_t seed = 777;
+  for (int iter = 0; iter < 2000; iter++) {
+    uint8_t in[32];
+    size_t n = lcg_next(&seed) % 32;
+    /* bias towards bytes that make interesting sequences */
+    static const uint8_t pool[] = {'a', 0x80, 0x9F, 0xA0, 0xBF, 0xC2, 0xC3, 0xE0, 0xE2, 0xED,
+                                   0xEF, 0xF0, 0xF4, 0xF5, 0xFF, 0x82, 0xAC, 0x90, 0x98};
+    for (size_t i = 0; i < n; i++) in[i] = pool[lcg_next(&seed) % sizeof pool];
+    uint8_t whole[256], split[256];
+    const uint8_t *c1[1] = {in};
+    size_t l1[1] = {n};
+    int emits;
+    size_t a = run_utf8(c1, l1, 1, whole, &emits);
+    const uint8_t *cb[32];
+    size_t lb[32];
+    for (size_t i = 0; i < n; i++) {
+      cb[i] = in + i;
+      lb[i] = 1;
+    }
+    size_t b = run_utf8(cb, lb, n, split, &emits);
+    CHECK_EQ_INT(a, b);
+    CHECK(memcmp(whole, split, a) == 0);
+    CHECK(utf8_is_valid(whole, a));
+  }
+}
