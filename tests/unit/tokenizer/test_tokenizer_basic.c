@@ -8,6 +8,7 @@
 
 #include "realm/error.h"
 #include "realm_test.h"
+#include "tok_unicode.h"
 #include "tokenizer.h"
 
 /* ---- an SPM vocabulary: <unk> <s> </s>, 256 byte tokens, then a few pieces ---- */
@@ -349,4 +350,43 @@ TEST(create_rejects_bad_descriptions) {
   CHECK(t == (struct tok *)&v);
   CHECK_EQ_INT(tok_create(NULL, &t, err, sizeof err), REALM_E_INVALID_ARGUMENT);
   tok_destroy(NULL);
+}
+
+TEST(unicode_categories_from_generated_table) {
+  CHECK_EQ_INT(tok_ucat_of('A'), TOK_UCAT_L);
+  CHECK_EQ_INT(tok_ucat_of('z'), TOK_UCAT_L);
+  CHECK_EQ_INT(tok_ucat_of('7'), TOK_UCAT_N);
+  CHECK_EQ_INT(tok_ucat_of(0xbd), TOK_UCAT_N);    /* ½ is No */
+  CHECK_EQ_INT(tok_ucat_of(0x4e00), TOK_UCAT_L);  /* CJK ideograph */
+  CHECK_EQ_INT(tok_ucat_of(0x0301), TOK_UCAT_M);  /* combining acute */
+  CHECK_EQ_INT(tok_ucat_of('!'), TOK_UCAT_P);
+  CHECK_EQ_INT(tok_ucat_of('+'), TOK_UCAT_S);
+  CHECK_EQ_INT(tok_ucat_of(0x1f680), TOK_UCAT_S); /* rocket emoji is So */
+  CHECK_EQ_INT(tok_ucat_of(0x10ffff), TOK_UCAT_OTHER);
+  CHECK_EQ_INT(tok_ucat_of(TOK_CP_INVALID_BASE + 0xff), TOK_UCAT_OTHER);
+  CHECK(tok_is_whitespace(' ') && tok_is_whitespace('\n') && tok_is_whitespace(0x3000));
+  CHECK(tok_is_whitespace(0x85) && tok_is_whitespace(0x200a) && !tok_is_whitespace(0x200b));
+  CHECK(!tok_is_whitespace('a') && !tok_is_whitespace(0x1c));
+}
+
+TEST(utf8_decoder_never_fails) {
+  size_t l = 0;
+  const unsigned char ok4[] = {0xf0, 0x9f, 0x9a, 0x80};
+  CHECK_EQ_INT(tok_utf8_decode(ok4, 4, &l), 0x1f680);
+  CHECK_EQ_INT(l, 4);
+  const unsigned char trunc[] = {0xe4, 0xbd};
+  CHECK_EQ_INT(tok_utf8_decode(trunc, 2, &l), TOK_CP_INVALID_BASE + 0xe4);
+  CHECK_EQ_INT(l, 1);
+  const unsigned char stray[] = {0x80};
+  CHECK_EQ_INT(tok_utf8_decode(stray, 1, &l), TOK_CP_INVALID_BASE + 0x80);
+  CHECK_EQ_INT(l, 1);
+  const unsigned char broken[] = {0xc3, 0x28};
+  CHECK_EQ_INT(tok_utf8_decode(broken, 2, &l), TOK_CP_INVALID_BASE + 0xc3);
+  CHECK_EQ_INT(l, 1);
+  const unsigned char too_big[] = {0xf4, 0x90, 0x80, 0x80};
+  CHECK_EQ_INT(tok_utf8_decode(too_big, 4, &l), TOK_CP_INVALID_BASE + 0xf4);
+  char buf[4];
+  CHECK_EQ_INT(tok_utf8_encode(0x2581, buf), 3);
+  CHECK(memcmp(buf, "\xe2\x96\x81", 3) == 0);
+  CHECK(strlen(tok_unicode_version()) > 0);
 }
