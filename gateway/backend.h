@@ -1,0 +1,120 @@
+/*
+ * backend.h — the seam between the gateway's HTTP side and whatever generates text.
+ *
+ * The gateway validates a request, authenticates and admits it, then hands one
+ * struct gw_gen_request to backend->ops->submit() together with a struct gw_sink, the
+ * gateway-owned receiver of that request's events. The backend reports through three calls
+ * on the sink, from any thread:
+ *
+ *   gw_sink_token(sink, text, len)           zero or more times: generated text, in order
+ *   gw_sink_finish(sink, reason, &usage)     terminal: "stop" | "length" | "content_filter"...
+ *   gw_sink_error(sink, realm_code, message) terminal: the request failed
+ *
+ * Contract (numbered so implementations can cite it):
+ *  1. submit() returning < 0 means no event will ever arrive for that sink; the gateway
+ *     answers the client with that code and the message written to err.
+ *  2. submit() returning 0 means exactly one terminal event (finish or error) will follow,
+ *     also after cancel(). The sink stays valid until the terminal call returns; after it the
+ *     backend must not touch the sink again.
+ *  3. cancel() is called at most once, when the client went away; the backend should stop
+ *     work and then deliver its terminal event (an error with REALM_E_CANCELLED is fine).
+ *     cancel() can race with the terminal event from another thread: the sink pointer is
+ *     valid for the duration of the call, but a backend that has already finished the sink
+ *     must treat it as a no-op (look the sink up in its own table, never dereference blindly).
+ *  4. The request and every string it points to are valid only during submit(): copy what
+ *     you keep.
+ *  5. ready() answers /ready: true when this backend can serve (runners connected, model
+ *     loaded); when false it writes a short reason into why.
+ *
+ * The real implementation (ZeroMQ DEALER to the tenant's runner replicas, least outstanding
+ * requests, health pings) plugs in here; the product binary currently uses
+ * gw_backend_no_runner(), which refuses every request with 503 rather than pretend.
+ */
+#ifndef GW_BACKEND_H
+#define GW_BACKEND_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "realm/limits.h"
+
+enum gw_api_kind {
+  GW_API_CHAT = 1,       /* POST /v1/chat/completions */
+  GW_API_COMPLETION = 2, /* POST /v1/completions */
+};
+
+struct gw_chat_message {
+  const char *role;         /* "system" | "developer" | "user" | "assistant" | "tool" */
+  const char *content;      /* text; array-of-text-parts content is concatenated */
+  const char *name;         /* optional participant name, NULL if absent */
+  const char *tool_call_id; /* role "tool" only, NULL if absent */
+};
+
+struct gw_logit_bias {
+  int32_t token_id;
+  float bias; /* -100..100 */
+};
+
+/* One validated generation request. Optional fields carry a has_ flag; defaults are the
+ * backend's (the guest's sampler), not the gateway's. */
+struct gw_gen_request {
+  enum gw_api_kind kind;
+  const char *request_id; /* the x-request-id of the HTTP request */
+  const char *tenant_id;
+  const char *model;
+
+  const struct gw_chat_message *messages; /* GW_API_CHAT */
+  size_t n_messages;
+  const char *prompt; /* GW_API_COMPLETION */
+
+  uint32_t max_tokens; /* 0 = unset: generate until a stop condition or the context ends */
+  bool has_temperature;
+  double temperature; /* 0..2 */
+  bool has_top_p;
+  double top_p; /* (0, 1] */
+  const char *stop[REALM_MAX_STOP_SEQUENCES];
+  size_t n_stop;
+  bool has_seed;
+  int64_t seed;
+  double presence_penalty;  /* -2..2, 0 when unset */
+  double frequency_penalty; /* -2..2, 0 when unset */
+  const struct gw_logit_bias *logit_bias;
+  size_t n_logit_bias;
+  bool logprobs;
+  uint32_t top_logprobs; /* 0..20 */
+  const char *user;      /* end-user id for abuse tracking, NULL if absent */
+  bool stream;
+  bool include_usage;
+
+  uint32_t prompt_tokens_estimate; /* bytes/4 heuristic used for token-rate admission */
+};
+
+struct gw_usage {
+  uint32_t prompt_tokens;
+  uint32_t completion_tokens;
+};
+
+struct gw_sink; /* gateway-owned, opaque to backends */
+
+void gw_sink_token(struct gw_sink *sink, const char *text, size_t len);
+void gw_sink_finish(struct gw_sink *sink, const char *finish_reason, const struct gw_usage *usage);
+void gw_sink_error(struct gw_sink *sink, int realm_code, const char *message);
+
+struct gw_backend_ops {
+  int (*submit)(void *self, const struct gw_gen_request *req, struct gw_sink *sink, char *err,
+                size_t errlen);
+  void (*cancel)(void *self, struct gw_sink *sink);
+  bool (*ready)(void *self, char *why, size_t whylen);
+};
+
+struct gw_backend {
+  const struct gw_backend_ops *ops;
+  void *self;
+};
+
+/* The product's backend until the runner client lands: never ready, and every submit fails
+ * with REALM_E_UNAVAILABLE "no runner available for tenant X". */
+const struct gw_backend *gw_backend_no_runner(void);
+
+#endif

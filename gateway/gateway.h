@@ -1,0 +1,51 @@
+/*
+ * gateway.h — the gateway core as a library: an HTTP server (libmicrohttpd) serving the
+ * OpenAI-compatible API over a pluggable backend (backend.h). realm-gateway's main.c, realmctl
+ * and the tests all use this; nothing here prints — errors come back in err buffers or through
+ * the optional log callback.
+ */
+#ifndef GW_GATEWAY_H
+#define GW_GATEWAY_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "backend.h"
+#include "clock.h"
+
+enum gw_log_level { GW_LOG_ERROR = 0, GW_LOG_WARN = 1, GW_LOG_INFO = 2 };
+typedef void (*gw_log_fn)(void *ctx, enum gw_log_level level, const char *msg);
+
+struct gw_config {
+  const char *listen_addr;  /* IPv4 or IPv6 literal; NULL = "127.0.0.1" */
+  uint16_t port;            /* 0 = any free port (see gw_server_port) */
+  const char *tenants_path; /* required: the tenants JSON file */
+  const struct gw_backend *backend; /* required */
+
+  gw_clock_fn monotonic_ns; /* NULL = CLOCK_MONOTONIC */
+  gw_wall_clock_fn wall_s;  /* NULL = time() */
+  void *clock_ctx;
+
+  uint32_t keepalive_ms;         /* SSE keep-alive period; 0 = 15000 */
+  uint32_t connection_timeout_s; /* idle/slow client cut-off; 0 = REALM_HTTP_CONNECTION_TIMEOUT_S */
+  uint32_t max_connections;      /* 0 = REALM_HTTP_MAX_CONNECTIONS */
+  size_t max_body_bytes;         /* 0 = REALM_HTTP_MAX_BODY_BYTES */
+  uint32_t default_max_tokens_reserve; /* tokens reserved when max_tokens is unset; 0 = 1024 */
+
+  gw_log_fn log; /* NULL = silent */
+  void *log_ctx;
+};
+
+struct gw_server;
+
+/* Loads the tenants file and starts serving. Returns 0 or a negative code with err filled. */
+int gw_server_start(const struct gw_config *cfg, struct gw_server **ret_srv, char *err,
+                    size_t errlen);
+/* The port actually bound. */
+uint16_t gw_server_port(const struct gw_server *srv);
+/* Re-reads the tenants file; on any error the running configuration stays and err says why. */
+int gw_server_reload_tenants(struct gw_server *srv, char *err, size_t errlen);
+/* Stops accepting, closes connections (in-flight generations are cancelled), frees. */
+void gw_server_stop(struct gw_server *srv);
+
+#endif

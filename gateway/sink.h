@@ -1,0 +1,53 @@
+/*
+ * sink.h — the per-request event queue between a backend (any thread) and the HTTP
+ * connection thread that turns events into a response (the gw_sink of backend.h).
+ *
+ * Token texts are queued as separate pieces so each token becomes its own SSE chunk
+ * regardless of scheduling; the terminal event sets the state. An eventfd is signalled on every
+ * event so the connection thread can poll it together with the client socket and notice a
+ * disconnect while waiting. Refcounted: one reference for the HTTP side, one for the backend
+ * (dropped by the terminal event).
+ */
+#ifndef GW_SINK_H
+#define GW_SINK_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "backend.h"
+#include "buf.h"
+#include "clock.h"
+
+struct gw_sink_state {
+  bool done;   /* a terminal event arrived */
+  bool failed; /* ... and it was an error */
+  int err_code;
+  char err_msg[256];
+  char finish_reason[32];
+  bool has_usage;
+  struct gw_usage usage;
+  uint32_t n_tokens;       /* token events so far */
+  uint64_t first_token_ns; /* 0 = none yet */
+  uint64_t done_ns;
+};
+
+/* Creates a sink with two references (HTTP side + backend). */
+int gw_sink_create(gw_clock_fn clock, void *clock_ctx, struct gw_sink **ret);
+void gw_sink_unref(struct gw_sink *s);
+struct gw_sink *gw_sink_ref(struct gw_sink *s);
+
+/* Waits up to timeout_ms for an event. Returns 1 if an event may be pending, 0 on timeout,
+ * REALM_E_CANCELLED if client_fd (>= 0) shows the peer hung up. */
+int gw_sink_wait(struct gw_sink *s, int client_fd, int timeout_ms);
+
+/* Moves queued token pieces into pieces (each: uint32 length, bytes) and copies the state. */
+int gw_sink_take(struct gw_sink *s, struct gw_buf *pieces, struct gw_sink_state *ret_state);
+/* Iterates pieces taken by gw_sink_take; *off starts at 0. */
+bool gw_sink_next_piece(const struct gw_buf *pieces, size_t *off, const char **ret_text,
+                        size_t *ret_len);
+
+/* Marks the request cancelled by the client. True when the caller should call the backend's
+ * cancel (no terminal event yet and not cancelled before). */
+bool gw_sink_begin_cancel(struct gw_sink *s);
+
+#endif
