@@ -8,7 +8,7 @@ PACKAGES=(
   libzmq3-dev libprotobuf-c-dev protobuf-c-compiler
   libseccomp-dev libmicrohttpd-dev libjansson-dev libsodium-dev
   wabt clang lld wasi-libc libclang-rt-14-dev-wasm32
-  curl nodejs npm
+  curl nodejs npm docker-compose yamllint python3-yaml
 )
 
 missing=()

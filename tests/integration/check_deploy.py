@@ -1,0 +1,581 @@
+#!/usr/bin/env python3
+"""check_deploy.py — the semantic checks behind check_deploy.sh, one subcommand each.
+
+Each subcommand prints one line per problem, naming the file, the object and the field,
+and exits 1 if there was any (77: skipped, with the reason). Only the standard library,
+PyYAML (Debian python3-yaml) and libseccomp through ctypes are used, so it runs wherever
+the project builds. Usage: check_deploy.py compose|dockerfiles|seccomp|k8s|kustomize|tenants
+DEPLOY_DIR [EXTRA].
+"""
+import ctypes
+import ctypes.util
+import json
+import os
+import re
+import select
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+
+import yaml
+
+problems = []
+
+
+def bad(msg):
+    problems.append(msg)
+
+
+def load_yaml_docs(path):
+    with open(path, encoding="utf-8") as f:
+        return [d for d in yaml.safe_load_all(f) if d is not None]
+
+
+# ---- compose ------------------------------------------------------------------------------
+
+RUNNER_PREFIX = "runner-"
+
+
+def check_security_opts(name, svc, deploy, want_seccomp):
+    opts = svc.get("security_opt") or []
+    if "no-new-privileges:true" not in opts:
+        bad(f"compose: service {name}: security_opt lacks no-new-privileges:true")
+    seccomp = [o for o in opts if re.match(r"seccomp[=:]", o)]
+    if want_seccomp and not seccomp:
+        bad(f"compose: service {name}: no seccomp profile in security_opt")
+    for o in seccomp:
+        path = re.split(r"[=:]", o, maxsplit=1)[1]
+        if path != "unconfined" and not os.path.isfile(os.path.join(deploy, path)):
+            bad(f"compose: service {name}: seccomp profile '{path}' does not exist (relative to deploy/)")
+        if path == "unconfined":
+            bad(f"compose: service {name}: seccomp=unconfined")
+
+
+def check_compose_service(name, svc, deploy, files_seen):
+    build = svc.get("build")
+    if build:
+        ctx = os.path.normpath(os.path.join(deploy, build.get("context", ".")))
+        if not os.path.isdir(ctx):
+            bad(f"compose: service {name}: build.context '{build.get('context')}' is not a directory")
+        dockerfile = os.path.join(ctx, build.get("dockerfile", "Dockerfile"))
+        if not os.path.isfile(dockerfile):
+            bad(f"compose: service {name}: build.dockerfile '{build.get('dockerfile')}' does not exist")
+        elif build.get("target"):
+            stages = dockerfile_stages(dockerfile)
+            if build["target"] not in stages:
+                bad(f"compose: service {name}: build.target '{build['target']}' is not a stage of "
+                    f"{os.path.relpath(dockerfile, ctx)} (stages: {', '.join(stages)})")
+        files_seen.add(os.path.normpath(dockerfile))
+    for v in svc.get("volumes") or []:
+        src = v.split(":")[0] if isinstance(v, str) else v.get("source", "")
+        if src.startswith((".", "/")) and not os.path.exists(os.path.join(deploy, src)):
+            bad(f"compose: service {name}: bind-mount source '{src}' does not exist")
+    if svc.get("read_only") is not True:
+        bad(f"compose: service {name}: read_only is not true")
+    if svc.get("cap_drop") != ["ALL"]:
+        bad(f"compose: service {name}: cap_drop is not [ALL]")
+    if not svc.get("restart"):
+        bad(f"compose: service {name}: no restart policy")
+    if svc.get("privileged"):
+        bad(f"compose: service {name}: privileged")
+
+
+def check_compose(deploy):
+    base_path = os.path.join(deploy, "docker-compose.yml")
+    gpu_path = os.path.join(deploy, "docker-compose.gpu.yml")
+    base = load_yaml_docs(base_path)[0]
+    gpu = load_yaml_docs(gpu_path)[0]
+    services = base.get("services") or {}
+    files_seen = set()
+    for name, svc in services.items():
+        check_compose_service(name, svc, deploy, files_seen)
+        check_security_opts(name, svc, deploy, want_seccomp=name != "model-init")
+
+    runners = [n for n in services if n.startswith(RUNNER_PREFIX)]
+    for tenant in ("acme", "globex"):
+        if RUNNER_PREFIX + tenant not in services:
+            bad(f"compose: no runner service for example tenant '{tenant}'")
+    for name in runners:
+        svc = services[name]
+        # --scale needs several containers of one service: no fixed name, no host port.
+        if "container_name" in svc:
+            bad(f"compose: service {name}: container_name prevents --scale")
+        if svc.get("ports"):
+            bad(f"compose: service {name}: published ports prevent --scale")
+        if not any(str(t).startswith("/tmp") for t in svc.get("tmpfs") or []):
+            bad(f"compose: service {name}: no tmpfs for /tmp")
+        env = svc.get("environment") or {}
+        tenant = name[len(RUNNER_PREFIX):]
+        if env.get("REALM_TENANT") != tenant:
+            bad(f"compose: service {name}: REALM_TENANT is '{env.get('REALM_TENANT')}', not '{tenant}'")
+        if not any(str(v).startswith("ipc:") and str(v).endswith(":/run/realm") or v == "ipc:/run/realm"
+                   for v in svc.get("volumes") or []):
+            bad(f"compose: service {name}: the ipc volume is not mounted at /run/realm")
+        if "seccomp=./seccomp/runner.json" not in (svc.get("security_opt") or []):
+            bad(f"compose: service {name}: not confined by seccomp/runner.json")
+    worker = services.get("worker") or {}
+    if "ipc:/run/realm" not in (worker.get("volumes") or []):
+        bad("compose: service worker: the ipc volume is not mounted at /run/realm")
+    gw = services.get("gateway") or {}
+    hc = " ".join(map(str, (gw.get("healthcheck") or {}).get("test") or []))
+    if "/health" not in hc:
+        bad("compose: service gateway: healthcheck does not GET /health")
+    if not any(str(p).endswith(":8080") for p in gw.get("ports") or []):
+        bad("compose: service gateway: port 8080 is not published")
+    tenants_env = (gw.get("environment") or {}).get("REALM_TENANTS", "")
+    m = re.match(r"/etc/realm/config/\$\{REALM_TENANTS_FILE:-(.+)\}$", tenants_env)
+    if not m or not os.path.isfile(os.path.join(deploy, "config", m.group(1))):
+        bad(f"compose: service gateway: REALM_TENANTS '{tenants_env}' does not name a file in deploy/config")
+    for vol in ("ipc", "models"):
+        if vol not in (base.get("volumes") or {}):
+            bad(f"compose: named volume '{vol}' is not declared")
+
+    gw_worker = (gpu.get("services") or {}).get("worker") or {}
+    devices = (((gw_worker.get("deploy") or {}).get("resources") or {}).get("reservations") or {}).get("devices")
+    if devices != [{"driver": "nvidia", "count": 1, "capabilities": ["gpu"]}]:
+        bad(f"compose gpu override: worker GPU reservation is {devices!r}")
+    if not str(gw_worker.get("image", "")).endswith("-cuda"):
+        bad("compose gpu override: worker image is not the -cuda one")
+    if gw_worker.get("build"):
+        check_compose_service("worker (gpu)", dict(gw_worker, read_only=True, cap_drop=["ALL"],
+                                                   restart="x"), deploy, files_seen)
+    if set(gpu.get("services") or {}) - set(services):
+        bad("compose gpu override: defines services the base file does not have")
+
+
+# ---- Dockerfiles ----------------------------------------------------------------------------
+
+def dockerfile_stages(path):
+    with open(path, encoding="utf-8") as f:
+        return re.findall(r"^FROM\s+\S+\s+AS\s+(\S+)", f.read(), flags=re.M | re.I)
+
+
+def check_dockerfiles(deploy):
+    root = os.path.dirname(deploy)
+    ddir = os.path.join(deploy, "docker")
+    finals = {"Dockerfile": ["worker", "runner", "gateway", "tools"], "Dockerfile.cuda": ["worker"]}
+    for fname, wanted in finals.items():
+        path = os.path.join(ddir, fname)
+        if not os.path.isfile(path):
+            bad(f"{fname}: missing")
+            continue
+        if not os.path.isfile(path + ".dockerignore"):
+            bad(f"{fname}: no {fname}.dockerignore beside it (the context is the whole repository)")
+        text = open(path, encoding="utf-8").read()
+        # Split into stages; check each final stage for USER and ENTRYPOINT.
+        parts = re.split(r"^(?=FROM\s)", text, flags=re.M)
+        stages = {}
+        for p in parts:
+            m = re.match(r"FROM\s+\S+\s+AS\s+(\S+)", p, flags=re.I)
+            if m:
+                stages[m.group(1)] = p
+        for st in wanted:
+            body = stages.get(st)
+            if body is None:
+                bad(f"{fname}: no stage '{st}'")
+                continue
+            users = re.findall(r"^USER\s+(\S+)", body, flags=re.M)
+            if not users or users[-1].split(":")[0] in ("0", "root"):
+                bad(f"{fname}: stage '{st}' does not end as a non-root USER")
+            eps = re.findall(r"^ENTRYPOINT\s+(.*)$", body, flags=re.M)
+            if not eps:
+                bad(f"{fname}: stage '{st}' has no ENTRYPOINT")
+            else:
+                try:
+                    ep = json.loads(eps[-1])
+                    if not (isinstance(ep, list) and ep and ep[0].startswith("/")):
+                        raise ValueError
+                except ValueError:
+                    bad(f"{fname}: stage '{st}': ENTRYPOINT is not exec form with an absolute path")
+        for m in re.finditer(r"^FROM\s+(\S+)", text, flags=re.M):
+            img = m.group(1)
+            if img.startswith("${") or img in stages:
+                continue
+            if ":" not in img or img.endswith(":latest"):
+                bad(f"{fname}: base image '{img}' has no fixed tag")
+        for m in re.finditer(r"^ARG\s+\w*IMAGE=(\S+)", text, flags=re.M):
+            if ":" not in m.group(1) or m.group(1).endswith(":latest"):
+                bad(f"{fname}: default base image '{m.group(1)}' has no fixed tag")
+        # Files from the context that the build runs must exist in the repository.
+        for used in sorted(set(re.findall(r"\b((?:scripts|deploy)/[\w./-]+\.sh)\b", text))):
+            if not os.path.isfile(os.path.join(root, used)):
+                bad(f"{fname}: uses '{used}', which does not exist")
+    with open(os.path.join(ddir, "Dockerfile"), encoding="utf-8") as f:
+        text = f.read()
+    if "scripts/install-deps.sh" not in text:
+        bad("Dockerfile: the builder does not install dependencies with scripts/install-deps.sh")
+    if not re.search(r"^FROM\s+\$\{DEBIAN_IMAGE\}\s+AS\s+builder", text, flags=re.M) or \
+            not re.search(r"^ARG\s+DEBIAN_IMAGE=debian:12$", text, flags=re.M):
+        bad("Dockerfile: the builder is not FROM debian:12")
+    runner_stage = text.split("AS runner", 1)[1].split("\nFROM ", 1)[0]
+    if re.search(r"\b(gcc|clang|wabt|build-essential)\b", runner_stage):
+        bad("Dockerfile: the runner stage installs a compiler (modules are precompiled in the builder)")
+    with open(os.path.join(ddir, "Dockerfile.cuda"), encoding="utf-8") as f:
+        cuda = f.read()
+    if "-Dcuda=enabled" not in cuda:
+        bad("Dockerfile.cuda: does not configure with -Dcuda=enabled")
+    if not re.search(r"^FROM nvidia/cuda:\$\{CUDA_VERSION\}-runtime-", cuda, flags=re.M):
+        bad("Dockerfile.cuda: the worker stage is not based on an nvidia/cuda runtime image")
+
+
+# ---- seccomp ----------------------------------------------------------------------------------
+
+ARCH_TOKENS = {"SCMP_ARCH_X86_64": 0xC000003E, "SCMP_ARCH_AARCH64": 0xC00000B7}
+ACTIONS = {"SCMP_ACT_ALLOW", "SCMP_ACT_ERRNO", "SCMP_ACT_KILL", "SCMP_ACT_KILL_PROCESS",
+           "SCMP_ACT_KILL_THREAD", "SCMP_ACT_TRAP", "SCMP_ACT_TRACE", "SCMP_ACT_LOG"}
+OPS = {"SCMP_CMP_NE", "SCMP_CMP_LT", "SCMP_CMP_LE", "SCMP_CMP_EQ", "SCMP_CMP_GE", "SCMP_CMP_GT",
+       "SCMP_CMP_MASKED_EQ"}
+# What any of the three daemons cannot start or jail itself without.
+REQUIRED = ["execve", "openat", "mmap", "mprotect", "socket", "bind", "connect", "futex",
+            "clone", "seccomp", "prctl", "exit_group", "rt_sigreturn", "close", "read", "write"]
+
+
+def syscall_resolver():
+    name = ctypes.util.find_library("seccomp")
+    if not name:
+        return None
+    lib = ctypes.CDLL(name)
+    fn = lib.seccomp_syscall_resolve_name_arch
+    fn.argtypes = [ctypes.c_uint32, ctypes.c_char_p]
+    fn.restype = ctypes.c_int
+
+    def known(syscall):
+        return any(fn(tok, syscall.encode()) >= 0 for tok in ARCH_TOKENS.values())
+    return known
+
+
+def inner_filter_syscalls(seccomp_c):
+    """Syscalls the in-process sets allow (common/src/seccomp.c): {"name", KIND, "why"}."""
+    with open(seccomp_c, encoding="utf-8") as f:
+        text = f.read()
+    return sorted(set(re.findall(r'\{"([a-z0-9_]+)",\s*(?:A|NOEXEC|THREAD|SELF)\s*,', text)))
+
+
+def check_seccomp(deploy, seccomp_c):
+    known = syscall_resolver()
+    if known is None:
+        bad("seccomp: libseccomp not found through ctypes; cannot check syscall names")
+    inner = inner_filter_syscalls(seccomp_c) if os.path.isfile(seccomp_c) else []
+    if os.path.isfile(seccomp_c) and len(inner) < 20:
+        bad(f"seccomp: read only {len(inner)} syscalls from {seccomp_c}; its table format changed?")
+    for role in ("runner", "worker", "gateway"):
+        path = os.path.join(deploy, "seccomp", role + ".json")
+        try:
+            with open(path, encoding="utf-8") as f:
+                prof = json.load(f)
+        except (OSError, ValueError) as e:
+            bad(f"seccomp/{role}.json: {e}")
+            continue
+        where = f"seccomp/{role}.json"
+        if prof.get("defaultAction") != "SCMP_ACT_ERRNO":
+            bad(f"{where}: defaultAction is {prof.get('defaultAction')!r}, not SCMP_ACT_ERRNO")
+        for a in prof.get("archMap") or []:
+            if a.get("architecture") not in ARCH_TOKENS:
+                bad(f"{where}: archMap architecture {a.get('architecture')!r} is not x86-64/aarch64")
+        unconditional = {}
+        allowed = set()
+        for i, rule in enumerate(prof.get("syscalls") or []):
+            names = rule.get("names") or []
+            action = rule.get("action")
+            if not names:
+                bad(f"{where}: syscalls[{i}] has no names")
+            if action not in ACTIONS:
+                bad(f"{where}: syscalls[{i}] action {action!r} is not a Docker seccomp action")
+            if not rule.get("comment"):
+                bad(f"{where}: syscalls[{i}] ({', '.join(names[:3])}...) has no comment saying why")
+            for arg in rule.get("args") or []:
+                if arg.get("op") not in OPS or not isinstance(arg.get("index"), int) or \
+                        not 0 <= arg["index"] <= 5 or not isinstance(arg.get("value"), int):
+                    bad(f"{where}: syscalls[{i}] has a malformed args entry {arg!r}")
+            for n in names:
+                if known and not known(n):
+                    bad(f"{where}: syscalls[{i}]: '{n}' is not a syscall on x86-64 or aarch64")
+                if action == "SCMP_ACT_ALLOW":
+                    allowed.add(n)
+                    if not rule.get("args"):
+                        if n in unconditional:
+                            bad(f"{where}: '{n}' allowed twice (syscalls[{unconditional[n]}] and [{i}])")
+                        unconditional[n] = i
+        for n in REQUIRED:
+            if n not in allowed:
+                bad(f"{where}: '{n}' is not allowed; the daemon cannot start or jail itself")
+        # The outer (container) layer must not refuse what the inner (process) layer allows.
+        for n in inner:
+            if n not in allowed and (not known or known(n)):
+                bad(f"{where}: '{n}' is allowed by common/src/seccomp.c sets but refused here")
+
+
+# ---- Kubernetes ---------------------------------------------------------------------------------
+
+WORKLOADS = {"Deployment", "DaemonSet", "StatefulSet", "Job"}
+
+
+def check_container(where, c, is_init):
+    sc = c.get("securityContext") or {}
+    if sc.get("readOnlyRootFilesystem") is not True:
+        bad(f"{where}: container {c.get('name')}: readOnlyRootFilesystem is not true")
+    if sc.get("allowPrivilegeEscalation") is not False:
+        bad(f"{where}: container {c.get('name')}: allowPrivilegeEscalation is not false")
+    if (sc.get("capabilities") or {}).get("drop") != ["ALL"]:
+        bad(f"{where}: container {c.get('name')}: capabilities.drop is not [ALL]")
+    res = c.get("resources") or {}
+    if not res.get("requests") or not (res.get("limits") or {}).get("memory"):
+        bad(f"{where}: container {c.get('name')}: needs resource requests and a memory limit")
+    if sc.get("privileged"):
+        bad(f"{where}: container {c.get('name')}: privileged")
+    if sc.get("runAsUser") == 0 and not is_init:
+        bad(f"{where}: container {c.get('name')}: runs as root")
+
+
+def check_workload(where, doc, deploy):
+    spec = doc.get("spec") or {}
+    pod = (spec.get("template") or {}).get("spec") or {}
+    psc = pod.get("securityContext") or {}
+    if psc.get("runAsNonRoot") is not True:
+        bad(f"{where}: pod securityContext.runAsNonRoot is not true")
+    prof = psc.get("seccompProfile") or {}
+    if prof.get("type") not in ("RuntimeDefault", "Localhost"):
+        bad(f"{where}: pod seccompProfile is {prof!r}")
+    if prof.get("type") == "Localhost":
+        base = os.path.basename(prof.get("localhostProfile", ""))
+        if not os.path.isfile(os.path.join(deploy, "seccomp", base)):
+            bad(f"{where}: localhostProfile '{prof.get('localhostProfile')}' has no deploy/seccomp/{base}")
+    if pod.get("automountServiceAccountToken") is not False:
+        bad(f"{where}: automountServiceAccountToken is not false")
+    for c in pod.get("initContainers") or []:
+        check_container(where, c, True)
+    containers = pod.get("containers") or []
+    for c in containers:
+        check_container(where, c, False)
+    return pod, containers
+
+
+def check_k8s(deploy):
+    k8s = os.path.join(deploy, "k8s")
+    objects = {}
+    kustomizations = []
+    for dirpath, _, files in os.walk(k8s):
+        for fn in sorted(files):
+            if not fn.endswith((".yaml", ".yml")):
+                continue
+            path = os.path.join(dirpath, fn)
+            rel = os.path.relpath(path, deploy)
+            try:
+                docs = load_yaml_docs(path)
+            except yaml.YAMLError as e:
+                bad(f"{rel}: not YAML: {e}")
+                continue
+            for i, d in enumerate(docs):
+                where = f"{rel}[{i}]"
+                if not isinstance(d, dict):
+                    bad(f"{where}: not a mapping")
+                    continue
+                if d.get("kind") == "Kustomization":
+                    kustomizations.append((path, d))
+                    continue
+                for field in ("apiVersion", "kind"):
+                    if not d.get(field):
+                        bad(f"{where}: no {field}")
+                name = (d.get("metadata") or {}).get("name")
+                if not name:
+                    bad(f"{where}: no metadata.name")
+                if "overlays" in rel.split(os.sep):
+                    continue  # patches are partial by design; kustomize checks them
+                objects[(d.get("kind"), name)] = (where, d)
+    for path, k in kustomizations:
+        rel = os.path.relpath(path, deploy)
+        base = os.path.dirname(path)
+        for r in k.get("resources") or []:
+            if not os.path.exists(os.path.join(base, r)):
+                bad(f"{rel}: resource '{r}' does not exist")
+        for p in k.get("patches") or []:
+            if "path" in p and not os.path.isfile(os.path.join(base, p["path"])):
+                bad(f"{rel}: patch '{p['path']}' does not exist")
+        listed = {os.path.normpath(os.path.join(base, r)) for r in k.get("resources") or []}
+        for fn in os.listdir(base):
+            full = os.path.join(base, fn)
+            if fn.endswith(".yaml") and fn != "kustomization.yaml" and full not in listed and \
+                    not any(full == os.path.normpath(os.path.join(base, p.get("path", "")))
+                            for p in k.get("patches") or []):
+                bad(f"{rel}: {fn} is in the directory but not listed")
+    if not kustomizations:
+        bad("k8s: no kustomization.yaml")
+
+    for (kind, name), (where, d) in objects.items():
+        if kind != "Namespace" and (d.get("metadata") or {}).get("namespace") != "realm":
+            bad(f"{where}: {kind} {name} is not in namespace realm")
+        if kind in WORKLOADS:
+            check_workload(where, d, deploy)
+
+    def need(kind, name):
+        o = objects.get((kind, name))
+        if not o:
+            bad(f"k8s: no {kind} {name}")
+        return o[1] if o else {}
+
+    need("Namespace", "realm")
+    need("ConfigMap", "realm-config")
+    worker = need("DaemonSet", "realm-worker")
+    wpod = ((worker.get("spec") or {}).get("template") or {}).get("spec") or {}
+    wc = (wpod.get("containers") or [{}])[0]
+    if str(((wc.get("resources") or {}).get("limits") or {}).get("nvidia.com/gpu")) != "1":
+        bad("k8s: realm-worker does not limit nvidia.com/gpu to 1")
+    if not wpod.get("nodeSelector") or not wpod.get("tolerations"):
+        bad("k8s: realm-worker has no GPU nodeSelector/tolerations")
+    need("Service", "realm-worker")
+    runner = need("Deployment", "realm-runner-acme")
+    rpod = ((runner.get("spec") or {}).get("template") or {}).get("spec") or {}
+    if ((rpod.get("securityContext") or {}).get("seccompProfile") or {}).get("type") != "Localhost":
+        bad("k8s: realm-runner-acme does not use a Localhost seccomp profile")
+    need("Service", "realm-runner-acme")
+    hpa = need("HorizontalPodAutoscaler", "realm-runner-acme")
+    if hpa and hpa.get("apiVersion") != "autoscaling/v2":
+        bad(f"k8s: HPA apiVersion is {hpa.get('apiVersion')}, not autoscaling/v2")
+    if hpa and ((hpa.get("spec") or {}).get("scaleTargetRef") or {}).get("name") != "realm-runner-acme":
+        bad("k8s: HPA does not target realm-runner-acme")
+    gw = need("Deployment", "realm-gateway")
+    gpod = ((gw.get("spec") or {}).get("template") or {}).get("spec") or {}
+    gc = (gpod.get("containers") or [{}])[0]
+    if ((gc.get("livenessProbe") or {}).get("httpGet") or {}).get("path") != "/health":
+        bad("k8s: realm-gateway liveness probe is not GET /health")
+    if ((gc.get("readinessProbe") or {}).get("httpGet") or {}).get("path") != "/ready":
+        bad("k8s: realm-gateway readiness probe is not GET /ready")
+    need("Service", "realm-gateway")
+    secret = need("Secret", "realm-tenants")
+    if secret:
+        check_tenants_text("k8s Secret realm-tenants", (secret.get("stringData") or {}).get("tenants.json", ""))
+
+
+def check_kustomize(deploy):
+    kubectl = shutil.which("kubectl")
+    if not kubectl:
+        print("kubectl is not installed (optional)")
+        sys.exit(77)
+    for d in ("base", os.path.join("overlays", "worker-tcp")):
+        r = subprocess.run([kubectl, "kustomize", os.path.join(deploy, "k8s", d)],
+                           capture_output=True, text=True, timeout=60)
+        if r.returncode != 0:
+            bad(f"kubectl kustomize k8s/{d}: {r.stderr.strip()[:500]}")
+            continue
+        kinds = [d_.get("kind") for d_ in yaml.safe_load_all(r.stdout) if d_]
+        if "DaemonSet" not in kinds or "HorizontalPodAutoscaler" not in kinds:
+            bad(f"kubectl kustomize k8s/{d}: rendered only {kinds}")
+        if d != "base" and "hostPath" in r.stdout:
+            bad(f"kubectl kustomize k8s/{d}: the tcp overlay still mounts a hostPath")
+
+
+# ---- tenants files --------------------------------------------------------------------------
+
+HASH_RE = re.compile(r"^[0-9a-f]{64}$")
+PLAINTEXT_FIELDS = {"key", "keys", "api_key", "api_keys", "secret", "token"}
+
+
+def check_tenants_text(where, text):
+    try:
+        tenants = json.loads(text)
+    except ValueError as e:
+        bad(f"{where}: not JSON: {e}")
+        return None
+    if not isinstance(tenants, list) or not tenants:
+        bad(f"{where}: not a non-empty JSON array")
+        return None
+    for i, t in enumerate(tenants):
+        for h in t.get("key_hashes") or []:
+            if not HASH_RE.match(str(h)):
+                bad(f"{where}: tenant[{i}] key_hashes entry '{h}' is not 64 lowercase hex (SHA-256)")
+        for f in PLAINTEXT_FIELDS & set(t):
+            bad(f"{where}: tenant[{i}] has a '{f}' field: only key hashes may be stored")
+        if not t.get("key_hashes"):
+            bad(f"{where}: tenant[{i}] has no key_hashes")
+    return tenants
+
+
+def gateway_accepts(gateway, path, where):
+    """Starts realm-gateway on an ephemeral loopback port with the tenants file, waits for its
+    'listening' line (bounded), then GET /health must be 200; stops it with SIGTERM."""
+    proc = subprocess.Popen([gateway, "--tenants", path, "--listen", "127.0.0.1", "--port", "0"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 10
+        port = None
+        log = []
+        while time.monotonic() < deadline and port is None:
+            ready, _, _ = select.select([proc.stderr], [], [], max(0.0, deadline - time.monotonic()))
+            if not ready:
+                break
+            line = proc.stderr.readline()
+            if not line:
+                break
+            log.append(line.strip())
+            m = re.search(r"listening on \S+ port (\d+)", line)
+            if m:
+                port = int(m.group(1))
+        if port is None:
+            bad(f"{where}: realm-gateway did not start with it: {' | '.join(log)[:400]}")
+            return
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=5) as r:
+            if r.status != 200:
+                bad(f"{where}: GET /health answered {r.status}")
+    except OSError as e:
+        bad(f"{where}: GET /health failed: {e}")
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def check_tenants(deploy, build):
+    files = []
+    example = os.path.join(deploy, "config", "tenants.example.json")
+    with open(example, encoding="utf-8") as f:
+        files.append(("config/tenants.example.json", f.read()))
+    for d in load_yaml_docs(os.path.join(deploy, "k8s", "base", "secret-tenants.yaml")):
+        files.append(("k8s/base/secret-tenants.yaml", (d.get("stringData") or {}).get("tenants.json", "")))
+    for where, text in files:
+        check_tenants_text(where, text)
+    gateway = os.path.join(build, "gateway", "realm-gateway") if build else ""
+    if not gateway or not os.access(gateway, os.X_OK):
+        if problems:
+            return
+        print(f"realm-gateway not built ({gateway or 'REALM_BUILD_ROOT unset'}); parser check skipped")
+        sys.exit(77)
+    with tempfile.TemporaryDirectory() as tmp:
+        for where, text in files:
+            path = os.path.join(tmp, "tenants.json")
+            with open(path, "w", encoding="utf-8") as f:
+                f.write(text)
+            gateway_accepts(gateway, path, where)
+
+
+def main():
+    if len(sys.argv) < 3:
+        print(__doc__)
+        return 2
+    cmd, deploy = sys.argv[1], os.path.abspath(sys.argv[2])
+    extra = sys.argv[3] if len(sys.argv) > 3 else ""
+    checks = {
+        "compose": lambda: check_compose(deploy),
+        "dockerfiles": lambda: check_dockerfiles(deploy),
+        "seccomp": lambda: check_seccomp(deploy, extra),
+        "k8s": lambda: check_k8s(deploy),
+        "kustomize": lambda: check_kustomize(deploy),
+        "tenants": lambda: check_tenants(deploy, extra),
+    }
+    if cmd not in checks:
+        print(f"unknown check '{cmd}'")
+        return 2
+    checks[cmd]()
+    for p in problems:
+        print(p)
+    return 1 if problems else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
