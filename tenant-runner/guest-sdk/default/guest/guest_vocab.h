@@ -1,0 +1,50 @@
+/*
+ * guest_vocab.h — the default guest's tokenizer, built from the vocabulary the host exposes.
+ *
+ * ABI v1 gives a guest the vocabulary one token at a time (realm_vocab_size, realm_token_piece,
+ * realm_token_info: text, score, kind) and a few model facts (realm_model_info: n_vocab, bos,
+ * eos, n_ctx, vocab_kind). That is everything a SentencePiece tokenizer needs. A byte-level BPE
+ * tokenizer also needs the merge list and the pre-tokenizer name, which ABI v1 does not expose:
+ * for BPE vocabularies the merges are reconstructed from the vocabulary (see guest_vocab.c and
+ * docs/default-guest.md) and the GPT-2 pre-tokenizer is assumed.
+ *
+ * Building reads every token through the imports, so it is done once per instance and the
+ * result is kept for all of the instance's requests (the vocabulary of an instance's model
+ * never changes). Guest-only code: it calls host imports, so it compiles only for wasm32.
+ */
+#ifndef REALM_GUEST_VOCAB_H
+#define REALM_GUEST_VOCAB_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "realm_guest.h"
+#include "tokenizer.h"
+
+struct guest_vocab {
+  struct tok *tok;
+  struct realm_model_info info; /* as the host filled it (fields past struct_bytes are 0) */
+  int32_t n_vocab;
+  int add_bos;        /* prepend BOS to a plain prompt (SPM vocabularies with a BOS) */
+  int32_t *control;   /* [n_control] CONTROL tokens with non-empty text, longest text first:
+                         the tokens a chat template may spell ("<|im_start|>", "<s>") */
+  size_t n_control;
+  uint32_t n_merges;  /* BPE: merges reconstructed from the vocabulary */
+};
+
+/* Reads the vocabulary through the host imports and builds the tokenizer. Returns 0 and
+ * *ret_vocab, or a negative realm error with a message (REALM_E_UNSUPPORTED for a vocabulary
+ * kind the host does not declare, REALM_E_BAD_MODEL for inconsistent host answers,
+ * REALM_E_NOMEM, or what tok_create returns). */
+int guest_vocab_load(struct guest_vocab **ret_vocab, char *err, size_t errlen);
+void guest_vocab_free(struct guest_vocab *v); /* accepts NULL */
+
+/* Tokenizes text[0..len) into a malloc'ed array (*ret_ids, *ret_n; free it). BOS first when
+ * add_bos and the vocabulary has one. With parse_special, occurrences of CONTROL token texts
+ * become those tokens (for prompts rendered by a chat template, whose markers are control
+ * tokens); without it they are tokenized as text, so a client cannot inject them. */
+int guest_vocab_encode(const struct guest_vocab *v, const char *text, size_t len, int add_bos,
+                       int parse_special, int32_t **ret_ids, size_t *ret_n, char *err,
+                       size_t errlen);
+
+#endif /* REALM_GUEST_VOCAB_H */

@@ -1,0 +1,326 @@
+/*
+ * guest_test_host.c — the runner + worker test double behind test_default_guest.c.
+ *
+ * One struct gth per test program: stories260K.gguf read with the GGUF reader, bound by the
+ * engine (CPU, one thread, a small KV pool), the vocabulary arrays served to the guest, and one
+ * sandbox instance of default.wasm. gth_run drives a request exactly as the ABI describes
+ * (feed_tokens queues input; the host forwards the queue and calls realm_on_logits with the
+ * logits of its last token; a returned token is queued next) with a hard bound on steps so a
+ * misbehaving guest cannot hang the test.
+ */
+#include "guest_test_host.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "gguf.h"
+#include "llama.h"
+#include "realm/error.h"
+#include "tokenizer.h"
+
+#define GTH_MAX_STEPS 2100 /* above the guest's default limit for this model's context */
+
+struct gth {
+  struct gguf_file *f;
+  struct engine_model *m;
+  struct engine *e;
+  uint32_t n_vocab, n_ctx;
+  int32_t bos, eos;
+  const struct gguf_kv *kv_tokens;
+  float *scores;   /* [n_vocab] */
+  int32_t *types;  /* [n_vocab] */
+  struct tok_bytes *tok_texts;
+  struct tok *native;
+  struct sandbox_module *module;
+  struct sandbox_instance *inst;
+  struct sandbox_host host;
+  uint64_t piece_calls;
+  /* the request being run */
+  uint32_t req_id;
+  struct gth_result *res;
+  int32_t pending[GTH_MAX_TOKENS];
+  uint32_t n_pending;
+  int feeds;
+  int32_t force[64];
+  uint32_t n_force, i_force;
+};
+
+static int utf8_valid(const char *s, size_t n) {
+  const unsigned char *p = (const unsigned char *)s;
+  size_t i = 0;
+  while (i < n) {
+    unsigned c = p[i], need, min;
+    if (c < 0x80) { i++; continue; }
+    if (c >= 0xc2 && c <= 0xdf) { need = 1; min = 0x80; }
+    else if (c >= 0xe0 && c <= 0xef) { need = 2; min = 0x800; }
+    else if (c >= 0xf0 && c <= 0xf4) { need = 3; min = 0x10000; }
+    else return 0;
+    if (n - i <= need) return 0;
+    unsigned cp = c & (0x3f >> need);
+    for (unsigned k = 1; k <= need; k++) {
+      if ((p[i + k] & 0xc0) != 0x80) return 0;
+      cp = cp << 6 | (p[i + k] & 0x3f);
+    }
+    if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff)) return 0;
+    i += need + 1;
+  }
+  return 1;
+}
+
+static void append_text(struct gth *g, const char *text, uint32_t len) {
+  struct gth_result *r = g->res;
+  if (!utf8_valid(text, len)) r->bad_utf8_chunk = 1;
+  size_t room = sizeof r->text - 1 - r->text_len;
+  size_t n = len < room ? len : room;
+  memcpy(r->text + r->text_len, text, n);
+  r->text_len += n;
+  r->text[r->text_len] = '\0';
+}
+
+/* ---- host callbacks ---- */
+
+static int cb_model_info(void *user, struct realm_model_info *out) {
+  struct gth *g = user;
+  memset(out, 0, sizeof *out);
+  out->struct_bytes = sizeof *out;
+  out->n_vocab = g->n_vocab;
+  out->bos = g->bos;
+  out->eos = g->eos;
+  out->n_ctx = g->n_ctx;
+  out->n_embd = g->m->hp.dim;
+  out->n_layer = g->m->hp.n_layer;
+  out->vocab_kind = REALM_GUEST_VOCAB_SPM;
+  snprintf(out->arch, sizeof out->arch, "llama");
+  return 0;
+}
+
+static int cb_token_piece(void *user, int32_t token, const char **ret_piece, uint32_t *ret_len) {
+  struct gth *g = user;
+  g->piece_calls++;
+  if (token < 0 || (uint32_t)token >= g->n_vocab) return REALM_GUEST_E_NOT_FOUND;
+  *ret_piece = g->tok_texts[token].data;
+  *ret_len = g->tok_texts[token].len;
+  return 0;
+}
+
+static int cb_token_info(void *user, int32_t token, struct realm_token_info *out) {
+  struct gth *g = user;
+  if (token < 0 || (uint32_t)token >= g->n_vocab) return REALM_GUEST_E_NOT_FOUND;
+  out->score = g->scores[token];
+  out->kind = g->types[token];
+  return 0;
+}
+
+static int cb_feed_tokens(void *user, uint32_t req_id, const int32_t *tokens, uint32_t n) {
+  struct gth *g = user;
+  if (req_id != g->req_id || n > GTH_MAX_TOKENS - g->n_pending) return REALM_GUEST_E_INVALID;
+  for (uint32_t i = 0; i < n; i++)
+    if (tokens[i] < 0 || (uint32_t)tokens[i] >= g->n_vocab) return REALM_GUEST_E_INVALID;
+  memcpy(g->pending + g->n_pending, tokens, n * sizeof *tokens);
+  g->n_pending += n;
+  if (g->feeds++ == 0) {
+    memcpy(g->res->fed, tokens, n * sizeof *tokens);
+    g->res->n_fed = n;
+  }
+  return 0;
+}
+
+static int cb_emit_text(void *user, uint32_t req_id, const char *text, uint32_t len) {
+  struct gth *g = user;
+  if (req_id != g->req_id) return REALM_GUEST_E_INVALID;
+  append_text(g, text, len);
+  return 0;
+}
+
+static int cb_emit_token(void *user, uint32_t req_id, int32_t token, float logprob,
+                         const char *text, uint32_t len) {
+  struct gth *g = user;
+  struct gth_result *r = g->res;
+  if (req_id != g->req_id) return REALM_GUEST_E_INVALID;
+  if (r->n_tokens < GTH_MAX_TOKENS) {
+    r->tokens[r->n_tokens] = token;
+    r->logprobs[r->n_tokens] = logprob;
+  }
+  r->n_tokens++;
+  if (len == 0) r->n_empty_token_text++;
+  append_text(g, text, len);
+  return 0;
+}
+
+static void cb_log(void *user, int level, const char *msg, uint32_t len) {
+  struct gth *g = user;
+  struct gth_result *r = g->res;
+  (void)level;
+  if (!r) return;
+  size_t used = strlen(r->log), room = sizeof r->log - 1 - used;
+  snprintf(r->log + used, room + 1, "%.*s\n", (int)len, msg);
+  const char *p = memmem(msg, len, "reason=", 7);
+  if (p && memmem(msg, len, "finish req=", 11)) {
+    size_t k = 0;
+    p += 7;
+    while (p + k < msg + len && p[k] != ' ' && k + 1 < sizeof r->finish) k++;
+    memcpy(r->finish, p, k);
+    r->finish[k] = '\0';
+  }
+}
+
+/* ---- setup ---- */
+
+int gth_open(struct gth **ret, char *err, size_t errlen) {
+  char path[1024];
+  snprintf(path, sizeof path, "%s/gguf/stories260K.gguf", getenv("REALM_MODELS_DIR") ? getenv("REALM_MODELS_DIR") : "../shared/models");
+  const char *wasm = getenv("REALM_DEFAULT_GUEST_WASM");
+  const char *cache = getenv("REALM_GUEST_CACHE_DIR");
+  FILE *probe = fopen(path, "rb");
+  if (!probe || !wasm || !cache) {
+    if (probe) fclose(probe);
+    snprintf(err, errlen, "stories260K.gguf or REALM_DEFAULT_GUEST_WASM/REALM_GUEST_CACHE_DIR missing");
+    return 1;
+  }
+  fclose(probe);
+  mkdir(cache, 0700); /* the sandbox wants a private cache dir; EEXIST is fine */
+  struct gth *g = calloc(1, sizeof *g);
+  if (!g) return REALM_E_NOMEM;
+  int rc = gguf_open(path, &g->f, err, errlen);
+  if (rc == 0) rc = engine_model_load(g->f, &g->m, err, errlen);
+  if (rc == 0) {
+    struct engine_config cfg = {.n_threads = 1, .kv_blocks = 160};
+    rc = engine_create(g->m, &cfg, &g->e, err, errlen);
+  }
+  if (rc < 0) goto fail;
+  g->n_vocab = g->m->hp.n_vocab;
+  g->n_ctx = g->m->hp.n_ctx;
+  g->bos = (int32_t)g->m->hp.bos_id;
+  g->eos = (int32_t)g->m->hp.eos_id;
+  g->kv_tokens = gguf_find_kv(g->f, "tokenizer.ggml.tokens");
+  const struct gguf_kv *ks = gguf_find_kv(g->f, "tokenizer.ggml.scores");
+  const struct gguf_kv *ky = gguf_find_kv(g->f, "tokenizer.ggml.token_type");
+  if (!g->kv_tokens || g->kv_tokens->v.arr.count != g->n_vocab || !ks || !ky) {
+    snprintf(err, errlen, "stories260K: tokenizer arrays missing or sized wrong");
+    rc = REALM_E_BAD_MODEL;
+    goto fail;
+  }
+  g->scores = calloc(g->n_vocab, sizeof *g->scores);
+  g->types = calloc(g->n_vocab, sizeof *g->types);
+  g->tok_texts = calloc(g->n_vocab, sizeof *g->tok_texts);
+  if (!g->scores || !g->types || !g->tok_texts) {
+    rc = REALM_E_NOMEM;
+    goto fail;
+  }
+  for (uint32_t i = 0; i < g->n_vocab; i++) {
+    struct gguf_str s = gguf_arr_str(g->kv_tokens, i);
+    g->tok_texts[i] = (struct tok_bytes){s.data, (uint32_t)s.len};
+    int64_t t = 1;
+    gguf_arr_f32(ks, i, &g->scores[i]);
+    gguf_arr_i64(ky, i, &t);
+    g->types[i] = (int32_t)t;
+  }
+  struct tok_desc d = {
+      .model = TOK_MODEL_SPM, .n_tokens = g->n_vocab, .tokens = g->tok_texts,
+      .scores = g->scores, .types = g->types, .bos_id = g->bos, .eos_id = g->eos,
+      .unk_id = 0, .add_space_prefix = 1,
+  };
+  if ((rc = tok_create(&d, &g->native, err, errlen)) < 0) goto fail;
+  g->host = (struct sandbox_host){
+      .user = g,
+      .model_info = cb_model_info,
+      .token_piece = cb_token_piece,
+      .token_info = cb_token_info,
+      .feed_tokens = cb_feed_tokens,
+      .emit_text = cb_emit_text,
+      .emit_token = cb_emit_token,
+      .log = cb_log,
+  };
+  if ((rc = sandbox_module_load_file(wasm, cache, &g->module, err, errlen)) < 0) goto fail;
+  /* A generous per-call deadline: the first request builds the tokenizer, and the test may
+   * run under valgrind or a loaded machine; the default (200 ms) is checked separately. */
+  struct sandbox_limits lim = {.call_ms = 5000, .seed = 7};
+  if ((rc = sandbox_instance_new(g->module, &lim, &g->host, &g->inst, err, errlen)) < 0) goto fail;
+  *ret = g;
+  return 0;
+fail:
+  gth_close(g);
+  return rc < 0 ? rc : REALM_E_INTERNAL;
+}
+
+void gth_close(struct gth *g) {
+  if (!g) return;
+  sandbox_instance_free(g->inst);
+  sandbox_module_free(g->module);
+  tok_destroy(g->native);
+  free(g->scores);
+  free(g->types);
+  free(g->tok_texts);
+  engine_destroy(g->e);
+  engine_model_free(g->m);
+  gguf_close(g->f);
+  free(g);
+}
+
+void gth_force(struct gth *g, const int32_t *force, uint32_t n) {
+  g->n_force = n < 64 ? n : 64;
+  memcpy(g->force, force, g->n_force * sizeof *force);
+  g->i_force = 0;
+}
+
+uint32_t gth_n_vocab(const struct gth *g) {
+  return g->n_vocab;
+}
+
+uint64_t gth_token_piece_calls(const struct gth *g) {
+  return g->piece_calls;
+}
+
+struct tok *gth_native_tok(struct gth *g) {
+  return g->native;
+}
+
+int gth_run(struct gth *g, const uint8_t *blob, uint32_t len, struct gth_result *res, char *err,
+            size_t errlen) {
+  memset(res, 0, sizeof *res);
+  g->res = res;
+  g->req_id++;
+  g->n_pending = 0;
+  g->feeds = 0;
+  struct kv_seq *seq = NULL;
+  float *logits = malloc(g->n_vocab * sizeof *logits);
+  int rc = logits ? kv_seq_open(engine_kv(g->e), NULL, &seq) : REALM_E_NOMEM;
+  if (rc < 0) {
+    snprintf(err, errlen, "kv_seq_open/logits: %d", rc);
+    goto out;
+  }
+  rc = sandbox_call_request_begin(g->inst, g->req_id, blob, len, &res->begin_status, err, errlen);
+  if (rc < 0 || res->begin_status != 0) goto end;
+  for (int step = 0; step < GTH_MAX_STEPS && g->n_pending > 0; step++) {
+    struct engine_seq_step s = {.seq = seq, .pos = kv_seq_len(seq), .tokens = g->pending,
+                                .n_tokens = g->n_pending};
+    struct engine_batch b = {.seqs = &s, .n_seqs = 1};
+    if ((rc = engine_forward(g->e, &b, logits, err, errlen)) < 0) goto end;
+    g->n_pending = 0;
+    if (g->i_force < g->n_force) {
+      for (uint32_t i = 0; i < g->n_vocab; i++) logits[i] = -1e9f;
+      logits[g->force[g->i_force++]] = 0.0f;
+    }
+    int32_t action;
+    rc = sandbox_call_logits(g->inst, g->req_id, logits, g->n_vocab, &action, err, errlen);
+    if (rc < 0) goto end;
+    res->last_action = action;
+    if (action < 0) break;
+    g->pending[g->n_pending++] = action;
+  }
+end:;
+  char err2[256];
+  int rc2 = sandbox_call_request_end(g->inst, g->req_id, rc < 0 ? -1 : 0, err2, sizeof err2);
+  if (rc == 0 && rc2 < 0) {
+    rc = rc2;
+    snprintf(err, errlen, "request_end: %s", err2);
+  }
+out:
+  if (seq) kv_seq_close(engine_kv(g->e), seq);
+  free(logits);
+  g->n_force = g->i_force = 0;
+  g->res = NULL;
+  return rc;
+}

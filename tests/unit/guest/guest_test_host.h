@@ -1,0 +1,61 @@
+/*
+ * guest_test_host.h — a test double of the runner and the worker for the default guest.
+ *
+ * It loads stories260K.gguf once (GGUF reader + engine), serves the guest's vocabulary imports
+ * from the file's tokenizer.ggml.* arrays, and drives one request at a time the way the runner
+ * will: request_begin, then "feed pending tokens to the engine, hand the logits to the guest,
+ * queue the token it returns" until it stops, then request_end. Everything the guest emits is
+ * recorded (text, tokens, logprobs, each chunk's UTF-8 validity, the finish log line), and a
+ * forced-token mode replaces the logits with a one-hot choice so a test can make the guest
+ * generate a chosen token sequence (byte tokens of a multi-byte character).
+ */
+#ifndef REALM_GUEST_TEST_HOST_H
+#define REALM_GUEST_TEST_HOST_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "sandbox.h"
+
+#define GTH_MAX_TOKENS 1024
+#define GTH_MAX_TEXT 16384
+
+struct gth_result {
+  int32_t begin_status;        /* realm_on_request_begin's return */
+  int32_t last_action;         /* last realm_on_logits return (REALM_GUEST_STOP normally) */
+  int32_t fed[GTH_MAX_TOKENS]; /* tokens of the first feed_tokens call (the prompt) */
+  uint32_t n_fed;
+  int32_t tokens[GTH_MAX_TOKENS]; /* emit_token calls */
+  float logprobs[GTH_MAX_TOKENS];
+  uint32_t n_tokens;
+  uint32_t n_empty_token_text;  /* emit_token calls with no text (held back) */
+  char text[GTH_MAX_TEXT];      /* all emitted text, NUL-terminated */
+  size_t text_len;
+  int bad_utf8_chunk;           /* some emit call carried invalid / split UTF-8 */
+  char finish[16];              /* from the guest's "finish req=... reason=X" log line */
+  char log[2048];               /* every log line, '\n'-separated (truncated) */
+};
+
+struct gth;
+
+/* Loads the model and the module (cache dir from REALM_GUEST_CACHE_DIR) and makes an
+ * instance. Returns 0, 77-style skip (1) when the model or module file is absent, or < 0 with
+ * a message in err. */
+int gth_open(struct gth **ret, char *err, size_t errlen);
+void gth_close(struct gth *g);
+
+/* Forces the next n tokens: the logits handed to the guest are -1e9 except 0 at force[i]. */
+void gth_force(struct gth *g, const int32_t *force, uint32_t n);
+
+/* Runs one request (blob from realm_req_*) to completion; *res is filled. Returns 0 or a
+ * negative sandbox/engine error with a message. */
+int gth_run(struct gth *g, const uint8_t *blob, uint32_t len, struct gth_result *res, char *err,
+            size_t errlen);
+
+/* Facts for assertions. */
+uint32_t gth_n_vocab(const struct gth *g);
+uint64_t gth_token_piece_calls(const struct gth *g);
+/* The native tokenizer over the same vocabulary (tokenizer.h), built like the guest's. */
+struct tok *gth_native_tok(struct gth *g);
+
+#endif /* REALM_GUEST_TEST_HOST_H */

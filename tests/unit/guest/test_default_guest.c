@@ -1,0 +1,332 @@
+/*
+ * test_default_guest.c — the default guest (default.wasm) end to end, through the sandbox.
+ *
+ * The test plays the runner and the worker (guest_test_host.c): stories260K's vocabulary is
+ * served through the guest's imports and its logits come from the in-process engine. The
+ * guest must: reproduce the model's greedy oracle from an empty prompt; tokenize a prompt
+ * exactly like the native tokenizer; stop at a stop string, at max_tokens, at EOS, each with
+ * its finish reason; be reproducible per seed; render a chat template; never split a UTF-8
+ * character across emitted chunks; refuse bad parameters without harming the instance; build
+ * the vocabulary once per instance. All tests share one module and instance (the module is
+ * compiled by wasm2c + cc once and cached in the build directory).
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "guest_test_host.h"
+#include "realm_test.h"
+#include "tokenizer.h"
+
+#define GUEST_REQ_CHAT_TEMPLATE 0x10001u /* guest-private key (guest_request.h) */
+
+static struct gth *g_host;
+static int g_open_rc = -1;
+static char g_open_err[512];
+
+static struct gth *host(void) {
+  if (g_open_rc < 0 && !g_host) g_open_rc = gth_open(&g_host, g_open_err, sizeof g_open_err);
+  return g_open_rc == 0 ? g_host : NULL;
+}
+
+#define NEED_HOST()                                                             \
+  struct gth *g = host();                                                       \
+  if (!g) {                                                                     \
+    if (g_open_rc == 1) SKIP(g_open_err);                                       \
+    printf("# host setup failed (%d): %s\n", g_open_rc, g_open_err);           \
+    CHECK(g != NULL);                                                           \
+  }
+
+/* A request under construction. */
+struct blob {
+  uint8_t buf[8192];
+  uint32_t len;
+};
+
+static void blob_begin(struct blob *b) {
+  realm_req_begin(b->buf, sizeof b->buf, &b->len);
+}
+
+static void blob_str(struct blob *b, uint32_t key, const char *s) {
+  realm_req_add(b->buf, sizeof b->buf, &b->len, key, s, (uint32_t)strlen(s));
+}
+
+static void blob_u32(struct blob *b, uint32_t key, uint32_t v) {
+  uint8_t le[4] = {(uint8_t)v, (uint8_t)(v >> 8), (uint8_t)(v >> 16), (uint8_t)(v >> 24)};
+  realm_req_add(b->buf, sizeof b->buf, &b->len, key, le, 4);
+}
+
+static void blob_f32(struct blob *b, uint32_t key, float f) {
+  uint32_t u;
+  memcpy(&u, &f, 4);
+  blob_u32(b, key, u);
+}
+
+static void blob_u64(struct blob *b, uint32_t key, uint64_t v) {
+  uint8_t le[8];
+  for (int i = 0; i < 8; i++) le[i] = (uint8_t)(v >> (8 * i));
+  realm_req_add(b->buf, sizeof b->buf, &b->len, key, le, 8);
+}
+
+static void blob_message(struct blob *b, const char *role, const char *content) {
+  char tmp[1024];
+  size_t rl = strlen(role), cl = strlen(content);
+  memcpy(tmp, role, rl + 1);
+  memcpy(tmp + rl + 1, content, cl);
+  realm_req_add(b->buf, sizeof b->buf, &b->len, REALM_REQ_MESSAGE, tmp, (uint32_t)(rl + 1 + cl));
+}
+
+static const int32_t oracle_ids[64] = {
+    403, 407, 261, 378, 432, 383, 286, 261, 376, 298, 315, 421, 395, 317, 426, 338,
+    401, 396, 267, 337, 410, 408, 419, 292, 411, 322, 265, 282, 295, 433, 426, 385,
+    328, 432, 358, 394, 261, 370, 432, 352, 266, 268, 388, 426, 338, 391, 266, 267,
+    337, 335, 312, 432, 398, 312, 286, 267, 414, 270, 333, 415, 426, 13,  438, 310};
+
+static struct gth_result g_res; /* large; one at a time */
+
+static int run(struct gth *g, struct blob *b, struct gth_result *r) {
+  char err[512] = "";
+  int rc = gth_run(g, b->buf, b->len, r, err, sizeof err);
+  if (rc < 0) printf("# gth_run: %d %s\n", rc, err);
+  if (r->begin_status != 0) printf("# begin status %d; guest log:\n# %s\n", r->begin_status, r->log);
+  return rc;
+}
+
+/* (a) greedy from an empty prompt: BOS fed, the 64 oracle ids and their text. */
+TEST(greedy_empty_prompt_matches_oracle) {
+  NEED_HOST();
+  struct blob b;
+  blob_begin(&b);
+  blob_f32(&b, REALM_REQ_TEMPERATURE, 0.0f);
+  blob_u32(&b, REALM_REQ_MAX_TOKENS, 64);
+  struct gth_result *r = &g_res;
+  CHECK_EQ_INT(run(g, &b, r), 0);
+  CHECK_EQ_INT(r->begin_status, 0);
+  CHECK_EQ_INT(r->n_fed, 1);
+  CHECK_EQ_INT(r->fed[0], 1);
+  CHECK_EQ_INT(r->n_tokens, 64);
+  for (int i = 0; i < 64; i++) CHECK_EQ_INT(r->tokens[i], oracle_ids[i]);
+  CHECK(strncmp(r->text, " Once upon a time, there was a little girl named Lily.", 54) == 0);
+  CHECK_STR_EQ(r->finish, "length");
+  CHECK_EQ_INT(r->last_action, REALM_GUEST_STOP);
+  /* greedy logprobs are real log-softmax values of the chosen token: <= 0 and not all zero */
+  int nonzero = 0;
+  for (int i = 0; i < 64; i++) {
+    CHECK(r->logprobs[i] <= 0.0f);
+    nonzero += r->logprobs[i] < -1e-6f;
+  }
+  CHECK(nonzero > 0);
+  CHECK(!r->bad_utf8_chunk);
+}
+
+/* (b) the prompt goes to the host as the native tokenizer's ids (BOS first). */
+TEST(prompt_tokenized_like_native) {
+  NEED_HOST();
+  const char *prompts[] = {"Once upon a time", "Lily saw a big, red ball!\n  She ran.", "héllo wörld 😀"};
+  for (size_t k = 0; k < sizeof prompts / sizeof prompts[0]; k++) {
+    struct blob b;
+    blob_begin(&b);
+    blob_str(&b, REALM_REQ_PROMPT, prompts[k]);
+    blob_f32(&b, REALM_REQ_TEMPERATURE, 0.0f);
+    blob_u32(&b, REALM_REQ_MAX_TOKENS, 2);
+    struct gth_result *r = &g_res;
+    CHECK_EQ_INT(run(g, &b, r), 0);
+    CHECK_EQ_INT(r->begin_status, 0);
+    int32_t ids[256];
+    size_t n = 0;
+    CHECK_EQ_INT(tok_encode(gth_native_tok(g), prompts[k], strlen(prompts[k]), 1, ids, 256, &n), 0);
+    CHECK_EQ_INT(r->n_fed, n);
+    for (size_t i = 0; i < n; i++) CHECK_EQ_INT(r->fed[i], ids[i]);
+    CHECK_EQ_INT(r->n_tokens, 2);
+  }
+}
+
+/* (c) stop string "Lily": the text before it, reason stop. */
+TEST(stop_string_ends_with_text_before_it) {
+  NEED_HOST();
+  struct blob b;
+  blob_begin(&b);
+  blob_f32(&b, REALM_REQ_TEMPERATURE, 0.0f);
+  blob_u32(&b, REALM_REQ_MAX_TOKENS, 64);
+  blob_str(&b, REALM_REQ_STOP, "Lily");
+  struct gth_result *r = &g_res;
+  CHECK_EQ_INT(run(g, &b, r), 0);
+  CHECK_STR_EQ(r->text, " Once upon a time, there was a little girl named ");
+  CHECK_STR_EQ(r->finish, "stop");
+  CHECK_EQ_INT(r->last_action, REALM_GUEST_STOP);
+  CHECK(r->n_tokens < 20);
+}
+
+/* (d) max_tokens: exactly that many tokens, reason length. */
+TEST(max_tokens_gives_length) {
+  NEED_HOST();
+  struct blob b;
+  blob_begin(&b);
+  blob_str(&b, REALM_REQ_PROMPT, "Once upon a time");
+  blob_u32(&b, REALM_REQ_MAX_TOKENS, 5);
+  blob_u64(&b, REALM_REQ_SEED, 1);
+  struct gth_result *r = &g_res;
+  CHECK_EQ_INT(run(g, &b, r), 0);
+  CHECK_EQ_INT(r->n_tokens, 5);
+  CHECK_STR_EQ(r->finish, "length");
+  CHECK(r->text_len > 0);
+}
+
+/* EOS as a forced token ends with reason stop and is not emitted as a token. */
+TEST(eos_stops_without_emitting_it) {
+  NEED_HOST();
+  const int32_t force[] = {403, 407, 2};
+  gth_force(g, force, 3);
+  struct blob b;
+  blob_begin(&b);
+  blob_u32(&b, REALM_REQ_MAX_TOKENS, 10);
+  struct gth_result *r = &g_res;
+  CHECK_EQ_INT(run(g, &b, r), 0);
+  CHECK_EQ_INT(r->n_tokens, 2);
+  CHECK_STR_EQ(r->text, " Once upon");
+  CHECK_STR_EQ(r->finish, "stop");
+}
+
+static void sample_text(struct gth *g, uint64_t seed, char *out, size_t cap) {
+  struct blob b;
+  blob_begin(&b);
+  blob_str(&b, REALM_REQ_PROMPT, "Once upon a time");
+  blob_f32(&b, REALM_REQ_TEMPERATURE, 0.8f);
+  blob_u64(&b, REALM_REQ_SEED, seed);
+  blob_u32(&b, REALM_REQ_MAX_TOKENS, 40);
+  struct gth_result *r = &g_res;
+  out[0] = '\0';
+  if (run(g, &b, r) == 0) {
+    size_t n = r->text_len < cap - 1 ? r->text_len : cap - 1;
+    memcpy(out, r->text, n);
+    out[n] = '\0';
+  }
+}
+
+/* (e) same seed -> same text, another seed -> another text. */
+TEST(seeded_sampling_is_reproducible) {
+  NEED_HOST();
+  char a[GTH_MAX_TEXT], b2[GTH_MAX_TEXT], c[GTH_MAX_TEXT];
+  sample_text(g, 1234, a, sizeof a);
+  sample_text(g, 1234, b2, sizeof b2);
+  sample_text(g, 99, c, sizeof c);
+  printf("# seed 1234: %s\n# seed 99: %s\n", a, c);
+  CHECK(strlen(a) > 10);
+  CHECK_STR_EQ(a, b2);
+  CHECK(strcmp(a, c) != 0);
+}
+
+/* (f) a chat rendered with chatml (named by the guest-private key) and generated from. */
+TEST(chat_template_by_name) {
+  NEED_HOST();
+  struct blob b;
+  blob_begin(&b);
+  blob_message(&b, "system", "You tell stories.");
+  blob_message(&b, "user", "Tell me about Lily.");
+  realm_req_add(b.buf, sizeof b.buf, &b.len, GUEST_REQ_CHAT_TEMPLATE, "chatml", 6);
+  blob_f32(&b, REALM_REQ_TEMPERATURE, 0.0f);
+  blob_u32(&b, REALM_REQ_MAX_TOKENS, 8);
+  struct gth_result *r = &g_res;
+  CHECK_EQ_INT(run(g, &b, r), 0);
+  CHECK_EQ_INT(r->begin_status, 0);
+  const char *want = "<|im_start|>system\nYou tell stories.<|im_end|>\n"
+                     "<|im_start|>user\nTell me about Lily.<|im_end|>\n<|im_start|>assistant\n";
+  int32_t ids[512];
+  size_t n = 0;
+  CHECK_EQ_INT(tok_encode(gth_native_tok(g), want, strlen(want), 1, ids, 512, &n), 0);
+  CHECK_EQ_INT(r->n_fed, n);
+  for (size_t i = 0; i < n; i++) CHECK_EQ_INT(r->fed[i], ids[i]);
+  CHECK_EQ_INT(r->n_tokens, 8);
+  CHECK_STR_EQ(r->finish, "length");
+
+  /* an unknown template name is refused with a message naming it */
+  blob_begin(&b);
+  blob_message(&b, "user", "hi");
+  realm_req_add(b.buf, sizeof b.buf, &b.len, GUEST_REQ_CHAT_TEMPLATE, "nosuch", 6);
+  CHECK_EQ_INT(run(g, &b, r), 0);
+  CHECK_EQ_INT(r->begin_status, REALM_GUEST_E_UNSUPPORTED);
+  CHECK_STR_CONTAINS(r->log, "nosuch");
+}
+
+/* A chat without a template name on a vocabulary without chat markers renders raw. */
+TEST(chat_without_template_is_raw) {
+  NEED_HOST();
+  struct blob b;
+  blob_begin(&b);
+  blob_message(&b, "user", "Once upon a time");
+  blob_f32(&b, REALM_REQ_TEMPERATURE, 0.0f);
+  blob_u32(&b, REALM_REQ_MAX_TOKENS, 3);
+  struct gth_result *r = &g_res;
+  CHECK_EQ_INT(run(g, &b, r), 0);
+  int32_t ids[64];
+  size_t n = 0;
+  CHECK_EQ_INT(tok_encode(gth_native_tok(g), "Once upon a time", 16, 1, ids, 64, &n), 0);
+  CHECK_EQ_INT(r->n_fed, n);
+  for (size_t i = 0; i < n; i++) CHECK_EQ_INT(r->fed[i], ids[i]);
+}
+
+/* (g) a 4-byte character produced as four byte tokens is emitted whole, once. */
+TEST(utf8_never_split) {
+  NEED_HOST();
+  /* stories260K: <0x00> is id 3, so <0xNN> is 3 + NN. U+1F600 = F0 9F 98 80; "é" = C3 A9. */
+  const int32_t force[] = {3 + 0xF0, 3 + 0x9F, 3 + 0x98, 3 + 0x80, 3 + 0xC3, 3 + 0xA9, 3 + 0xFF};
+  gth_force(g, force, 7);
+  struct blob b;
+  blob_begin(&b);
+  blob_u32(&b, REALM_REQ_MAX_TOKENS, 7);
+  struct gth_result *r = &g_res;
+  CHECK_EQ_INT(run(g, &b, r), 0);
+  CHECK_EQ_INT(r->n_tokens, 7);
+  for (int i = 0; i < 7; i++) CHECK_EQ_INT(r->tokens[i], force[i]);
+  CHECK(!r->bad_utf8_chunk);
+  CHECK_EQ_INT(r->n_empty_token_text, 4); /* F0 9F 98 and C3 are held back */
+  /* the invalid lone 0xFF becomes U+FFFD */
+  CHECK_STR_EQ(r->text, "\xF0\x9F\x98\x80\xC3\xA9\xEF\xBF\xBD");
+  CHECK_NEAR(r->logprobs[0], 0.0, 1e-4); /* one-hot logits: probability 1 */
+}
+
+/* Bad parameters are refused at begin with a message, and the instance keeps working. */
+TEST(bad_parameters_refused_instance_survives) {
+  NEED_HOST();
+  struct blob b;
+  blob_begin(&b);
+  blob_f32(&b, REALM_REQ_TEMPERATURE, 5.0f);
+  struct gth_result *r = &g_res;
+  CHECK_EQ_INT(run(g, &b, r), 0);
+  CHECK_EQ_INT(r->begin_status, REALM_GUEST_E_INVALID);
+  CHECK_STR_CONTAINS(r->log, "temperature");
+
+  blob_begin(&b);
+  blob_u32(&b, REALM_REQ_MAX_TOKENS, 0);
+  CHECK_EQ_INT(run(g, &b, r), 0);
+  CHECK_EQ_INT(r->begin_status, REALM_GUEST_E_INVALID);
+  CHECK_STR_CONTAINS(r->log, "max_tokens");
+
+  uint8_t junk[16] = "RLRQ-not-a-blob";
+  char err[256];
+  CHECK_EQ_INT(gth_run(g, junk, sizeof junk, r, err, sizeof err), 0);
+  CHECK_EQ_INT(r->begin_status, REALM_GUEST_E_INVALID);
+
+  blob_begin(&b);
+  blob_f32(&b, REALM_REQ_TEMPERATURE, 0.0f);
+  blob_u32(&b, REALM_REQ_MAX_TOKENS, 3);
+  CHECK_EQ_INT(run(g, &b, r), 0);
+  CHECK_EQ_INT(r->n_tokens, 3);
+  CHECK_EQ_INT(r->tokens[0], oracle_ids[0]);
+}
+
+/* The vocabulary is read through the imports once per instance, not per request. */
+TEST(vocabulary_built_once) {
+  NEED_HOST();
+  struct blob b;
+  blob_begin(&b);
+  blob_u32(&b, REALM_REQ_MAX_TOKENS, 1);
+  struct gth_result *r = &g_res;
+  CHECK_EQ_INT(run(g, &b, r), 0); /* builds the vocabulary if no earlier test did */
+  uint64_t before = gth_token_piece_calls(g);
+  CHECK_EQ_INT(run(g, &b, r), 0);
+  CHECK_EQ_INT(run(g, &b, r), 0);
+  CHECK_EQ_INT(gth_token_piece_calls(g), before);
+  CHECK(before >= gth_n_vocab(g));
+  CHECK(before <= 2 * (uint64_t)gth_n_vocab(g)); /* at most one retry per token */
+}
