@@ -30,9 +30,24 @@ def bad(msg):
     problems.append(msg)
 
 
+class StrictLoader(yaml.SafeLoader):
+    """SafeLoader that refuses duplicate keys (PyYAML keeps the last one silently; Compose v2
+    and kubectl refuse the file), including a repeated "<<" merge key."""
+
+    def construct_mapping(self, node, deep=False):
+        seen = set()
+        for key_node, _ in node.value:
+            key = key_node.value
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"duplicate key '{key}'", key_node.start_mark)
+            seen.add(key)
+        return super().construct_mapping(node, deep)
+
+
 def load_yaml_docs(path):
     with open(path, encoding="utf-8") as f:
-        return [d for d in yaml.safe_load_all(f) if d is not None]
+        return [d for d in yaml.load_all(f, Loader=StrictLoader) if d is not None]
 
 
 # ---- compose ------------------------------------------------------------------------------
@@ -87,8 +102,12 @@ def check_compose_service(name, svc, deploy, files_seen):
 def check_compose(deploy):
     base_path = os.path.join(deploy, "docker-compose.yml")
     gpu_path = os.path.join(deploy, "docker-compose.gpu.yml")
-    base = load_yaml_docs(base_path)[0]
-    gpu = load_yaml_docs(gpu_path)[0]
+    try:
+        base = load_yaml_docs(base_path)[0]
+        gpu = load_yaml_docs(gpu_path)[0]
+    except yaml.YAMLError as e:
+        bad(f"compose: {e}")
+        return
     services = base.get("services") or {}
     files_seen = set()
     for name, svc in services.items():
