@@ -22,6 +22,7 @@
 
 struct gth_result {
   int32_t begin_status;        /* realm_on_request_begin's return */
+  double begin_ms;             /* wall time of that call */
   int32_t last_action;         /* last realm_on_logits return (REALM_GUEST_STOP normally) */
   int32_t fed[GTH_MAX_TOKENS]; /* tokens of the first feed_tokens call (the prompt) */
   uint32_t n_fed;
@@ -43,6 +44,11 @@ struct gth;
  * a message in err. */
 int gth_open(struct gth **ret, char *err, size_t errlen);
 void gth_close(struct gth *g);
+/* The same over a vocabulary-only GGUF (models_dir-relative path, e.g. "vocab/x.gguf") with
+ * no engine: gth_run then only begins and ends the request (prompt tokenization checks), and
+ * the instance runs under the given per-call deadline (0 = the production default). */
+int gth_open_vocab(const char *rel, uint32_t call_ms, struct gth **ret, char *err,
+                   size_t errlen);
 
 /* Forces the next n tokens: the logits handed to the guest are -1e9 except 0 at force[i]. */
 void gth_force(struct gth *g, const int32_t *force, uint32_t n);
@@ -55,7 +61,8 @@ int gth_run(struct gth *g, const uint8_t *blob, uint32_t len, struct gth_result 
 /* Facts for assertions. */
 uint32_t gth_n_vocab(const struct gth *g);
 uint64_t gth_token_piece_calls(const struct gth *g);
-/* The native tokenizer over the same vocabulary (tokenizer.h), built like the guest's. */
+/* The native tokenizer over the same vocabulary (tokenizer.h), built like the guest's; NULL
+ * for BPE vocabularies. */
 struct tok *gth_native_tok(struct gth *g);
 
 #endif /* REALM_GUEST_TEST_HOST_H */

@@ -39,7 +39,7 @@ static struct gth *host(void) {
 
 /* A request under construction. */
 struct blob {
-  uint8_t buf[8192];
+  uint8_t buf[65536];
   uint32_t len;
 };
 
@@ -83,6 +83,7 @@ static const int32_t oracle_ids[64] = {
     337, 335, 312, 432, 398, 312, 286, 267, 414, 270, 333, 415, 426, 13,  438, 310};
 
 static struct gth_result g_res; /* large; one at a time */
+static struct blob g_blob;
 
 static int run(struct gth *g, struct blob *b, struct gth_result *r) {
   char err[512] = "";
@@ -329,4 +330,109 @@ TEST(vocabulary_built_once) {
   CHECK_EQ_INT(gth_token_piece_calls(g), before);
   CHECK(before >= gth_n_vocab(g));
   CHECK(before <= 2 * (uint64_t)gth_n_vocab(g)); /* at most one retry per token */
+}
+
+static char *read_file(const char *path, size_t *ret_len) {
+  FILE *fp = fopen(path, "rb");
+  if (!fp) return NULL;
+  fseek(fp, 0, SEEK_END);
+  long n = ftell(fp);
+  fseek(fp, 0, SEEK_SET);
+  char *buf = malloc((size_t)n + 1);
+  if (buf && fread(buf, 1, (size_t)n, fp) != (size_t)n) {
+    free(buf);
+    buf = NULL;
+  }
+  fclose(fp);
+  if (buf) buf[n] = '\0';
+  *ret_len = (size_t)n;
+  return buf;
+}
+
+/* Runs llama.cpp's test vectors for vocab/NAME through the guest under the production call
+ * deadline; returns the number of cases whose fed ids match (BOS first when bos). */
+static int vocab_vectors(const char *name, int bos, int *ret_cases, double *ret_first_ms,
+                         double *ret_max_ms) {
+  char rel[256], path[1024], err[512];
+  snprintf(rel, sizeof rel, "vocab/%s.gguf", name);
+  struct gth *g = NULL;
+  int rc = gth_open_vocab(rel, 0, &g, err, sizeof err);
+  if (rc != 0) {
+    printf("# %s: %s\n", name, err);
+    return rc == 1 ? -77 : -1;
+  }
+  size_t n_inp, n_out;
+  snprintf(path, sizeof path, "%s/vocab/%s.gguf.inp", realm_test_models_dir(), name);
+  char *inp = read_file(path, &n_inp);
+  snprintf(path, sizeof path, "%s/vocab/%s.gguf.out", realm_test_models_dir(), name);
+  char *out = read_file(path, &n_out);
+  int ok = 0, cases = 0;
+  *ret_max_ms = 0;
+  const char *sep = "\n__ggml_vocab_test__\n";
+  char *ip = inp, *op = out;
+  while (inp && out && ip && *ip && op && *op) {
+    char *iend = strstr(ip, sep), *oend = strchr(op, '\n');
+    if (!iend || !oend) break;
+    *iend = '\0';
+    *oend = '\0';
+    int32_t want[1024];
+    size_t n_want = 0;
+    for (char *q = op; *q && n_want < 1024;) {
+      char *e;
+      long v = strtol(q, &e, 10);
+      if (e == q) break;
+      want[n_want++] = (int32_t)v;
+      q = e;
+    }
+    blob_begin(&g_blob);
+    blob_str(&g_blob, REALM_REQ_PROMPT, ip);
+    blob_u32(&g_blob, REALM_REQ_MAX_TOKENS, 1);
+    struct gth_result *r = &g_res;
+    char rerr[512];
+    if (gth_run(g, g_blob.buf, g_blob.len, r, rerr, sizeof rerr) == 0 && r->begin_status == 0) {
+      if (cases == 0) *ret_first_ms = r->begin_ms;
+      else if (r->begin_ms > *ret_max_ms) *ret_max_ms = r->begin_ms;
+      /* BOS first for SPM; for BPE only when the prompt is empty (nothing else to feed) */
+      size_t off = bos || n_want == 0 ? 1 : 0;
+      int same = r->n_fed == n_want + off;
+      for (size_t i = 0; same && i < n_want; i++) same = r->fed[i + off] == want[i];
+      if (same) ok++;
+      else if (cases < 60) printf("# %s case %d differs (%u fed, %zu expected)\n", name, cases, r->n_fed, n_want);
+    } else {
+      printf("# %s case %d: begin failed %d: %s %s\n", name, cases, r->begin_status, rerr, r->log);
+    }
+    cases++;
+    ip = iend + strlen(sep);
+    op = oend + 1;
+  }
+  free(inp);
+  free(out);
+  gth_close(g);
+  *ret_cases = cases;
+  return ok;
+}
+
+/* SPM from the imports alone: the 32k llama vocabulary matches all of llama.cpp's vectors, and
+ * building it on the first request fits the default 200 ms call deadline. */
+TEST(llama_spm_vocab_vectors_within_deadline) {
+  int cases = 0;
+  double first_ms = 0, max_ms = 0;
+  int ok = vocab_vectors("ggml-vocab-llama-spm", 1, &cases, &first_ms, &max_ms);
+  if (ok == -77) SKIP("vocab/ggml-vocab-llama-spm.gguf not present");
+  printf("# llama-spm: %d/%d cases match; first begin (vocab build) %.1f ms, others max %.2f ms\n",
+         ok, cases, first_ms, max_ms);
+  CHECK_EQ_INT(cases, 46);
+  CHECK_EQ_INT(ok, cases);
+}
+
+/* BPE with merges reconstructed from the vocabulary (ABI v1 does not expose merges). */
+TEST(gpt2_bpe_vocab_vectors_reconstructed_merges) {
+  int cases = 0;
+  double first_ms = 0, max_ms = 0;
+  int ok = vocab_vectors("ggml-vocab-gpt-2", 0, &cases, &first_ms, &max_ms);
+  if (ok == -77) SKIP("vocab/ggml-vocab-gpt-2.gguf not present");
+  printf("# gpt-2: %d/%d cases match; first begin (vocab build) %.1f ms, others max %.2f ms\n",
+         ok, cases, first_ms, max_ms);
+  CHECK_EQ_INT(cases, 46);
+  CHECK_EQ_INT(ok, cases);
 }

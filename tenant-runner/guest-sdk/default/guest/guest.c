@@ -215,6 +215,18 @@ static int begin(uint32_t req_id, const struct guest_request *q, struct guest_re
   rc = guest_vocab_encode(v, text, text_len, add_bos, parse_special, &ids, &n_ids, err, errlen);
   free(chat_text);
   if (rc < 0) return rc;
+  if (n_ids == 0 && v->info.bos >= 0) {
+    /* An empty prompt on a vocabulary that adds no BOS (BPE): generation still needs one
+     * input token, and BOS (GPT-2's <|endoftext|>) is what such models start from. */
+    free(ids);
+    ids = malloc(sizeof *ids);
+    if (!ids) {
+      snprintf(err, errlen, "prompt tokens: out of memory");
+      return REALM_E_NOMEM;
+    }
+    ids[0] = v->info.bos;
+    n_ids = 1;
+  }
   s->history = ids;
   s->n_history = s->n_prompt = s->cap_history = n_ids;
   s->n_ctx = v->info.n_ctx;
