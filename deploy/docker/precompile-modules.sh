@@ -16,7 +16,7 @@ out=${2:?usage: precompile-modules.sh BUILD_DIR OUT_DIR}
 install -d "$out/etc/realm/modules" "$out/var/cache/realm/modules"
 
 candidates=(
-  "$build/tenant-runner/guest-sdk/default/default.wasm"
+  "$build/tenant-runner/guest-sdk/default/guest/default.wasm"
   "$build/guests/default/default.wasm"
 )
 module=""
