@@ -1,0 +1,106 @@
+/*
+ * options.c — realm-worker's command line: one realm/config.h table mapping --flags and
+ * REALM_WORKER_* variables onto struct worker_config (default < environment < argv).
+ */
+#include <stdio.h>
+#include <string.h>
+
+#include "realm/config.h"
+#include "realm/error.h"
+#include "realm/limits.h"
+#include "worker.h"
+
+int worker_options_parse(int argc, char *const *argv, struct worker_config *cfg, char *err,
+                         size_t errlen) {
+  worker_config_defaults(cfg);
+  static const char *model, *listen, *shm_socket, *isa, *weights;
+  static int64_t threads, kv_blocks, kv_block_tokens, window_us, batch_tokens, max_step_tokens,
+      max_batch_seqs, prefill_chunk, max_sessions, max_weight, default_weight, pending,
+      stats_ms, drain_ms;
+  static uint64_t kv_quota, max_shm, default_shm;
+  static bool eager;
+  static const struct realm_option opts[] = {
+      {"model", "REALM_WORKER_MODEL", REALM_OPT_STRING, "", 0, 0,
+       "GGUF model file to serve (required)", &model},
+      {"listen", "REALM_WORKER_LISTEN", REALM_OPT_STRING, "ipc:///tmp/realm-worker.sock", 0, 0,
+       "ZeroMQ endpoints to bind, comma-separated (ipc:// and/or tcp://)", &listen},
+      {"shm-socket", "REALM_WORKER_SHM_SOCKET", REALM_OPT_STRING, "", 0, 0,
+       "Unix socket for the memfd handshake; empty: <first ipc path>.shm; 'none': inline only",
+       &shm_socket},
+      {"threads", "REALM_WORKER_THREADS", REALM_OPT_INT64, "0", 0, 1024,
+       "engine threads (0: online CPUs)", &threads},
+      {"isa", "REALM_WORKER_ISA", REALM_OPT_STRING, "auto", 0, 0,
+       "CPU kernels: auto, scalar, avx2, avx512", &isa},
+      {"kv-blocks", "REALM_WORKER_KV_BLOCKS", REALM_OPT_INT64, "0", 0, 1 << 24,
+       "KV cache blocks (0: eight full contexts)", &kv_blocks},
+      {"kv-block-tokens", "REALM_WORKER_KV_BLOCK_TOKENS", REALM_OPT_INT64, "16", 1, 4096,
+       "positions per KV block (page)", &kv_block_tokens},
+      {"batch-window-us", "REALM_WORKER_BATCH_WINDOW_US", REALM_OPT_INT64, "300", 0, 1000000,
+       "how long a Step waits for other runners' Steps to share its forward pass", &window_us},
+      {"batch-eager", "REALM_WORKER_BATCH_EAGER", REALM_OPT_BOOL, "true", 0, 0,
+       "skip the window when every connection with sessions has a Step queued", &eager},
+      {"batch-tokens", "REALM_WORKER_BATCH_TOKENS", REALM_OPT_INT64, "512", 1,
+       REALM_MAX_STEP_TOKENS, "tokens in one forward pass", &batch_tokens},
+      {"max-step-tokens", "REALM_WORKER_MAX_STEP_TOKENS", REALM_OPT_INT64, "4096", 1,
+       REALM_MAX_STEP_TOKENS, "tokens in one Step message, summed over its entries",
+       &max_step_tokens},
+      {"max-batch-seqs", "REALM_WORKER_MAX_BATCH_SEQS", REALM_OPT_INT64, "64", 1,
+       REALM_MAX_BATCH_SEQS, "entries per Step and sequences per forward pass", &max_batch_seqs},
+      {"prefill-chunk", "REALM_WORKER_PREFILL_CHUNK", REALM_OPT_INT64, "128", 1,
+       REALM_MAX_STEP_TOKENS, "most tokens of one sequence in one forward pass", &prefill_chunk},
+      {"max-sessions", "REALM_WORKER_MAX_SESSIONS", REALM_OPT_INT64, "256", 1,
+       REALM_MAX_SESSIONS_PER_CONN, "open sessions per connection", &max_sessions},
+      {"max-weight", "REALM_WORKER_MAX_WEIGHT", REALM_OPT_INT64, "100", 1, 1000000,
+       "cap on the fair-share weight a runner may ask for", &max_weight},
+      {"default-weight", "REALM_WORKER_DEFAULT_WEIGHT", REALM_OPT_INT64, "1", 1, 1000000,
+       "weight of a runner that asks for 0", &default_weight},
+      {"tenant-weight", "REALM_WORKER_TENANT_WEIGHT", REALM_OPT_STRING, "", 0, 0,
+       "operator weights that override the runners' requests: TENANT=W[,TENANT=W...]", &weights},
+      {"max-kv-quota-tokens", "REALM_WORKER_MAX_KV_QUOTA_TOKENS", REALM_OPT_SIZE, "0", 0, 0,
+       "cap on one tenant's KV budget in tokens (0: the whole cache)", &kv_quota},
+      {"max-shm-bytes", "REALM_WORKER_MAX_SHM_BYTES", REALM_OPT_SIZE, "256M", 4096,
+       (int64_t)REALM_MAX_SHM_BYTES, "cap on one connection's shared region", &max_shm},
+      {"default-shm-bytes", "REALM_WORKER_DEFAULT_SHM_BYTES", REALM_OPT_SIZE, "16M", 4096,
+       (int64_t)REALM_MAX_SHM_BYTES, "region of a runner that asks for 0", &default_shm},
+      {"max-pending-steps", "REALM_WORKER_MAX_PENDING_STEPS", REALM_OPT_INT64, "16", 1, 4096,
+       "Steps queued per connection before 'unavailable'", &pending},
+      {"stats-interval", "REALM_WORKER_STATS_INTERVAL", REALM_OPT_DURATION_MS, "10s", 0,
+       86400000, "period of the debug-level stats line (0: never)", &stats_ms},
+      {"drain", "REALM_WORKER_DRAIN", REALM_OPT_DURATION_MS, "200ms", 0, 60000,
+       "on SIGTERM, how long to keep answering 'shutting_down'", &drain_ms},
+  };
+  int rc = realm_config_parse(opts, REALM_COUNTOF(opts), argc, argv, NULL, err, errlen);
+  if (rc == REALM_CONFIG_HELP) {
+    realm_config_print_help(stdout, argv[0],
+                            "realm-worker: the shared compute service (sessions, continuous "
+                            "batching across tenants, fair scheduling). Log level and format: "
+                            "REALM_LOG_LEVEL, REALM_LOG_FORMAT.",
+                            opts, REALM_COUNTOF(opts));
+    return 1;
+  }
+  if (rc < 0) return rc;
+  cfg->model_path = model;
+  cfg->listen = listen;
+  cfg->shm_socket = shm_socket;
+  cfg->threads = (int)threads;
+  cfg->isa = isa;
+  cfg->kv_blocks = (uint32_t)kv_blocks;
+  cfg->kv_block_tokens = (uint32_t)kv_block_tokens;
+  cfg->batch_window_us = window_us;
+  cfg->batch_eager = eager;
+  cfg->batch_tokens = (uint32_t)batch_tokens;
+  cfg->max_step_tokens = (uint32_t)max_step_tokens;
+  cfg->max_batch_seqs = (uint32_t)max_batch_seqs;
+  cfg->prefill_chunk = (uint32_t)prefill_chunk;
+  cfg->max_sessions = (uint32_t)max_sessions;
+  cfg->max_weight = (uint32_t)max_weight;
+  cfg->default_weight = (uint32_t)default_weight;
+  cfg->tenant_weights = weights;
+  cfg->max_kv_quota_tokens = kv_quota;
+  cfg->max_shm_bytes = max_shm;
+  cfg->default_shm_bytes = default_shm;
+  cfg->max_pending_steps = (uint32_t)pending;
+  cfg->stats_interval_ms = stats_ms;
+  cfg->drain_ms = drain_ms;
+  return 0;
+}

@@ -1,0 +1,88 @@
+/*
+ * worker.h — the realm-worker core as a library: everything the daemon does except main().
+ *
+ * The daemon (main.c), the tests and the benchmark all drive the same core:
+ *
+ *   struct worker_config cfg;  worker_config_defaults(&cfg);  cfg.model_path = ...;
+ *   struct worker *w;
+ *   worker_create(&cfg, &w, err, sizeof err);   // loads the model, binds the sockets
+ *   worker_run(w);                              // event loop; returns after worker_stop()
+ *   worker_destroy(w);
+ *
+ * worker_stop() is async-signal-safe and thread-safe (it writes one byte to a pipe the loop
+ * polls), so main.c calls it from its SIGTERM handler and tests from their own thread. The
+ * option table (worker_options_parse) maps --flags and REALM_WORKER_* variables onto a
+ * worker_config with realm/config.h. The wire protocol is docs/protocol.md; the scheduling
+ * policy is in the comment block atop sched.c; docs/worker.md is the operator's page.
+ */
+#ifndef REALM_WORKER_H
+#define REALM_WORKER_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+struct worker;
+
+struct worker_config {
+  const char *model_path;      /* GGUF file (required) */
+  const char *listen;          /* comma-separated ZeroMQ endpoints (ipc:// and/or tcp://) */
+  const char *shm_socket;      /* SOCK_SEQPACKET path for the memfd handshake; "" = derived
+                                  from the first ipc:// endpoint ("<path>.shm"); "none" = off */
+  int threads;                 /* engine threads; <= 0 = online CPUs */
+  const char *isa;             /* NULL/"auto", "scalar", "avx2", "avx512" */
+  uint32_t kv_blocks;          /* KV pool blocks; 0 = 8 full contexts */
+  uint32_t kv_block_tokens;    /* positions per KV block (advertised as kv_page_tokens) */
+  int64_t batch_window_us;     /* how long a step waits for others to join its forward pass */
+  bool batch_eager;            /* run at once when every connection with sessions has a step */
+  uint32_t batch_tokens;       /* tokens in one forward pass (the engine's step budget) */
+  uint32_t max_step_tokens;    /* tokens in one Step message, summed (HelloReply) */
+  uint32_t max_batch_seqs;     /* entries in one Step and sequences in one forward pass */
+  uint32_t prefill_chunk;      /* most tokens of one entry in one forward pass */
+  uint32_t max_sessions;       /* open sessions per connection */
+  uint32_t max_weight;         /* cap on a runner's requested weight */
+  uint32_t default_weight;     /* weight of a runner that asks 0 */
+  const char *tenant_weights;  /* "tenantA=4,tenantB=1": operator overrides (still capped) */
+  uint64_t max_kv_quota_tokens; /* cap on a tenant's KV quota; 0 = the whole pool */
+  uint64_t max_shm_bytes;      /* cap on a connection's region */
+  uint64_t default_shm_bytes;  /* region of a runner that asks 0 */
+  uint32_t max_pending_steps;  /* Steps queued per connection before "unavailable" */
+  int64_t stats_interval_ms;   /* debug stats line period; 0 = never */
+  int64_t drain_ms;            /* on stop: how long to keep answering "shutting_down" */
+};
+
+/* Fills the defaults documented in docs/worker.md (model_path stays NULL). */
+void worker_config_defaults(struct worker_config *cfg);
+
+/*
+ * Parses argv and REALM_WORKER_* variables (realm/config.h precedence) into *cfg (defaults
+ * first). Returns 0, 1 when --help was printed to stdout, or REALM_E_INVALID_ARGUMENT with a
+ * message naming the option and value in err.
+ */
+int worker_options_parse(int argc, char *const *argv, struct worker_config *cfg, char *err,
+                         size_t errlen);
+
+/*
+ * Loads the model, builds the engine and binds every socket. Errors (err names the path,
+ * endpoint or field): REALM_E_INVALID_ARGUMENT (bad configuration), REALM_E_IO /
+ * REALM_E_NOT_FOUND (model missing or unreadable), REALM_E_BAD_MODEL / REALM_E_UNSUPPORTED
+ * (the loader's message), REALM_E_UNAVAILABLE (a socket path is in use by a live process),
+ * REALM_E_SYSTEM, REALM_E_NOMEM.
+ */
+int worker_create(const struct worker_config *cfg, struct worker **ret_worker, char *err,
+                  size_t errlen);
+
+/* Runs the event loop until worker_stop(). Returns 0 after a clean drain, or a negative error
+ * when the loop hit something it cannot recover from (logged before returning). */
+int worker_run(struct worker *w);
+
+/* Asks the loop to drain and return. Async-signal-safe; callable from any thread. */
+void worker_stop(struct worker *w);
+
+/* Closes sockets, sessions, the engine and the model. Accepts NULL. */
+void worker_destroy(struct worker *w);
+
+/* The shm side-socket path in use ("" when shared memory is off); for tests. */
+const char *worker_shm_socket_path(const struct worker *w);
+
+#endif /* REALM_WORKER_H */

@@ -1,0 +1,805 @@
+/*
+ * test_worker.c — the worker core in-process on a thread, driven by real DEALER clients over
+ * an ipc:// endpoint in a private temp dir, with the real stories260K model: logits against
+ * the in-process engine for two interleaved tenants (shm and inline), session isolation,
+ * KV quota, Matmul+Attention reproducing a Step, malformed and hostile messages, weighted
+ * fairness under a flood, and zeroed KV blocks.
+ */
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "gguf.h"
+#include "llama.h"
+#include "model.h"
+#include "realm/error.h"
+#include "realm_test.h"
+#include "wclient.h"
+#include "worker.h"
+
+#define TOL 1e-4
+
+/* ---- fixture: a worker on a thread ---- */
+
+struct fx {
+  char dir[64], endpoint[128], model[512];
+  struct worker *w;
+  pthread_t th;
+  void *zctx;
+  int run_rc;
+};
+
+static void *run_thread(void *arg) {
+  struct fx *f = arg;
+  f->run_rc = worker_run(f->w);
+  return NULL;
+}
+
+static void fx_config(struct fx *f, struct worker_config *cfg) {
+  snprintf(f->dir, sizeof f->dir, "/tmp/realm-wt-XXXXXX");
+  if (!mkdtemp(f->dir)) f->dir[0] = 0;
+  snprintf(f->endpoint, sizeof f->endpoint, "ipc://%s/w.sock", f->dir);
+  snprintf(f->model, sizeof f->model, "%s/gguf/stories260K.gguf", realm_test_models_dir());
+  worker_config_defaults(cfg);
+  cfg->model_path = f->model;
+  cfg->listen = f->endpoint;
+  cfg->threads = 1;
+  cfg->stats_interval_ms = 0;
+  cfg->drain_ms = 0;
+}
+
+static int fx_start(struct fx *f, const struct worker_config *cfg) {
+  char err[512];
+  int rc = worker_create(cfg, &f->w, err, sizeof err);
+  if (rc < 0) {
+    printf("# worker_create: %s\n", err);
+    return rc;
+  }
+  f->zctx = zmq_ctx_new();
+  return pthread_create(&f->th, NULL, run_thread, f) == 0 ? 0 : -1;
+}
+
+static void fx_stop(struct fx *f) {
+  if (!f->w) return;
+  worker_stop(f->w);
+  pthread_join(f->th, NULL);
+  worker_destroy(f->w);
+  f->w = NULL;
+  if (f->zctx) zmq_ctx_term(f->zctx);
+  char p[128];
+  snprintf(p, sizeof p, "%s/w.sock.shm", f->dir);
+  unlink(p);
+  snprintf(p, sizeof p, "%s/w.sock", f->dir);
+  unlink(p);
+  rmdir(f->dir);
+}
+
+/* ---- reference: the in-process engine ---- */
+
+struct ref {
+  struct gguf_file *f;
+  struct engine_model *m;
+  struct engine *e;
+};
+
+static int ref_open(struct ref *r) {
+  char path[512], err[256];
+  memset(r, 0, sizeof *r);
+  snprintf(path, sizeof path, "%s/gguf/stories260K.gguf", realm_test_models_dir());
+  if (gguf_open(path, &r->f, err, sizeof err) < 0) return -1;
+  if (engine_model_load(r->f, &r->m, err, sizeof err) < 0) return -1;
+  struct engine_config ec = {.n_threads = 1, .kv_blocks = 128};
+  return engine_create(r->m, &ec, &r->e, err, sizeof err);
+}
+
+static void ref_close(struct ref *r) {
+  engine_destroy(r->e);
+  engine_model_free(r->m);
+  gguf_close(r->f);
+}
+
+/* Appends tokens to seq and writes the last token's logits. */
+static int ref_step(struct ref *r, struct kv_seq *seq, const int32_t *toks, uint32_t n,
+                    float *logits) {
+  char err[256];
+  struct engine_seq_step s = {.seq = seq, .pos = kv_seq_len(seq), .tokens = toks, .n_tokens = n};
+  struct engine_batch b = {.seqs = &s, .n_seqs = 1};
+  return engine_forward(r->e, &b, logits, err, sizeof err);
+}
+
+static double max_diff(const float *a, const float *b, size_t n) {
+  double m = 0;
+  for (size_t i = 0; i < n; i++) {
+    double d = fabs((double)a[i] - b[i]);
+    if (d > m || d != d) m = d != d ? 1e30 : d;
+  }
+  return m;
+}
+
+/* ---- request builders ---- */
+
+/* A one-entry Step: tokens via shm (offset tok_off) or inline; logits at log_off. */
+static int send_step1(struct wclient *c, uint64_t sid, const int32_t *toks, uint32_t n,
+                      uint32_t n_logits, uint64_t tok_off, uint64_t log_off) {
+  Realm__V1__StepEntry e;
+  realm__v1__step_entry__init(&e);
+  e.session_id = sid;
+  e.n_tokens = n;
+  e.n_logits = n_logits;
+  if (c->shm) {
+    memcpy(c->base + tok_off, toks, sizeof(int32_t) * n);
+    e.tokens_offset = tok_off;
+    e.logits_offset = log_off;
+  } else {
+    e.n_tokens_inline = n;
+    e.tokens_inline = (int32_t *)toks;
+  }
+  Realm__V1__StepEntry *ep = &e;
+  Realm__V1__Step st;
+  realm__v1__step__init(&st);
+  st.n_entries = 1;
+  st.entries = &ep;
+  Realm__V1__WorkerRequest req;
+  realm__v1__worker_request__init(&req);
+  req.body_case = REALM__V1__WORKER_REQUEST__BODY_STEP;
+  req.step = &st;
+  return wc_send(c, &req) < 0 ? -1 : (int)req.request_id;
+}
+
+/* Logits of entry 0 of a StepReply into out (V floats); returns the entry's error code. */
+static int step_logits(struct wclient *c, const Realm__V1__WorkerReply *r, uint64_t log_off,
+                       float *out) {
+  if (!r || r->body_case != REALM__V1__WORKER_REPLY__BODY_STEP) return wc_reply_code(r) ? wc_reply_code(r) : REALM_E_INTERNAL;
+  if (r->step->n_results < 1) return REALM_E_INTERNAL;
+  const Realm__V1__StepResult *res = r->step->results[0];
+  if (res->error) return realm_proto_error_code(res->error);
+  if (c->shm) memcpy(out, c->base + log_off, sizeof(float) * c->vocab);
+  else if (res->logits_inline.len == sizeof(float) * c->vocab)
+    memcpy(out, res->logits_inline.data, sizeof(float) * c->vocab);
+  else return REALM_E_INTERNAL;
+  return 0;
+}
+
+static Realm__V1__WorkerReply *recv_id(struct wclient *c, uint64_t rid) {
+  for (int i = 0; i < 64; i++) {
+    Realm__V1__WorkerReply *r = wc_recv(c, 10000);
+    if (!r || r->request_id == rid) return r;
+    realm_frame_msg_free(&r->base);
+  }
+  return NULL;
+}
+
+/* ---- tests ---- */
+
+TEST(two_tenants_interleaved_logits_match_engine) {
+  struct fx f;
+  struct worker_config cfg;
+  fx_config(&f, &cfg);
+  cfg.batch_window_us = 2000; /* both clients' steps land in one pass */
+  CHECK_EQ_INT(fx_start(&f, &cfg), 0);
+  struct ref r;
+  CHECK_EQ_INT(ref_open(&r), 0);
+  struct wclient a, b;
+  CHECK_EQ_INT(wc_open(&a, f.zctx, f.endpoint, "tenant-a", "r0", 1, 0, 1 << 20), 0);
+  CHECK_EQ_INT(wc_open(&b, f.zctx, f.endpoint, "tenant-b", "r0", 1, 0, 0), 0);
+  CHECK(a.shm != NULL);
+  CHECK(b.shm == NULL);
+  uint32_t V = a.vocab;
+  uint64_t sa = wc_session_open(&a, 0, NULL), sb = wc_session_open(&b, 0, NULL);
+  CHECK(sa != 0 && sb != 0);
+  struct kv_seq *ra, *rb;
+  CHECK_EQ_INT(kv_seq_open(engine_kv(r.e), NULL, &ra), 0);
+  CHECK_EQ_INT(kv_seq_open(engine_kv(r.e), NULL, &rb), 0);
+  float *la = malloc(sizeof(float) * V), *lb = malloc(sizeof(float) * V),
+        *ea = malloc(sizeof(float) * V), *eb = malloc(sizeof(float) * V);
+  int32_t pa[] = {1, 403, 407, 261, 378}, pb[] = {1, 432, 383};
+  const int32_t *ta = pa, *tb = pb;
+  uint32_t na = 5, nb = 3;
+  int32_t da, db;
+  for (int round = 0; round < 4; round++) {
+    int ida = send_step1(&a, sa, ta, na, 1, 0, 4096);
+    int idb = send_step1(&b, sb, tb, nb, 1, 0, 0);
+    CHECK(ida > 0 && idb > 0);
+    Realm__V1__WorkerReply *rpa = recv_id(&a, (uint64_t)ida), *rpb = recv_id(&b, (uint64_t)idb);
+    CHECK_EQ_INT(step_logits(&a, rpa, 4096, la), 0);
+    CHECK_EQ_INT(step_logits(&b, rpb, 0, lb), 0);
+    CHECK_EQ_INT(rpa->step->results[0]->n_past, kv_seq_len(ra) + na);
+    realm_frame_msg_free(&rpa->base);
+    realm_frame_msg_free(&rpb->base);
+    CHECK_EQ_INT(ref_step(&r, ra, ta, na, ea), 0);
+    CHECK_EQ_INT(ref_step(&r, rb, tb, nb, eb), 0);
+    CHECK_NEAR(max_diff(la, ea, V), 0, TOL);
+    CHECK_NEAR(max_diff(lb, eb, V), 0, TOL);
+    /* The two tenants' logits differ: nobody got the other's row. */
+    CHECK(max_diff(la, lb, V) > 1e-3);
+    /* next: one decode token each (fixed, different per tenant) */
+    da = 300 + round, db = 400 + round;
+    ta = &da, tb = &db, na = nb = 1;
+  }
+  /* Stats: one row, our own tenant, with tokens counted. */
+  Realm__V1__StatsRequest sq;
+  realm__v1__stats_request__init(&sq);
+  Realm__V1__WorkerRequest req;
+  realm__v1__worker_request__init(&req);
+  req.body_case = REALM__V1__WORKER_REQUEST__BODY_STATS;
+  req.stats = &sq;
+  Realm__V1__WorkerReply *sr = wc_call(&b, &req);
+  CHECK(sr && sr->body_case == REALM__V1__WORKER_REPLY__BODY_STATS);
+  CHECK_EQ_INT(sr->stats->n_tenants, 1);
+  CHECK_STR_EQ(sr->stats->tenants[0]->tenant_id, "tenant-b");
+  CHECK_EQ_INT(sr->stats->tenants[0]->tokens_total, 3 + 3);
+  CHECK_EQ_INT(sr->stats->tokens_total, 5 + 3 + 3 + 3);
+  CHECK(sr->stats->steps_total >= 1 && sr->stats->steps_total <= 8);
+  realm_frame_msg_free(&sr->base);
+  kv_seq_close(engine_kv(r.e), ra);
+  kv_seq_close(engine_kv(r.e), rb);
+  free(la), free(lb), free(ea), free(eb);
+  wc_close(&a);
+  wc_close(&b);
+  ref_close(&r);
+  fx_stop(&f);
+}
+
+TEST(other_connections_session_is_not_found) {
+  struct fx f;
+  struct worker_config cfg;
+  fx_config(&f, &cfg);
+  CHECK_EQ_INT(fx_start(&f, &cfg), 0);
+  struct wclient a, b;
+  CHECK_EQ_INT(wc_open(&a, f.zctx, f.endpoint, "tenant-a", "r0", 1, 0, 1 << 20), 0);
+  CHECK_EQ_INT(wc_open(&b, f.zctx, f.endpoint, "tenant-b", "r0", 1, 0, 0), 0);
+  uint64_t sa = wc_session_open(&a, 0, NULL);
+  uint64_t sb = wc_session_open(&b, 0, NULL);
+  CHECK(sa != 0 && sb != 0);
+  /* Per-connection ids: B's first session has the same number as A's — still not A's. */
+  int32_t t[] = {1, 5, 6};
+  int id = send_step1(&a, sa, t, 3, 1, 0, 4096);
+  Realm__V1__WorkerReply *r = recv_id(&a, (uint64_t)id);
+  float *l = malloc(sizeof(float) * a.vocab);
+  CHECK_EQ_INT(step_logits(&a, r, 4096, l), 0);
+  realm_frame_msg_free(&r->base);
+  /* B names an id it never opened (A's second would-be id, and a made-up one). */
+  uint64_t foreign[] = {sa + 1 + (1ull << 32), 0xdeadbeefULL, (2ull << 32) | 1};
+  for (int k = 0; k < 3; k++) {
+    id = send_step1(&b, foreign[k], t, 3, 1, 0, 0);
+    r = recv_id(&b, (uint64_t)id);
+    CHECK(r && r->body_case == REALM__V1__WORKER_REPLY__BODY_STEP);
+    CHECK(r->step->results[0]->error != NULL);
+    CHECK_EQ_INT(realm_proto_error_code(r->step->results[0]->error), REALM_E_NOT_FOUND);
+    CHECK_EQ_INT(r->step->results[0]->logits_inline.len, 0);
+    realm_frame_msg_free(&r->base);
+  }
+  /* A closes B's session id: not_found, and B's session keeps working. */
+  Realm__V1__SessionClose sc;
+  realm__v1__session_close__init(&sc);
+  Realm__V1__WorkerRequest req;
+  realm__v1__worker_request__init(&req);
+  req.body_case = REALM__V1__WORKER_REQUEST__BODY_SESSION_CLOSE;
+  req.session_close = &sc;
+  sc.session_id = sb + (1ull << 32); /* another generation of B's slot */
+  r = wc_call(&a, &req);
+  CHECK_EQ_INT(wc_reply_code(r), REALM_E_NOT_FOUND);
+  realm_frame_msg_free(&r->base);
+  /* Attention on a foreign id: not_found. */
+  float q[64 * 4] = {0};
+  Realm__V1__Attention at;
+  realm__v1__attention__init(&at);
+  at.session_id = sa;
+  at.n_tokens = 1;
+  at.q_inline.data = (uint8_t *)q;
+  at.q_inline.len = sizeof(float) * b.n_embd;
+  at.k_inline.data = at.v_inline.data = (uint8_t *)q;
+  at.k_inline.len = at.v_inline.len = sizeof(float) * b.n_embd * b.n_head_kv / b.n_head;
+  realm__v1__worker_request__init(&req);
+  req.body_case = REALM__V1__WORKER_REQUEST__BODY_ATTENTION;
+  req.attention = &at;
+  at.session_id = foreign[0];
+  r = wc_call(&b, &req);
+  CHECK_EQ_INT(wc_reply_code(r), REALM_E_NOT_FOUND);
+  realm_frame_msg_free(&r->base);
+  /* B's own session still serves B. */
+  id = send_step1(&b, sb, t, 3, 1, 0, 0);
+  r = recv_id(&b, (uint64_t)id);
+  float *lb = malloc(sizeof(float) * b.vocab);
+  CHECK_EQ_INT(step_logits(&b, r, 0, lb), 0);
+  realm_frame_msg_free(&r->base);
+  CHECK_NEAR(max_diff(l, lb, b.vocab), 0, TOL); /* same tokens, same logits, own sessions */
+  free(l);
+  free(lb);
+  wc_close(&a);
+  wc_close(&b);
+  fx_stop(&f);
+}
+
+TEST(kv_quota_refuses_sessions_and_steps) {
+  struct fx f;
+  struct worker_config cfg;
+  fx_config(&f, &cfg);
+  cfg.max_kv_quota_tokens = 32; /* two pages of 16 */
+  CHECK_EQ_INT(fx_start(&f, &cfg), 0);
+  struct wclient a;
+  CHECK_EQ_INT(wc_open(&a, f.zctx, f.endpoint, "tenant-q", "r0", 1, 1000, 0), 0);
+  CHECK_EQ_INT(a.kv_quota_tokens, 32); /* asked 1000, capped */
+  int code;
+  CHECK_EQ_INT(wc_session_open(&a, 64, &code), 0);
+  CHECK_EQ_INT(code, REALM_E_QUOTA);
+  uint64_t s1 = wc_session_open(&a, 0, &code);
+  CHECK(s1 != 0);
+  int32_t t[32];
+  for (int i = 0; i < 32; i++) t[i] = 1 + i;
+  int id = send_step1(&a, s1, t, 32, 1, 0, 0);
+  Realm__V1__WorkerReply *r = recv_id(&a, (uint64_t)id);
+  float *l = malloc(sizeof(float) * a.vocab);
+  CHECK_EQ_INT(step_logits(&a, r, 0, l), 0);
+  realm_frame_msg_free(&r->base);
+  /* All pages held: a second session is refused. */
+  CHECK_EQ_INT(wc_session_open(&a, 0, &code), 0);
+  CHECK_EQ_INT(code, REALM_E_QUOTA);
+  /* Growing past the granted length fails that entry and leaves the session as it was. */
+  id = send_step1(&a, s1, t, 1, 1, 0, 0);
+  r = recv_id(&a, (uint64_t)id);
+  CHECK_EQ_INT(step_logits(&a, r, 0, l), REALM_E_OUT_OF_RANGE);
+  CHECK_EQ_INT(r->step->results[0]->n_past, 32);
+  realm_frame_msg_free(&r->base);
+  /* Closing gives the pages back. */
+  Realm__V1__SessionClose sc;
+  realm__v1__session_close__init(&sc);
+  sc.session_id = s1;
+  Realm__V1__WorkerRequest req;
+  realm__v1__worker_request__init(&req);
+  req.body_case = REALM__V1__WORKER_REQUEST__BODY_SESSION_CLOSE;
+  req.session_close = &sc;
+  r = wc_call(&a, &req);
+  CHECK_EQ_INT(wc_reply_code(r), 0);
+  realm_frame_msg_free(&r->base);
+  uint64_t s2 = wc_session_open(&a, 20, &code);
+  CHECK(s2 != 0);
+  /* A 20-token session whose step needs a third page would be out of range first; fill 20. */
+  id = send_step1(&a, s2, t, 20, 0, 0, 0);
+  r = recv_id(&a, (uint64_t)id);
+  CHECK(r && r->body_case == REALM__V1__WORKER_REPLY__BODY_STEP);
+  CHECK(r->step->results[0]->error == NULL);
+  CHECK_EQ_INT(r->step->results[0]->n_past, 20);
+  CHECK_EQ_INT(r->step->results[0]->logits_inline.len, 0);
+  realm_frame_msg_free(&r->base);
+  free(l);
+  wc_close(&a);
+  fx_stop(&f);
+}
+
+/* ---- Matmul + Attention reproduce a Step ---- */
+
+static int wc_matmul(struct wclient *c, const char *tensor, const float *x, uint32_t rows,
+                     uint32_t n_in, float *y, uint32_t n_out) {
+  Realm__V1__Matmul mm;
+  realm__v1__matmul__init(&mm);
+  mm.tensor = (char *)tensor;
+  mm.n_rows = rows;
+  size_t in_b = sizeof(float) * rows * n_in, out_b = sizeof(float) * rows * n_out;
+  if (c->shm) {
+    memcpy(c->base, x, in_b);
+    mm.input_offset = 0;
+    mm.output_offset = (in_b + 63) & ~(size_t)63;
+  } else {
+    mm.input_inline.data = (uint8_t *)x;
+    mm.input_inline.len = in_b;
+  }
+  Realm__V1__WorkerRequest req;
+  realm__v1__worker_request__init(&req);
+  req.body_case = REALM__V1__WORKER_REQUEST__BODY_MATMUL;
+  req.matmul = &mm;
+  Realm__V1__WorkerReply *r = wc_call(c, &req);
+  int rc = wc_reply_code(r);
+  if (rc == 0 && (r->body_case != REALM__V1__WORKER_REPLY__BODY_MATMUL || r->matmul->n_out != n_out))
+    rc = REALM_E_INTERNAL;
+  if (rc == 0) {
+    if (c->shm) memcpy(y, c->base + mm.output_offset, out_b);
+    else if (r->matmul->output_inline.len == out_b) memcpy(y, r->matmul->output_inline.data, out_b);
+    else rc = REALM_E_INTERNAL;
+  }
+  realm_frame_msg_free(r ? &r->base : NULL);
+  return rc;
+}
+
+static int wc_attention(struct wclient *c, uint64_t sid, uint32_t layer, uint32_t pos, uint32_t n,
+                        const float *q, const float *k, const float *v, float *out,
+                        uint32_t q_dim, uint32_t kv_dim) {
+  Realm__V1__Attention at;
+  realm__v1__attention__init(&at);
+  at.session_id = sid;
+  at.layer = layer;
+  at.pos = pos;
+  at.n_tokens = n;
+  at.rope = 1;
+  size_t qb = sizeof(float) * n * q_dim, kb = sizeof(float) * n * kv_dim;
+  size_t a64 = 64;
+  at.q_offset = 0;
+  at.k_offset = (qb + a64 - 1) / a64 * a64;
+  at.v_offset = at.k_offset + (kb + a64 - 1) / a64 * a64;
+  at.output_offset = at.v_offset + (kb + a64 - 1) / a64 * a64;
+  memcpy(c->base + at.q_offset, q, qb);
+  memcpy(c->base + at.k_offset, k, kb);
+  memcpy(c->base + at.v_offset, v, kb);
+  Realm__V1__WorkerRequest req;
+  realm__v1__worker_request__init(&req);
+  req.body_case = REALM__V1__WORKER_REQUEST__BODY_ATTENTION;
+  req.attention = &at;
+  Realm__V1__WorkerReply *r = wc_call(c, &req);
+  int rc = wc_reply_code(r);
+  if (rc == 0) memcpy(out, c->base + at.output_offset, qb);
+  realm_frame_msg_free(r ? &r->base : NULL);
+  return rc;
+}
+
+static void rmsnorm(const float *x, const float *g, uint32_t n_tok, uint32_t dim, float eps,
+                    float *y) {
+  for (uint32_t t = 0; t < n_tok; t++) {
+    double ss = 0;
+    for (uint32_t i = 0; i < dim; i++) ss += (double)x[t * dim + i] * x[t * dim + i];
+    float s = (float)(1.0 / sqrt(ss / dim + eps));
+    for (uint32_t i = 0; i < dim; i++) y[t * dim + i] = x[t * dim + i] * s * g[i];
+  }
+}
+
+TEST(matmul_and_attention_reproduce_step_logits) {
+  struct fx f;
+  struct worker_config cfg;
+  fx_config(&f, &cfg);
+  CHECK_EQ_INT(fx_start(&f, &cfg), 0);
+  struct ref r;
+  CHECK_EQ_INT(ref_open(&r), 0);
+  const struct engine_hparams *hp = &r.m->hp;
+  struct wclient a;
+  CHECK_EQ_INT(wc_open(&a, f.zctx, f.endpoint, "tenant-g", "r0", 1, 0, 1 << 20), 0);
+  uint64_t s1 = wc_session_open(&a, 0, NULL), s2 = wc_session_open(&a, 0, NULL);
+  CHECK(s1 && s2);
+  const uint32_t V = a.vocab, D = hp->dim, KV = hp->kv_dim, FF = hp->ff_dim;
+  int32_t toks[3] = {1, 403, 407};
+  float *step_l = malloc(sizeof(float) * V), *op_l = malloc(sizeof(float) * V);
+  int id = send_step1(&a, s1, toks, 3, 1, 0, 4096);
+  Realm__V1__WorkerReply *rp = recv_id(&a, (uint64_t)id);
+  CHECK_EQ_INT(step_logits(&a, rp, 4096, step_l), 0);
+  realm_frame_msg_free(&rp->base);
+
+  /* The same three tokens through ops: embeddings, norms, SwiGLU and residuals locally. */
+  const uint32_t T = 3;
+  float *x = calloc(T * D, 4), *xb = calloc(T * D, 4), *q = calloc(T * D, 4), *k = calloc(T * KV, 4),
+        *v = calloc(T * KV, 4), *att = calloc(T * D, 4), *tmp = calloc(T * D, 4),
+        *g = calloc(T * FF, 4), *u = calloc(T * FF, 4);
+  for (uint32_t t = 0; t < T; t++) engine_weight_get_row(&r.m->token_embd, (uint32_t)toks[t], x + t * D);
+  char name[64];
+  for (uint32_t l = 0; l < hp->n_layer; l++) {
+    const struct engine_layer *L = &r.m->layers[l];
+    rmsnorm(x, L->attn_norm, T, D, hp->rms_eps, xb);
+    snprintf(name, sizeof name, "blk.%u.attn_q.weight", l);
+    CHECK_EQ_INT(wc_matmul(&a, name, xb, T, D, q, D), 0);
+    snprintf(name, sizeof name, "blk.%u.attn_k.weight", l);
+    CHECK_EQ_INT(wc_matmul(&a, name, xb, T, D, k, KV), 0);
+    snprintf(name, sizeof name, "blk.%u.attn_v.weight", l);
+    CHECK_EQ_INT(wc_matmul(&a, name, xb, T, D, v, KV), 0);
+    CHECK_EQ_INT(wc_attention(&a, s2, l, 0, T, q, k, v, att, D, KV), 0);
+    snprintf(name, sizeof name, "blk.%u.attn_output.weight", l);
+    CHECK_EQ_INT(wc_matmul(&a, name, att, T, D, tmp, D), 0);
+    for (uint32_t i = 0; i < T * D; i++) x[i] += tmp[i];
+    rmsnorm(x, L->ffn_norm, T, D, hp->rms_eps, xb);
+    snprintf(name, sizeof name, "blk.%u.ffn_gate.weight", l);
+    CHECK_EQ_INT(wc_matmul(&a, name, xb, T, D, g, FF), 0);
+    snprintf(name, sizeof name, "blk.%u.ffn_up.weight", l);
+    CHECK_EQ_INT(wc_matmul(&a, name, xb, T, D, u, FF), 0);
+    for (uint32_t i = 0; i < T * FF; i++) g[i] = g[i] / (1.0f + expf(-g[i])) * u[i];
+    snprintf(name, sizeof name, "blk.%u.ffn_down.weight", l);
+    CHECK_EQ_INT(wc_matmul(&a, name, g, T, FF, tmp, D), 0);
+    for (uint32_t i = 0; i < T * D; i++) x[i] += tmp[i];
+  }
+  rmsnorm(x + (T - 1) * D, r.m->output_norm, 1, D, hp->rms_eps, xb);
+  CHECK_EQ_INT(wc_matmul(&a, "output.weight", xb, 1, D, op_l, V), 0);
+  CHECK_NEAR(max_diff(step_l, op_l, V), 0, TOL);
+
+  /* And the session the ops filled continues like the Step's session: one decode step each. */
+  int32_t next = 300;
+  id = send_step1(&a, s1, &next, 1, 1, 0, 4096);
+  rp = recv_id(&a, (uint64_t)id);
+  CHECK_EQ_INT(step_logits(&a, rp, 4096, step_l), 0);
+  realm_frame_msg_free(&rp->base);
+  id = send_step1(&a, s2, &next, 1, 1, 0, 4096);
+  rp = recv_id(&a, (uint64_t)id);
+  CHECK_EQ_INT(step_logits(&a, rp, 4096, op_l), 0);
+  CHECK_EQ_INT(rp->step->results[0]->n_past, 4);
+  realm_frame_msg_free(&rp->base);
+  CHECK_NEAR(max_diff(step_l, op_l, V), 0, TOL);
+
+  /* Errors: unknown tensor, a norm, a bad layer. */
+  CHECK_EQ_INT(wc_matmul(&a, "blk.99.attn_q.weight", xb, 1, D, op_l, D), REALM_E_NOT_FOUND);
+  CHECK_EQ_INT(wc_matmul(&a, "blk.0.attn_norm.weight", xb, 1, D, op_l, D), REALM_E_INVALID_ARGUMENT);
+  CHECK_EQ_INT(wc_attention(&a, s2, hp->n_layer, 0, 1, q, k, v, att, D, KV), REALM_E_OUT_OF_RANGE);
+  free(x), free(xb), free(q), free(k), free(v), free(att), free(tmp), free(g), free(u);
+  free(step_l);
+  free(op_l);
+  wc_close(&a);
+  ref_close(&r);
+  fx_stop(&f);
+}
+
+/* ---- malformed and hostile messages ---- */
+
+static int raw_send(void *sock, const void *buf, size_t len) {
+  return zmq_send(sock, buf, len, 0) == (int)len ? 0 : -1;
+}
+
+/* Expects a WorkerReply error with the given request id and code. */
+static int expect_error(struct wclient *c, uint64_t rid, int code) {
+  Realm__V1__WorkerReply *r = wc_recv(c, 10000);
+  int ok = r && r->request_id == rid && wc_reply_code(r) == code;
+  if (!ok)
+    printf("# expected %s for request %llu, got %s (%s)\n", realm_err_name(code),
+           (unsigned long long)rid, r ? realm_err_name(wc_reply_code(r)) : "nothing",
+           r && r->error ? r->error->message : c->err);
+  realm_frame_msg_free(r ? &r->base : NULL);
+  return ok;
+}
+
+static int step_entry_error(struct wclient *c, Realm__V1__Step *st, int whole, int entry) {
+  Realm__V1__WorkerRequest req;
+  realm__v1__worker_request__init(&req);
+  req.body_case = REALM__V1__WORKER_REQUEST__BODY_STEP;
+  req.step = st;
+  Realm__V1__WorkerReply *r = wc_call(c, &req);
+  int got_whole = wc_reply_code(r), got_entry = 0;
+  if (r && r->body_case == REALM__V1__WORKER_REPLY__BODY_STEP && r->step->n_results > 0 &&
+      r->step->results[0]->error)
+    got_entry = realm_proto_error_code(r->step->results[0]->error);
+  int ok = got_whole == whole && got_entry == entry;
+  if (!ok)
+    printf("# step: expected whole=%s entry=%s, got whole=%s entry=%s (%s)\n", realm_err_name(whole),
+           realm_err_name(entry), realm_err_name(got_whole), realm_err_name(got_entry),
+           r && r->error ? r->error->message : "");
+  realm_frame_msg_free(r ? &r->base : NULL);
+  return ok;
+}
+
+TEST(malformed_messages_get_errors_and_others_keep_being_served) {
+  struct fx f;
+  struct worker_config cfg;
+  fx_config(&f, &cfg);
+  CHECK_EQ_INT(fx_start(&f, &cfg), 0);
+  struct wclient good, bad, shm;
+  CHECK_EQ_INT(wc_open(&good, f.zctx, f.endpoint, "tenant-good", "r0", 1, 0, 0), 0);
+  uint64_t sg = wc_session_open(&good, 0, NULL);
+  CHECK(sg);
+  /* "bad" is a raw DEALER that has not said Hello yet. */
+  memset(&bad, 0, sizeof bad);
+  CHECK_EQ_INT(realm_ipc_socket_new(f.zctx, ZMQ_DEALER, WC_MAX_PAYLOAD, &bad.sock, bad.err,
+                                    sizeof bad.err), 0);
+  CHECK_EQ_INT(zmq_connect(bad.sock, f.endpoint), 0);
+
+  /* 1. garbage */
+  CHECK_EQ_INT(raw_send(bad.sock, "hello world, not a frame", 24), 0);
+  CHECK(expect_error(&bad, 0, REALM_E_PROTOCOL));
+  /* 2. a valid StatsRequest frame, re-versioned to 7 */
+  Realm__V1__StatsRequest sq;
+  realm__v1__stats_request__init(&sq);
+  Realm__V1__WorkerRequest req;
+  realm__v1__worker_request__init(&req);
+  req.request_id = 5;
+  req.body_case = REALM__V1__WORKER_REQUEST__BODY_STATS;
+  req.stats = &sq;
+  uint8_t buf[256];
+  size_t len;
+  CHECK_EQ_INT(realm_frame_encode(REALM_FRAME_WORKER_REQUEST, &req.base, buf, sizeof buf, &len,
+                                  bad.err, sizeof bad.err), 0);
+  uint8_t v7[256];
+  memcpy(v7, buf, len);
+  v7[4] = 7;
+  CHECK_EQ_INT(raw_send(bad.sock, v7, len), 0);
+  CHECK(expect_error(&bad, 0, REALM_E_VERSION));
+  /* 3. truncated: the header claims more payload than present */
+  uint8_t tr[256];
+  memcpy(tr, buf, len);
+  tr[8] = (uint8_t)(len + 50);
+  CHECK_EQ_INT(raw_send(bad.sock, tr, len), 0);
+  CHECK(expect_error(&bad, 0, REALM_E_PROTOCOL));
+  /* 4. oversized: a length far beyond the limit (checked before the bytes present) */
+  uint8_t big[256];
+  memcpy(big, buf, len);
+  big[8] = 0, big[9] = 0, big[10] = 0, big[11] = 0x7f;
+  CHECK_EQ_INT(raw_send(bad.sock, big, len), 0);
+  CHECK(expect_error(&bad, 0, REALM_E_TOO_LARGE));
+  /* 5. a well-formed request before Hello */
+  CHECK_EQ_INT(raw_send(bad.sock, buf, len), 0);
+  CHECK(expect_error(&bad, 5, REALM_E_UNAVAILABLE));
+  /* 6. an envelope with no body */
+  Realm__V1__WorkerRequest empty;
+  realm__v1__worker_request__init(&empty);
+  empty.request_id = 6;
+  CHECK_EQ_INT(realm_ipc_send(bad.sock, NULL, REALM_FRAME_WORKER_REQUEST, &empty.base, 0, bad.err,
+                              sizeof bad.err), 0);
+  CHECK(expect_error(&bad, 6, REALM_E_PROTOCOL));
+  /* 7. a shm client's out-of-range, unaligned and overlapping offsets; bad token ids */
+  CHECK_EQ_INT(wc_open(&shm, f.zctx, f.endpoint, "tenant-shm", "r0", 1, 0, 65536), 0);
+  uint64_t ss = wc_session_open(&shm, 0, NULL);
+  CHECK(ss);
+  Realm__V1__StepEntry e;
+  realm__v1__step_entry__init(&e);
+  Realm__V1__StepEntry *ep = &e;
+  Realm__V1__Step st;
+  realm__v1__step__init(&st);
+  st.n_entries = 1;
+  st.entries = &ep;
+  e.session_id = ss;
+  e.n_tokens = 2;
+  e.n_logits = 1;
+  ((int32_t *)shm.base)[0] = 1, ((int32_t *)shm.base)[1] = 2;
+  e.logits_offset = 65536 - 64; /* a whole row does not fit */
+  CHECK(step_entry_error(&shm, &st, REALM_E_OUT_OF_RANGE, 0));
+  e.logits_offset = 4096;
+  e.tokens_offset = UINT64_MAX - 63; /* wraps */
+  CHECK(step_entry_error(&shm, &st, REALM_E_OUT_OF_RANGE, 0));
+  e.tokens_offset = 4; /* unaligned */
+  CHECK(step_entry_error(&shm, &st, REALM_E_INVALID_ARGUMENT, 0));
+  e.tokens_offset = 4096; /* inside the logits output */
+  CHECK(step_entry_error(&shm, &st, REALM_E_INVALID_ARGUMENT, 0));
+  e.tokens_offset = 0;
+  e.n_tokens = 0;
+  CHECK(step_entry_error(&shm, &st, REALM_E_INVALID_ARGUMENT, 0));
+  e.n_tokens = 2;
+  ((int32_t *)shm.base)[1] = (int32_t)shm.vocab; /* id == vocab_size */
+  CHECK(step_entry_error(&shm, &st, 0, REALM_E_OUT_OF_RANGE));
+  ((int32_t *)shm.base)[1] = -1;
+  CHECK(step_entry_error(&shm, &st, 0, REALM_E_OUT_OF_RANGE));
+  /* too many entries */
+  Realm__V1__StepEntry *many[65];
+  for (int i = 0; i < 65; i++) many[i] = &e;
+  st.entries = many;
+  st.n_entries = 65;
+  CHECK(step_entry_error(&shm, &st, REALM_E_INVALID_ARGUMENT, 0));
+  /* the failed steps left the session empty */
+  st.entries = &ep;
+  st.n_entries = 1;
+  ((int32_t *)shm.base)[1] = 2;
+  Realm__V1__WorkerRequest sr;
+  realm__v1__worker_request__init(&sr);
+  sr.body_case = REALM__V1__WORKER_REQUEST__BODY_STEP;
+  sr.step = &st;
+  Realm__V1__WorkerReply *r = wc_call(&shm, &sr);
+  CHECK(r && r->body_case == REALM__V1__WORKER_REPLY__BODY_STEP);
+  CHECK_EQ_INT(r->step->results[0]->n_past, 2);
+  realm_frame_msg_free(&r->base);
+
+  /* The well-behaved client is still served, with the engine's logits. */
+  struct ref rf;
+  CHECK_EQ_INT(ref_open(&rf), 0);
+  struct kv_seq *rs;
+  CHECK_EQ_INT(kv_seq_open(engine_kv(rf.e), NULL, &rs), 0);
+  int32_t t[] = {1, 403, 407};
+  float *l = malloc(sizeof(float) * good.vocab), *el = malloc(sizeof(float) * good.vocab);
+  int id = send_step1(&good, sg, t, 3, 1, 0, 0);
+  r = recv_id(&good, (uint64_t)id);
+  CHECK_EQ_INT(step_logits(&good, r, 0, l), 0);
+  realm_frame_msg_free(&r->base);
+  CHECK_EQ_INT(ref_step(&rf, rs, t, 3, el), 0);
+  CHECK_NEAR(max_diff(l, el, good.vocab), 0, TOL);
+  kv_seq_close(engine_kv(rf.e), rs);
+  ref_close(&rf);
+  free(l);
+  free(el);
+  wc_close(&shm);
+  wc_close(&good);
+  realm_ipc_socket_close(bad.sock);
+  fx_stop(&f);
+}
+
+/* ---- fairness ---- */
+
+static uint64_t tenant_tokens(struct wclient *c) {
+  Realm__V1__StatsRequest sq;
+  realm__v1__stats_request__init(&sq);
+  Realm__V1__WorkerRequest req;
+  realm__v1__worker_request__init(&req);
+  req.body_case = REALM__V1__WORKER_REQUEST__BODY_STATS;
+  req.stats = &sq;
+  Realm__V1__WorkerReply *r = wc_call(c, &req);
+  uint64_t n = r && r->body_case == REALM__V1__WORKER_REPLY__BODY_STATS && r->stats->n_tenants == 1
+                   ? r->stats->tenants[0]->tokens_total
+                   : UINT64_MAX;
+  realm_frame_msg_free(r ? &r->base : NULL);
+  return n;
+}
+
+TEST(flooding_tenant_cannot_starve_another) {
+  struct fx f;
+  struct worker_config cfg;
+  fx_config(&f, &cfg);
+  cfg.batch_tokens = 64;
+  cfg.prefill_chunk = 32;
+  cfg.batch_window_us = 100;
+  CHECK_EQ_INT(fx_start(&f, &cfg), 0);
+  struct wclient a, b;
+  /* Weights 2:1, so B's fair share is 1/3 of the tokens while both are backlogged. */
+  CHECK_EQ_INT(wc_open(&a, f.zctx, f.endpoint, "flood", "r0", 2, 0, 0), 0);
+  CHECK_EQ_INT(wc_open(&b, f.zctx, f.endpoint, "modest", "r0", 1, 0, 0), 0);
+  CHECK_EQ_INT(a.weight, 2);
+  enum { NA = 8, PROMPT_A = 480, PROMPT_B = 96, STEPS_B = 5 };
+  uint64_t sa[NA];
+  for (int i = 0; i < NA; i++) CHECK((sa[i] = wc_session_open(&a, 0, NULL)) != 0);
+  uint64_t sb = wc_session_open(&b, 0, NULL);
+  CHECK(sb);
+  static int32_t toks[PROMPT_A];
+  for (int i = 0; i < PROMPT_A; i++) toks[i] = 1 + (i * 7) % 400;
+  /* A floods: one Step, 8 sessions x 480 prompt tokens = 3840 tokens. */
+  Realm__V1__StepEntry ea[NA], *eap[NA];
+  for (int i = 0; i < NA; i++) {
+    realm__v1__step_entry__init(&ea[i]);
+    ea[i].session_id = sa[i];
+    ea[i].n_tokens = PROMPT_A;
+    ea[i].n_tokens_inline = PROMPT_A;
+    ea[i].tokens_inline = toks;
+    ea[i].n_logits = 1;
+    eap[i] = &ea[i];
+  }
+  Realm__V1__Step st;
+  realm__v1__step__init(&st);
+  st.n_entries = NA;
+  st.entries = eap;
+  Realm__V1__WorkerRequest req;
+  realm__v1__worker_request__init(&req);
+  req.body_case = REALM__V1__WORKER_REQUEST__BODY_STEP;
+  req.step = &st;
+  CHECK_EQ_INT(wc_send(&a, &req), 0);
+  uint64_t flood_id = req.request_id;
+  /* B runs STEPS_B prompts of 96 tokens, one at a time. */
+  for (int s = 0; s < STEPS_B; s++) {
+    int id = send_step1(&b, sb, toks + s * PROMPT_B, PROMPT_B, 1, 0, 0);
+    Realm__V1__WorkerReply *r = recv_id(&b, (uint64_t)id);
+    CHECK(r && r->body_case == REALM__V1__WORKER_REPLY__BODY_STEP);
+    CHECK(r->step->results[0]->error == NULL);
+    realm_frame_msg_free(&r->base);
+  }
+  uint64_t tb = tenant_tokens(&b), ta = tenant_tokens(&a);
+  CHECK_EQ_INT(tb, PROMPT_B * STEPS_B);
+  CHECK(ta != UINT64_MAX);
+  double share = (double)tb / (double)(ta + tb);
+  printf("# B served %llu tokens while A was served %llu: share %.3f (fair 0.333)\n",
+         (unsigned long long)tb, (unsigned long long)ta, share);
+  CHECK(ta < (uint64_t)NA * PROMPT_A); /* A was still backlogged the whole time */
+  CHECK(share >= (1.0 / 3) / 2 && share <= (1.0 / 3) * 2);
+  /* The flood completes too, each entry with its logits. */
+  Realm__V1__WorkerReply *r = recv_id(&a, flood_id);
+  CHECK(r && r->body_case == REALM__V1__WORKER_REPLY__BODY_STEP);
+  CHECK_EQ_INT(r->step->n_results, NA);
+  for (int i = 0; i < NA; i++) CHECK_EQ_INT(r->step->results[i]->n_past, PROMPT_A);
+  realm_frame_msg_free(&r->base);
+  wc_close(&a);
+  wc_close(&b);
+  fx_stop(&f);
+}
+
+/* ---- KV pages are zero when they reach a new sequence ---- */
+
+TEST(kv_blocks_are_zeroed_before_reuse) {
+  char err[256];
+  struct kv_cache *kv;
+  struct kv_cache_config kc = {.n_layer = 2, .kv_dim = 8, .block_tokens = 4, .n_blocks = 2,
+                               .max_seq_tokens = 8};
+  CHECK_EQ_INT(kv_cache_create(&kc, &kv, err, sizeof err), 0);
+  struct kv_quota qa = {.max_blocks = 2}, qb = {.max_blocks = 2};
+  struct kv_seq *a, *b;
+  CHECK_EQ_INT(kv_seq_open(kv, &qa, &a), 0);
+  CHECK_EQ_INT(kv_seq_reserve(kv, a, 8), 0);
+  for (uint32_t l = 0; l < 2; l++)
+    for (uint32_t p = 0; p < 8; p++)
+      for (uint32_t i = 0; i < 8; i++) kv_k(kv, a, l, p)[i] = kv_v(kv, a, l, p)[i] = 42.0f;
+  kv_seq_set_len(kv, a, 8);
+  kv_seq_close(kv, a); /* tenant A's secrets go back to the pool */
+  CHECK_EQ_INT(kv_cache_free_blocks(kv), 2);
+  CHECK_EQ_INT(kv_seq_open(kv, &qb, &b), 0);
+  CHECK_EQ_INT(kv_seq_reserve(kv, b, 8), 0); /* the same two blocks */
+  for (uint32_t l = 0; l < 2; l++)
+    for (uint32_t p = 0; p < 8; p++)
+      for (uint32_t i = 0; i < 8; i++) {
+        CHECK(kv_k(kv, b, l, p)[i] == 0.0f);
+        CHECK(kv_v(kv, b, l, p)[i] == 0.0f);
+      }
+  kv_seq_close(kv, b);
+  kv_cache_destroy(kv);
+}

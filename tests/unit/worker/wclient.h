@@ -1,0 +1,181 @@
+/*
+ * wclient.h — a minimal runner-side client of the worker protocol for the worker tests and
+ * the benchmark: a DEALER, Hello, the shm handshake (docs/protocol.md §6.1), and
+ * send/receive of WorkerRequest/WorkerReply with bounded waits (no sleeps).
+ *
+ * Header-only, static functions; include it in one .c per program.
+ */
+#ifndef REALM_TEST_WCLIENT_H
+#define REALM_TEST_WCLIENT_H
+
+#include <poll.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+#include <zmq.h>
+
+#include "realm/ipc.h"
+#include "realm/proto.h"
+#include "realm/shm.h"
+
+struct wclient {
+  void *sock;
+  realm_shm *shm;       /* NULL: inline mode */
+  uint8_t *base;        /* shm data */
+  uint64_t next_rid;
+  uint64_t conn_id;
+  uint32_t vocab, n_embd, n_layer, n_head, n_head_kv, n_ctx;
+  uint32_t weight, max_step_tokens, max_batch_seqs;
+  uint64_t kv_quota_tokens;
+  char err[512];
+};
+
+#define WC_MAX_PAYLOAD ((size_t)REALM_MAX_FRAME_BYTES + REALM_MAX_INLINE_TENSOR_BYTES)
+
+/* Waits up to timeout_ms for one reply; returns it (free with realm_frame_msg_free) or NULL. */
+static Realm__V1__WorkerReply *wc_recv(struct wclient *c, int timeout_ms) {
+  zmq_pollitem_t it = {.socket = c->sock, .events = ZMQ_POLLIN};
+  if (zmq_poll(&it, 1, timeout_ms) <= 0) {
+    snprintf(c->err, sizeof c->err, "no reply within %d ms", timeout_ms);
+    return NULL;
+  }
+  ProtobufCMessage *m = NULL;
+  int rc = realm_ipc_recv(c->sock, NULL, REALM_FRAME_WORKER_REPLY,
+                          &realm__v1__worker_reply__descriptor, WC_MAX_PAYLOAD, 0, &m, c->err,
+                          sizeof c->err);
+  return rc == 0 ? (Realm__V1__WorkerReply *)m : NULL;
+}
+
+/* Sends req with a fresh request id (stored in req->request_id); returns 0 or an error. */
+static int wc_send(struct wclient *c, Realm__V1__WorkerRequest *req) {
+  req->request_id = ++c->next_rid;
+  return realm_ipc_send(c->sock, NULL, REALM_FRAME_WORKER_REQUEST, &req->base, 0, c->err,
+                        sizeof c->err);
+}
+
+/* Sends req and waits (10 s at most) for its reply. */
+static Realm__V1__WorkerReply *wc_call(struct wclient *c, Realm__V1__WorkerRequest *req) {
+  if (wc_send(c, req) < 0) return NULL;
+  for (int i = 0; i < 64; i++) {
+    Realm__V1__WorkerReply *r = wc_recv(c, 10000);
+    if (!r) return NULL;
+    if (r->request_id == req->request_id) return r;
+    realm_frame_msg_free(&r->base); /* a stray notice: skip */
+  }
+  return NULL;
+}
+
+/* Fetches the memfd for a HelloReply over the side socket. */
+static int wc_fetch_shm(struct wclient *c, const Realm__V1__HelloReply *hr) {
+  int fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+  struct sockaddr_un sa = {.sun_family = AF_UNIX};
+  snprintf(sa.sun_path, sizeof sa.sun_path, "%s", hr->shm_socket_path);
+  if (fd < 0 || connect(fd, (struct sockaddr *)&sa, sizeof sa) != 0) {
+    snprintf(c->err, sizeof c->err, "connect %s failed", hr->shm_socket_path);
+    if (fd >= 0) close(fd);
+    return -1;
+  }
+  int rc = realm_fd_send(fd, -1, hr->shm_token.data, hr->shm_token.len, c->err, sizeof c->err);
+  struct pollfd p = {.fd = fd, .events = POLLIN};
+  if (rc == 0 && poll(&p, 1, 5000) != 1) rc = -1;
+  int mfd = -1;
+  uint8_t idb[8];
+  size_t n = 0;
+  if (rc == 0) rc = realm_fd_recv(fd, &mfd, idb, sizeof idb, &n, c->err, sizeof c->err);
+  close(fd);
+  if (rc < 0 || mfd < 0 || n != 8) return -1;
+  uint64_t id = 0;
+  for (int i = 0; i < 8; i++) id |= (uint64_t)idb[i] << (8 * i);
+  if (id != hr->connection_id) return -1;
+  rc = realm_shm_from_fd(mfd, hr->shm_bytes, true, &c->shm, c->err, sizeof c->err);
+  if (rc < 0) {
+    close(mfd);
+    return rc;
+  }
+  c->base = realm_shm_data(c->shm);
+  return 0;
+}
+
+/* Connects, says Hello (shm_bytes 0 = inline mode) and fetches the region. */
+static int wc_open(struct wclient *c, void *zctx, const char *endpoint, const char *tenant,
+                   const char *replica, uint32_t weight, uint64_t quota, uint64_t shm_bytes) {
+  memset(c, 0, sizeof *c);
+  if (realm_ipc_socket_new(zctx, ZMQ_DEALER, WC_MAX_PAYLOAD, &c->sock, c->err, sizeof c->err) < 0)
+    return -1;
+  if (zmq_connect(c->sock, endpoint) != 0) return -1;
+  Realm__V1__Hello h;
+  realm__v1__hello__init(&h);
+  h.tenant_id = (char *)tenant;
+  h.replica_id = (char *)replica;
+  h.weight = weight;
+  h.kv_quota_tokens = quota;
+  h.wants_shm = shm_bytes > 0;
+  h.shm_bytes = shm_bytes;
+  Realm__V1__WorkerRequest req;
+  realm__v1__worker_request__init(&req);
+  req.body_case = REALM__V1__WORKER_REQUEST__BODY_HELLO;
+  req.hello = &h;
+  Realm__V1__WorkerReply *r = wc_call(c, &req);
+  if (!r || r->body_case != REALM__V1__WORKER_REPLY__BODY_HELLO) {
+    if (r) snprintf(c->err, sizeof c->err, "hello refused: %s", r->error ? r->error->message : "?");
+    realm_frame_msg_free(r ? &r->base : NULL);
+    return -1;
+  }
+  Realm__V1__HelloReply *hr = r->hello;
+  c->conn_id = hr->connection_id;
+  c->vocab = hr->model->vocab_size;
+  c->n_embd = hr->model->n_embd;
+  c->n_layer = hr->model->n_layer;
+  c->n_head = hr->model->n_head;
+  c->n_head_kv = hr->model->n_head_kv;
+  c->n_ctx = hr->model->n_ctx;
+  c->weight = hr->weight;
+  c->kv_quota_tokens = hr->kv_quota_tokens;
+  c->max_step_tokens = hr->max_step_tokens;
+  c->max_batch_seqs = hr->max_batch_seqs;
+  int rc = 0;
+  if (shm_bytes > 0) rc = hr->shm_bytes ? wc_fetch_shm(c, hr) : -1;
+  realm_frame_msg_free(&r->base);
+  return rc;
+}
+
+static void wc_close(struct wclient *c) {
+  realm_ipc_socket_close(c->sock);
+  realm_shm_destroy(c->shm);
+  memset(c, 0, sizeof *c);
+}
+
+/* Opens a session; returns its id or 0 (and *ret_code the error code when given). */
+static uint64_t wc_session_open(struct wclient *c, uint32_t max_tokens, int *ret_code) {
+  Realm__V1__SessionOpen so;
+  realm__v1__session_open__init(&so);
+  so.max_tokens = max_tokens;
+  Realm__V1__WorkerRequest req;
+  realm__v1__worker_request__init(&req);
+  req.body_case = REALM__V1__WORKER_REQUEST__BODY_SESSION_OPEN;
+  req.session_open = &so;
+  Realm__V1__WorkerReply *r = wc_call(c, &req);
+  uint64_t id = 0;
+  int code = REALM_E_TIMEOUT;
+  if (r && r->body_case == REALM__V1__WORKER_REPLY__BODY_SESSION_OPENED) {
+    id = r->session_opened->session_id;
+    code = 0;
+  } else if (r && r->body_case == REALM__V1__WORKER_REPLY__BODY_ERROR) {
+    code = realm_proto_error_code(r->error);
+  }
+  if (ret_code) *ret_code = code;
+  realm_frame_msg_free(r ? &r->base : NULL);
+  return id;
+}
+
+/* Error code of a whole reply (0 when it is not an error). */
+static int wc_reply_code(const Realm__V1__WorkerReply *r) {
+  if (!r) return REALM_E_TIMEOUT;
+  return r->body_case == REALM__V1__WORKER_REPLY__BODY_ERROR ? realm_proto_error_code(r->error) : 0;
+}
+
+#endif /* REALM_TEST_WCLIENT_H */
