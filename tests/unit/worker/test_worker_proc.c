@@ -1,0 +1,231 @@
+/*
+ * test_worker_proc.c — the realm-worker program itself ($REALM_WORKER_BIN): start-up errors
+ * name what is wrong and exit non-zero (missing model, rejected model, address in use), and
+ * SIGTERM with a Step in flight answers it "shutting_down" and exits 0. Waits are bounded
+ * polls on pipes, sockets and a pidfd; nothing sleeps.
+ */
+#include <fcntl.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "realm/error.h"
+#include "realm_test.h"
+#include "wclient.h"
+
+struct child {
+  pid_t pid;
+  int err_fd; /* read end of its stderr */
+  int pidfd;
+  char out[8192];
+  size_t n;
+};
+
+static int spawn(struct child *c, char *const argv[]) {
+  int p[2];
+  memset(c, 0, sizeof *c);
+  if (pipe2(p, O_CLOEXEC) != 0) return -1;
+  c->pid = fork();
+  if (c->pid == 0) {
+    dup2(p[1], 2);
+    int devnull = open("/dev/null", O_WRONLY);
+    if (devnull >= 0) dup2(devnull, 1);
+    execv(argv[0], argv);
+    _exit(127);
+  }
+  close(p[1]);
+  c->err_fd = p[0];
+  c->pidfd = (int)syscall(SYS_pidfd_open, c->pid, 0);
+  return c->pid > 0 && c->pidfd >= 0 ? 0 : -1;
+}
+
+/* Collects stderr until EOF or timeout_ms; returns when the pipe closes. */
+static void read_stderr(struct child *c, int timeout_ms) {
+  for (int i = 0; i < 1000; i++) {
+    struct pollfd p = {.fd = c->err_fd, .events = POLLIN};
+    if (poll(&p, 1, timeout_ms) != 1) return;
+    ssize_t k = read(c->err_fd, c->out + c->n, sizeof c->out - 1 - c->n);
+    if (k <= 0) return;
+    c->n += (size_t)k;
+    c->out[c->n] = 0;
+  }
+}
+
+/* Reads stderr until it contains needle (bounded). */
+static bool wait_stderr(struct child *c, const char *needle, int timeout_ms) {
+  for (int i = 0; i < 1000 && !strstr(c->out, needle); i++) {
+    struct pollfd p = {.fd = c->err_fd, .events = POLLIN};
+    if (poll(&p, 1, timeout_ms) != 1) return false;
+    ssize_t k = read(c->err_fd, c->out + c->n, sizeof c->out - 1 - c->n);
+    if (k <= 0) return false;
+    c->n += (size_t)k;
+    c->out[c->n] = 0;
+  }
+  return strstr(c->out, needle) != NULL;
+}
+
+/* Waits (bounded) for exit; returns the exit status, or -1 (then kills it). */
+static int wait_exit(struct child *c, int timeout_ms) {
+  struct pollfd p = {.fd = c->pidfd, .events = POLLIN};
+  int st = -1;
+  if (poll(&p, 1, timeout_ms) == 1 && waitpid(c->pid, &st, 0) == c->pid)
+    st = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+  else {
+    kill(c->pid, SIGKILL);
+    waitpid(c->pid, NULL, 0);
+    st = -1;
+  }
+  close(c->pidfd);
+  close(c->err_fd);
+  return st;
+}
+
+static const char *bin(void) { return getenv("REALM_WORKER_BIN"); }
+
+static void model_path(char *buf, size_t cap) {
+  snprintf(buf, cap, "%s/gguf/stories260K.gguf", realm_test_models_dir());
+}
+
+TEST(missing_model_exits_nonzero_naming_the_path) {
+  if (!bin()) SKIP("REALM_WORKER_BIN not set");
+  char dir[] = "/tmp/realm-wp-XXXXXX";
+  CHECK(mkdtemp(dir));
+  char ep[128], model[160];
+  snprintf(ep, sizeof ep, "ipc://%s/w.sock", dir);
+  snprintf(model, sizeof model, "%s/no-such-model.gguf", dir);
+  char *argv[] = {(char *)bin(), "--model", model, "--listen", ep, NULL};
+  struct child c;
+  CHECK_EQ_INT(spawn(&c, argv), 0);
+  read_stderr(&c, 10000);
+  int st = wait_exit(&c, 10000);
+  CHECK(st != 0 && st != -1);
+  CHECK_STR_CONTAINS(c.out, model);
+  rmdir(dir);
+}
+
+TEST(bad_model_exits_nonzero_with_the_loader_message) {
+  if (!bin()) SKIP("REALM_WORKER_BIN not set");
+  char dir[] = "/tmp/realm-wp-XXXXXX";
+  CHECK(mkdtemp(dir));
+  char ep[128], model[160];
+  snprintf(ep, sizeof ep, "ipc://%s/w.sock", dir);
+  snprintf(model, sizeof model, "%s/garbage.gguf", dir);
+  FILE *fp = fopen(model, "wb");
+  CHECK(fp);
+  fputs("GGUF this is not really a model file at all", fp);
+  fclose(fp);
+  char *argv[] = {(char *)bin(), "--model", model, "--listen", ep, NULL};
+  struct child c;
+  CHECK_EQ_INT(spawn(&c, argv), 0);
+  read_stderr(&c, 10000);
+  int st = wait_exit(&c, 10000);
+  unlink(model);
+  rmdir(dir);
+  CHECK(st != 0 && st != -1);
+  CHECK_STR_CONTAINS(c.out, "garbage.gguf");
+  CHECK_STR_CONTAINS(c.out, "bad_model");
+}
+
+TEST(address_in_use_exits_nonzero) {
+  if (!bin()) SKIP("REALM_WORKER_BIN not set");
+  char dir[] = "/tmp/realm-wp-XXXXXX";
+  CHECK(mkdtemp(dir));
+  char path[128], ep[140], model[512];
+  snprintf(path, sizeof path, "%s/w.sock", dir);
+  snprintf(ep, sizeof ep, "ipc://%s", path);
+  model_path(model, sizeof model);
+  /* Someone else listens there already. */
+  int ls = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  struct sockaddr_un sa = {.sun_family = AF_UNIX};
+  CHECK(strlen(path) < sizeof sa.sun_path);
+  memcpy(sa.sun_path, path, strlen(path) + 1);
+  CHECK(ls >= 0);
+  CHECK_EQ_INT(bind(ls, (struct sockaddr *)&sa, sizeof sa), 0);
+  CHECK_EQ_INT(listen(ls, 4), 0);
+  char *argv[] = {(char *)bin(), "--model", model, "--listen", ep, NULL};
+  struct child c;
+  CHECK_EQ_INT(spawn(&c, argv), 0);
+  read_stderr(&c, 10000);
+  int st = wait_exit(&c, 10000);
+  close(ls);
+  unlink(path);
+  rmdir(dir);
+  CHECK(st != 0 && st != -1);
+  CHECK_STR_CONTAINS(c.out, "in use");
+}
+
+TEST(sigterm_answers_inflight_step_then_exits_zero) {
+  if (!bin()) SKIP("REALM_WORKER_BIN not set");
+  char dir[] = "/tmp/realm-wp-XXXXXX";
+  CHECK(mkdtemp(dir));
+  char ep[128], model[512];
+  snprintf(ep, sizeof ep, "ipc://%s/w.sock", dir);
+  model_path(model, sizeof model);
+  /* A 10 s batch window without eager batching: the Step stays queued until SIGTERM. */
+  char *argv[] = {(char *)bin(), "--model", model, "--listen", ep, "--threads", "1",
+                  "--batch-window-us", "10000000", "--no-batch-eager", NULL};
+  struct child c;
+  CHECK_EQ_INT(spawn(&c, argv), 0);
+  CHECK(wait_stderr(&c, "worker ready", 10000));
+  void *z = zmq_ctx_new();
+  struct wclient a;
+  CHECK_EQ_INT(wc_open(&a, z, ep, "tenant-t", "r0", 1, 0, 1 << 20), 0);
+  uint64_t s = wc_session_open(&a, 0, NULL);
+  CHECK(s);
+  ((int32_t *)a.base)[0] = 1;
+  Realm__V1__StepEntry e;
+  realm__v1__step_entry__init(&e);
+  e.session_id = s;
+  e.n_tokens = 1;
+  e.n_logits = 1;
+  e.logits_offset = 4096;
+  Realm__V1__StepEntry *ep1 = &e;
+  Realm__V1__Step st;
+  realm__v1__step__init(&st);
+  st.n_entries = 1;
+  st.entries = &ep1;
+  Realm__V1__WorkerRequest req;
+  realm__v1__worker_request__init(&req);
+  req.body_case = REALM__V1__WORKER_REQUEST__BODY_STEP;
+  req.step = &st;
+  CHECK_EQ_INT(wc_send(&a, &req), 0);
+  uint64_t step_id = req.request_id;
+  /* A Stats round trip proves the worker has the Step (same connection, in order). */
+  Realm__V1__StatsRequest sq;
+  realm__v1__stats_request__init(&sq);
+  Realm__V1__WorkerRequest sreq;
+  realm__v1__worker_request__init(&sreq);
+  sreq.body_case = REALM__V1__WORKER_REQUEST__BODY_STATS;
+  sreq.stats = &sq;
+  Realm__V1__WorkerReply *r = wc_call(&a, &sreq);
+  CHECK(r && r->body_case == REALM__V1__WORKER_REPLY__BODY_STATS);
+  CHECK_EQ_INT(r->stats->queue_depth, 1);
+  realm_frame_msg_free(&r->base);
+  CHECK_EQ_INT(kill(c.pid, SIGTERM), 0);
+  bool got_step = false, got_notice = false;
+  for (int i = 0; i < 4 && !(got_step && got_notice); i++) {
+    r = wc_recv(&a, 10000);
+    if (!r) break;
+    if (r->request_id == step_id && wc_reply_code(r) == REALM_E_SHUTTING_DOWN) got_step = true;
+    if (r->request_id == 0 && wc_reply_code(r) == REALM_E_SHUTTING_DOWN) got_notice = true;
+    realm_frame_msg_free(&r->base);
+  }
+  CHECK(got_step);
+  CHECK(got_notice);
+  wc_close(&a);
+  zmq_ctx_term(z);
+  read_stderr(&c, 10000);
+  CHECK_EQ_INT(wait_exit(&c, 10000), 0);
+  CHECK_STR_CONTAINS(c.out, "worker stopped");
+  char p[160];
+  snprintf(p, sizeof p, "%s/w.sock", dir);
+  unlink(p);
+  snprintf(p, sizeof p, "%s/w.sock.shm", dir);
+  unlink(p);
+  rmdir(dir);
+}
