@@ -22,6 +22,7 @@
 #include "tokenizer.h"
 
 #define GTH_MAX_STEPS 2100 /* above the guest's default limit for this model's context */
+#define GTH_MAX_ACTIVE 4
 
 struct gth {
   struct gguf_file *f;
@@ -39,12 +40,18 @@ struct gth {
   struct sandbox_instance *inst;
   struct sandbox_host host;
   uint64_t piece_calls;
-  /* the request being run */
-  uint32_t req_id;
-  struct gth_result *res;
-  int32_t pending[GTH_MAX_TOKENS];
-  uint32_t n_pending;
-  int feeds;
+  /* the requests being run (interleaved when several) */
+  uint32_t next_id;
+  struct gth_act {
+    uint32_t id;
+    struct gth_result *res;
+    int32_t pending[GTH_MAX_TOKENS];
+    uint32_t n_pending;
+    int feeds;
+    int done;
+    struct kv_seq *seq;
+  } act[GTH_MAX_ACTIVE];
+  uint32_t n_act;
   int32_t force[64];
   uint32_t n_force, i_force;
 };
@@ -71,8 +78,13 @@ static int utf8_valid(const char *s, size_t n) {
   return 1;
 }
 
-static void append_text(struct gth *g, const char *text, uint32_t len) {
-  struct gth_result *r = g->res;
+static struct gth_act *act_of(struct gth *g, uint32_t req_id) {
+  for (uint32_t i = 0; i < g->n_act; i++)
+    if (g->act[i].id == req_id) return &g->act[i];
+  return NULL;
+}
+
+static void append_text(struct gth_result *r, const char *text, uint32_t len) {
   if (!utf8_valid(text, len)) r->bad_utf8_chunk = 1;
   size_t room = sizeof r->text - 1 - r->text_len;
   size_t n = len < room ? len : room;
@@ -117,54 +129,57 @@ static int cb_token_info(void *user, int32_t token, struct realm_token_info *out
 
 static int cb_feed_tokens(void *user, uint32_t req_id, const int32_t *tokens, uint32_t n) {
   struct gth *g = user;
-  if (req_id != g->req_id || n > GTH_MAX_TOKENS - g->n_pending) return REALM_GUEST_E_INVALID;
+  struct gth_act *a = act_of(g, req_id);
+  if (!a || n > GTH_MAX_TOKENS - a->n_pending) return REALM_GUEST_E_INVALID;
   for (uint32_t i = 0; i < n; i++)
     if (tokens[i] < 0 || (uint32_t)tokens[i] >= g->n_vocab) return REALM_GUEST_E_INVALID;
-  memcpy(g->pending + g->n_pending, tokens, n * sizeof *tokens);
-  g->n_pending += n;
-  if (g->feeds++ == 0) {
-    memcpy(g->res->fed, tokens, n * sizeof *tokens);
-    g->res->n_fed = n;
+  memcpy(a->pending + a->n_pending, tokens, n * sizeof *tokens);
+  a->n_pending += n;
+  if (a->feeds++ == 0) {
+    memcpy(a->res->fed, tokens, n * sizeof *tokens);
+    a->res->n_fed = n;
   }
   return 0;
 }
 
 static int cb_emit_text(void *user, uint32_t req_id, const char *text, uint32_t len) {
-  struct gth *g = user;
-  if (req_id != g->req_id) return REALM_GUEST_E_INVALID;
-  append_text(g, text, len);
+  struct gth_act *a = act_of(user, req_id);
+  if (!a) return REALM_GUEST_E_INVALID;
+  append_text(a->res, text, len);
   return 0;
 }
 
 static int cb_emit_token(void *user, uint32_t req_id, int32_t token, float logprob,
                          const char *text, uint32_t len) {
-  struct gth *g = user;
-  struct gth_result *r = g->res;
-  if (req_id != g->req_id) return REALM_GUEST_E_INVALID;
+  struct gth_act *a = act_of(user, req_id);
+  if (!a) return REALM_GUEST_E_INVALID;
+  struct gth_result *r = a->res;
   if (r->n_tokens < GTH_MAX_TOKENS) {
     r->tokens[r->n_tokens] = token;
     r->logprobs[r->n_tokens] = logprob;
   }
   r->n_tokens++;
   if (len == 0) r->n_empty_token_text++;
-  append_text(g, text, len);
+  append_text(r, text, len);
   return 0;
 }
 
 static void cb_log(void *user, int level, const char *msg, uint32_t len) {
   struct gth *g = user;
-  struct gth_result *r = g->res;
   (void)level;
-  if (!r) return;
-  size_t used = strlen(r->log), room = sizeof r->log - 1 - used;
-  snprintf(r->log + used, room + 1, "%.*s\n", (int)len, msg);
-  const char *p = memmem(msg, len, "reason=", 7);
-  if (p && memmem(msg, len, "finish req=", 11)) {
-    size_t k = 0;
-    p += 7;
-    while (p + k < msg + len && p[k] != ' ' && k + 1 < sizeof r->finish) k++;
-    memcpy(r->finish, p, k);
-    r->finish[k] = '\0';
+  /* A line goes to every active request's log; a finish line sets that request's reason. */
+  for (uint32_t i = 0; i < g->n_act; i++) {
+    struct gth_result *r = g->act[i].res;
+    size_t used = strlen(r->log), room = sizeof r->log - 1 - used;
+    snprintf(r->log + used, room + 1, "%.*s\n", (int)len, msg);
+  }
+  char line[256];
+  snprintf(line, sizeof line, "%.*s", (int)(len < 255 ? len : 255), msg);
+  unsigned id;
+  char reason[16];
+  if (sscanf(line, "finish req=%u reason=%15s", &id, reason) == 2) {
+    struct gth_act *a = act_of(g, id);
+    if (a) snprintf(a->res->finish, sizeof a->res->finish, "%s", reason);
   }
 }
 
@@ -302,54 +317,83 @@ struct tok *gth_native_tok(struct gth *g) {
   return g->native;
 }
 
-int gth_run(struct gth *g, const uint8_t *blob, uint32_t len, struct gth_result *res, char *err,
-            size_t errlen) {
-  memset(res, 0, sizeof *res);
-  g->res = res;
-  g->req_id++;
-  g->n_pending = 0;
-  g->feeds = 0;
-  struct kv_seq *seq = NULL;
+int gth_run_many(struct gth *g, const uint8_t *const *blobs, const uint32_t *lens,
+                 struct gth_result *const *res, uint32_t n, char *err, size_t errlen) {
+  if (n == 0 || n > GTH_MAX_ACTIVE) return REALM_E_INVALID_ARGUMENT;
   float *logits = malloc(g->n_vocab * sizeof *logits);
-  int rc = !logits ? REALM_E_NOMEM : g->e ? kv_seq_open(engine_kv(g->e), NULL, &seq) : 0;
-  if (rc < 0) {
-    snprintf(err, errlen, "kv_seq_open/logits: %d", rc);
-    goto out;
+  if (!logits) return REALM_E_NOMEM;
+  int rc = 0;
+  g->n_act = n;
+  for (uint32_t i = 0; i < n; i++) {
+    struct gth_act *a = &g->act[i];
+    memset(res[i], 0, sizeof *res[i]);
+    a->id = ++g->next_id;
+    a->res = res[i];
+    a->n_pending = 0;
+    a->feeds = 0;
+    a->done = 0;
+    a->seq = NULL;
   }
-  struct timespec t0, t1;
-  clock_gettime(CLOCK_MONOTONIC, &t0);
-  rc = sandbox_call_request_begin(g->inst, g->req_id, blob, len, &res->begin_status, err, errlen);
-  clock_gettime(CLOCK_MONOTONIC, &t1);
-  res->begin_ms = (double)(t1.tv_sec - t0.tv_sec) * 1e3 + (double)(t1.tv_nsec - t0.tv_nsec) / 1e6;
-  if (rc < 0 || res->begin_status != 0) goto end;
-  for (int step = 0; g->e && step < GTH_MAX_STEPS && g->n_pending > 0; step++) {
-    struct engine_seq_step s = {.seq = seq, .pos = kv_seq_len(seq), .tokens = g->pending,
-                                .n_tokens = g->n_pending};
-    struct engine_batch b = {.seqs = &s, .n_seqs = 1};
-    if ((rc = engine_forward(g->e, &b, logits, err, errlen)) < 0) goto end;
-    g->n_pending = 0;
-    if (g->i_force < g->n_force) {
-      for (uint32_t i = 0; i < g->n_vocab; i++) logits[i] = -1e9f;
-      logits[g->force[g->i_force++]] = 0.0f;
+  for (uint32_t i = 0; i < n && rc == 0; i++) {
+    struct gth_act *a = &g->act[i];
+    if (g->e && (rc = kv_seq_open(engine_kv(g->e), NULL, &a->seq)) < 0) {
+      snprintf(err, errlen, "kv_seq_open: %d", rc);
+      break;
     }
-    int32_t action;
-    rc = sandbox_call_logits(g->inst, g->req_id, logits, g->n_vocab, &action, err, errlen);
-    if (rc < 0) goto end;
-    res->last_action = action;
-    if (action < 0) break;
-    g->pending[g->n_pending++] = action;
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    rc = sandbox_call_request_begin(g->inst, a->id, blobs[i], lens[i], &a->res->begin_status,
+                                    err, errlen);
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    a->res->begin_ms = (double)(t1.tv_sec - t0.tv_sec) * 1e3 + (double)(t1.tv_nsec - t0.tv_nsec) / 1e6;
+    if (a->res->begin_status != 0 || !g->e) a->done = 1;
   }
-end:;
-  char err2[256];
-  int rc2 = sandbox_call_request_end(g->inst, g->req_id, rc < 0 ? -1 : 0, err2, sizeof err2);
-  if (rc == 0 && rc2 < 0) {
-    rc = rc2;
-    snprintf(err, errlen, "request_end: %s", err2);
+  /* Round-robin: each live request gets one forward + one logits call per round. */
+  for (int step = 0; rc == 0 && step < GTH_MAX_STEPS; step++) {
+    int live = 0;
+    for (uint32_t i = 0; i < n && rc == 0; i++) {
+      struct gth_act *a = &g->act[i];
+      if (a->done || a->n_pending == 0) {
+        a->done = 1;
+        continue;
+      }
+      live = 1;
+      struct engine_seq_step s = {.seq = a->seq, .pos = kv_seq_len(a->seq), .tokens = a->pending,
+                                  .n_tokens = a->n_pending};
+      struct engine_batch b = {.seqs = &s, .n_seqs = 1};
+      if ((rc = engine_forward(g->e, &b, logits, err, errlen)) < 0) break;
+      a->n_pending = 0;
+      if (n == 1 && g->i_force < g->n_force) {
+        for (uint32_t k = 0; k < g->n_vocab; k++) logits[k] = -1e9f;
+        logits[g->force[g->i_force++]] = 0.0f;
+      }
+      int32_t action;
+      rc = sandbox_call_logits(g->inst, a->id, logits, g->n_vocab, &action, err, errlen);
+      if (rc < 0) break;
+      a->res->last_action = action;
+      if (action < 0) a->done = 1;
+      else a->pending[a->n_pending++] = action;
+    }
+    if (!live) break;
   }
-out:
-  if (seq) kv_seq_close(engine_kv(g->e), seq);
+  for (uint32_t i = 0; i < n; i++) {
+    struct gth_act *a = &g->act[i];
+    char err2[256];
+    int rc2 = sandbox_call_request_end(g->inst, a->id, rc < 0 ? -1 : 0, err2, sizeof err2);
+    if (rc == 0 && rc2 < 0) {
+      rc = rc2;
+      snprintf(err, errlen, "request_end: %s", err2);
+    }
+    if (a->seq) kv_seq_close(engine_kv(g->e), a->seq);
+    a->seq = NULL;
+  }
   free(logits);
   g->n_force = g->i_force = 0;
-  g->res = NULL;
+  g->n_act = 0;
   return rc;
+}
+
+int gth_run(struct gth *g, const uint8_t *blob, uint32_t len, struct gth_result *res, char *err,
+            size_t errlen) {
+  return gth_run_many(g, &blob, &len, &res, 1, err, errlen);
 }

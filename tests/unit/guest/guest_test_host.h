@@ -58,6 +58,12 @@ void gth_force(struct gth *g, const int32_t *force, uint32_t n);
 int gth_run(struct gth *g, const uint8_t *blob, uint32_t len, struct gth_result *res, char *err,
             size_t errlen);
 
+/* Runs n (<= 4) requests in one instance at once: all begin, then round-robin one forward
+ * step and one realm_on_logits call each until every one has stopped, then all end (forcing
+ * applies to single runs only). */
+int gth_run_many(struct gth *g, const uint8_t *const *blobs, const uint32_t *lens,
+                 struct gth_result *const *res, uint32_t n, char *err, size_t errlen);
+
 /* Facts for assertions. */
 uint32_t gth_n_vocab(const struct gth *g);
 uint64_t gth_token_piece_calls(const struct gth *g);
