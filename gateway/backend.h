@@ -25,10 +25,17 @@
  *     you keep.
  *  5. ready() answers /ready: true when this backend can serve (runners connected, model
  *     loaded); when false it writes a short reason into why.
+ *  6. set_tenants() (optional, may be NULL) is called with every tenants snapshot before the
+ *     gateway starts authenticating against it (start-up and each reload), so a backend that
+ *     routes per tenant learns new tenants and runner endpoints first. The snapshot is valid
+ *     only during the call: copy what you keep. Returning < 0 refuses the reload (the running
+ *     configuration stays) with err saying why. Requests already submitted must not be
+ *     dropped by it.
  *
- * The real implementation (ZeroMQ DEALER to the tenant's runner replicas, least outstanding
- * requests, health pings) plugs in here; the product binary currently uses
- * gw_backend_no_runner(), which refuses every request with 503 rather than pretend.
+ * The product's implementation is backend_runners.h (ZeroMQ DEALER per runner replica, least
+ * outstanding requests, health pings, fail-fast on a dead replica). gw_backend_no_runner()
+ * remains for tools that need the HTTP core without generation: it refuses every request
+ * with 503 rather than pretend.
  */
 #ifndef GW_BACKEND_H
 #define GW_BACKEND_H
@@ -95,7 +102,8 @@ struct gw_usage {
   uint32_t completion_tokens;
 };
 
-struct gw_sink; /* gateway-owned, opaque to backends */
+struct gw_sink;    /* gateway-owned, opaque to backends */
+struct gw_tenants; /* tenants.h: a parsed tenants file (rule 6) */
 
 void gw_sink_token(struct gw_sink *sink, const char *text, size_t len);
 void gw_sink_finish(struct gw_sink *sink, const char *finish_reason, const struct gw_usage *usage);
@@ -106,6 +114,7 @@ struct gw_backend_ops {
                 size_t errlen);
   void (*cancel)(void *self, struct gw_sink *sink);
   bool (*ready)(void *self, char *why, size_t whylen);
+  int (*set_tenants)(void *self, const struct gw_tenants *snap, char *err, size_t errlen);
 };
 
 struct gw_backend {
@@ -113,8 +122,8 @@ struct gw_backend {
   void *self;
 };
 
-/* The product's backend until the runner client lands: never ready, and every submit fails
- * with REALM_E_UNAVAILABLE "no runner available for tenant X". */
+/* A backend without runners: never ready, and every submit fails with REALM_E_UNAVAILABLE
+ * "no runner available for tenant X". */
 const struct gw_backend *gw_backend_no_runner(void);
 
 #endif

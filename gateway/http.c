@@ -139,6 +139,13 @@ static int install_tenants(struct gw_server *srv, char *err, size_t errlen) {
   struct gw_tenants *snap = NULL;
   int r = gw_tenants_load_file(srv->tenants_path, &snap, err, errlen);
   if (r < 0) return r;
+  /* backend.h rule 6: the backend learns the runners before any request can name a new
+   * tenant; if it cannot take them, the old configuration stays everywhere. */
+  const struct gw_backend *b = srv->backend;
+  if (b->ops->set_tenants && (r = b->ops->set_tenants(b->self, snap, err, errlen)) < 0) {
+    gw_tenants_unref(snap);
+    return r;
+  }
   r = gw_tenant_store_install(srv->tenants, snap, gw_now_ns(srv));
   if (r < 0) {
     gw_tenants_unref(snap);

@@ -1,0 +1,525 @@
+/*
+ * test_runners.c — the gateway with its real runner backend (backend_runners.c) against fake
+ * runner replicas (fake_runner.c) over real ZeroMQ ipc:// sockets: parameter mapping and SSE
+ * end to end, least-outstanding routing across two replicas, a replica that stops answering
+ * pings taken out and put back, a replica killed mid-stream failing its stream promptly, all
+ * replicas down giving 503 with the OpenAI error body, cancel on client disconnect reaching
+ * the runner, runner errors mapped to HTTP statuses, and a tenants reload that adds and
+ * removes replicas without dropping an unchanged replica's stream.
+ *
+ * Waits are bounded condition waits (fake runner counters, replica state polled from the
+ * backend); the fake runner's token delays simulate decode time, they never synchronise.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <zmq.h>
+
+#include "auth.h"
+#include "backend_runners.h"
+#include "fake_runner.h"
+#include "gateway.h"
+#include "http_client.h"
+#include "realm/error.h"
+#include "realm_test.h"
+
+#define KEY_ALPHA "sk-test-alpha"
+#define KEY_SOLO "sk-test-solo"
+#define PING_MS 40
+#define PING_MISSES 3
+
+static struct {
+  bool started, ok;
+  void *zctx;
+  struct gw_runners *rn;
+  struct gw_server *srv;
+  uint16_t port;
+  char dir[200];
+  char tenants[260];
+  char ep_a0[256], ep_a1[256], ep_s0[256], ep_s1[256];
+  struct fake_runner *a0, *a1, *s0, *s1;
+} g;
+
+static uint64_t ms_now(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+static void nap_ms(int ms) {
+  struct timespec ts = {0, (long)ms * 1000000L};
+  nanosleep(&ts, NULL);
+}
+
+/* Waits (bounded) until the backend reports the replica in `state`. Polls the state: the
+ * change happens on the backend's own thread, which offers no callback. */
+static bool wait_state(const char *tenant, const char *ep, enum gw_replica_state state,
+                       int timeout_ms) {
+  uint64_t end = ms_now() + (uint64_t)timeout_ms;
+  do {
+    struct gw_runner_stats st;
+    if (gw_runners_replica_stats(g.rn, tenant, ep, &st) == 0 && st.state == state) return true;
+    nap_ms(2);
+  } while (ms_now() < end);
+  return false;
+}
+
+static bool wait_outstanding(const char *tenant, const char *ep, uint32_t n, int timeout_ms) {
+  uint64_t end = ms_now() + (uint64_t)timeout_ms;
+  do {
+    struct gw_runner_stats st;
+    if (gw_runners_replica_stats(g.rn, tenant, ep, &st) == 0 && st.outstanding == n) return true;
+    nap_ms(2);
+  } while (ms_now() < end);
+  return false;
+}
+
+static bool wait_gone(const char *tenant, const char *ep, int timeout_ms) {
+  uint64_t end = ms_now() + (uint64_t)timeout_ms;
+  do {
+    struct gw_runner_stats st;
+    if (gw_runners_replica_stats(g.rn, tenant, ep, &st) == REALM_E_NOT_FOUND) return true;
+    nap_ms(2);
+  } while (ms_now() < end);
+  return false;
+}
+
+static uint64_t routed(const char *tenant, const char *ep) {
+  struct gw_runner_stats st = {0};
+  gw_runners_replica_stats(g.rn, tenant, ep, &st);
+  return st.routed_total;
+}
+
+static int write_tenants(bool reloaded) {
+  char ha[65], hs[65];
+  gw_key_hash_hex(KEY_ALPHA, ha);
+  gw_key_hash_hex(KEY_SOLO, hs);
+  FILE *f = fopen(g.tenants, "w");
+  if (!f) return -1;
+  if (!reloaded)
+    fprintf(f,
+            "[{\"id\":\"alpha\",\"key_hashes\":[\"%s\"],\"models\":[\"m1\"],"
+            "  \"runners\":[\"%s\",\"%s\"]},"
+            " {\"id\":\"solo\",\"key_hashes\":[\"%s\"],\"models\":[\"m1\"],"
+            "  \"runners\":[\"%s\"]}]",
+            ha, g.ep_a0, g.ep_a1, hs, g.ep_s0);
+  else /* alpha loses a1; solo gains s1 */
+    fprintf(f,
+            "[{\"id\":\"alpha\",\"key_hashes\":[\"%s\"],\"models\":[\"m1\"],"
+            "  \"runners\":[\"%s\"]},"
+            " {\"id\":\"solo\",\"key_hashes\":[\"%s\"],\"models\":[\"m1\"],"
+            "  \"runners\":[\"%s\",\"%s\"]}]",
+            ha, g.ep_a0, hs, g.ep_s0, g.ep_s1);
+  return fclose(f);
+}
+
+static bool stack(void) {
+  if (g.started) return g.ok;
+  g.started = true;
+  const char *base = getenv("REALM_BUILD_ROOT");
+  snprintf(g.dir, sizeof g.dir, "%s/gwr-XXXXXX", base && strlen(base) < 60 ? base : "/tmp");
+  if (!mkdtemp(g.dir)) return false;
+  snprintf(g.tenants, sizeof g.tenants, "%s/tenants.json", g.dir);
+  snprintf(g.ep_a0, sizeof g.ep_a0, "ipc://%s/runner-alpha-0.sock", g.dir);
+  snprintf(g.ep_a1, sizeof g.ep_a1, "ipc://%s/runner-alpha-1.sock", g.dir);
+  snprintf(g.ep_s0, sizeof g.ep_s0, "ipc://%s/runner-solo-0.sock", g.dir);
+  snprintf(g.ep_s1, sizeof g.ep_s1, "ipc://%s/runner-solo-1.sock", g.dir);
+  g.zctx = zmq_ctx_new();
+  if (!g.zctx || fr_start(g.zctx, g.ep_a0, "alpha", &g.a0) < 0 ||
+      fr_start(g.zctx, g.ep_a1, "alpha", &g.a1) < 0 ||
+      fr_start(g.zctx, g.ep_s0, "solo", &g.s0) < 0 ||
+      fr_start(g.zctx, g.ep_s1, "solo", &g.s1) < 0 || write_tenants(false) < 0)
+    return false;
+  char err[256];
+  struct gw_runners_config rc = {.ping_ms = PING_MS, .ping_misses = PING_MISSES,
+                                 .cancel_grace_ms = 1000};
+  if (gw_runners_create(&rc, &g.rn, err, sizeof err) < 0) {
+    printf("# gw_runners_create: %s\n", err);
+    return false;
+  }
+  struct gw_config cfg = {.listen_addr = "127.0.0.1", .tenants_path = g.tenants,
+                          .backend = gw_runners_backend(g.rn), .keepalive_ms = 10000};
+  if (gw_server_start(&cfg, &g.srv, err, sizeof err) < 0) {
+    printf("# gw_server_start: %s\n", err);
+    return false;
+  }
+  g.port = gw_server_port(g.srv);
+  g.ok = wait_state("alpha", g.ep_a0, GW_REPLICA_UP, 5000) &&
+         wait_state("alpha", g.ep_a1, GW_REPLICA_UP, 5000) &&
+         wait_state("solo", g.ep_s0, GW_REPLICA_UP, 5000);
+  return g.ok;
+}
+
+static void script(struct fake_runner *fr, const char *a, const char *b, const char *c, bool hang) {
+  struct fr_script s = {.tokens = {a, b, c}, .n_tokens = c ? 3 : b ? 2 : a ? 1 : 0,
+                        .finish = "stop", .prompt_tokens = 7, .completion_tokens = 3,
+                        .hang = hang};
+  fr_set_script(fr, &s);
+}
+
+#define CHAT_BODY(extra) \
+  "{\"model\":\"m1\",\"messages\":[{\"role\":\"user\",\"content\":\"Hello\"}]" extra "}"
+
+/* Opens a streaming chat request and leaves the response unread. Returns the socket. */
+static int open_stream(const char *key) {
+  int fd = http_connect(g.port, 5000);
+  if (fd < 0) return -1;
+  const char *body = CHAT_BODY(",\"stream\":true");
+  char req[1024];
+  int n = snprintf(req, sizeof req,
+                   "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+                   "Authorization: Bearer %s\r\nContent-Type: application/json\r\n"
+                   "Content-Length: %zu\r\n\r\n%s",
+                   key, strlen(body), body);
+  if (http_send_all(fd, req, (size_t)n) < 0) {
+    close(fd);
+    return -1;
+  }
+  return fd;
+}
+
+/* Reads until the server closes; returns the raw bytes (static buffer per call site). */
+static long read_all(int fd, char *buf, size_t cap) {
+  size_t len = 0;
+  while (len + 1 < cap) {
+    ssize_t n = recv(fd, buf + len, cap - len - 1, 0);
+    if (n <= 0) break;
+    len += (size_t)n;
+  }
+  buf[len] = '\0';
+  return (long)len;
+}
+
+TEST(request_routed_and_streamed_with_every_parameter) {
+  CHECK(stack());
+  script(g.s0, "Hel", "lo", " world", false);
+  struct http_resp r;
+  const char *body =
+      "{\"model\":\"m1\",\"messages\":[{\"role\":\"system\",\"content\":\"Be brief\"},"
+      "{\"role\":\"user\",\"content\":\"Hi there\"}],\"stream\":true,"
+      "\"stream_options\":{\"include_usage\":true},\"max_tokens\":16,\"temperature\":0.5,"
+      "\"top_p\":0.9,\"seed\":42,\"stop\":[\"END\"],\"presence_penalty\":0.5,"
+      "\"frequency_penalty\":-0.5,\"logit_bias\":{\"50\":2},\"user\":\"u1\",\"logprobs\":true,"
+      "\"top_logprobs\":2}";
+  CHECK_EQ_INT(http_call(g.port, "POST", "/v1/chat/completions", KEY_SOLO,
+                         "x-request-id: trace-42\r\n", body, &r), 0);
+  CHECK_EQ_INT(r.status, 200);
+  /* SSE framing: role chunk, one chunk per runner token, finish, usage, [DONE]. */
+  const char *p = strstr(r.body, "\"delta\":{\"role\":\"assistant\",\"content\":\"\"}");
+  CHECK(p != NULL);
+  CHECK((p = strstr(p, "\"delta\":{\"content\":\"Hel\"}")) != NULL);
+  CHECK((p = strstr(p, "\"delta\":{\"content\":\"lo\"}")) != NULL);
+  CHECK((p = strstr(p, "\"delta\":{\"content\":\" world\"}")) != NULL);
+  CHECK((p = strstr(p, "\"finish_reason\":\"stop\"")) != NULL);
+  CHECK((p = strstr(p, "\"usage\":{\"prompt_tokens\":7,\"completion_tokens\":3,\"total_tokens\":10}")) != NULL);
+  CHECK((p = strstr(p, "\n\ndata: [DONE]\n\n")) != NULL);
+  CHECK(strncmp(r.body, "data: {", 7) == 0);
+  http_resp_free(&r);
+
+  struct fr_seen s;
+  fr_last_seen(g.s0, &s);
+  CHECK(strncmp(s.request_id, "trace-42#", 9) == 0);
+  CHECK_STR_EQ(s.tenant, "solo");
+  CHECK_STR_EQ(s.model, "m1");
+  CHECK(s.is_chat);
+  CHECK_EQ_INT((int)s.n_messages, 2);
+  CHECK_STR_EQ(s.first_role, "system");
+  CHECK_STR_EQ(s.last_content, "Hi there");
+  CHECK_EQ_INT((int)s.n, 1);
+  CHECK_EQ_INT((int)s.max_tokens, 16);
+  CHECK(s.has_temperature);
+  CHECK_NEAR(s.temperature, 0.5, 1e-6);
+  CHECK(s.has_top_p);
+  CHECK_NEAR(s.top_p, 0.9, 1e-6);
+  CHECK(s.has_seed);
+  CHECK_EQ_INT((int)s.seed, 42);
+  CHECK_EQ_INT((int)s.n_stop, 1);
+  CHECK_STR_EQ(s.stop0, "END");
+  CHECK_NEAR(s.presence_penalty, 0.5, 1e-6);
+  CHECK_NEAR(s.frequency_penalty, -0.5, 1e-6);
+  CHECK_EQ_INT((int)s.n_logit_bias, 1);
+  CHECK_EQ_INT(s.bias_key0, 50);
+  CHECK_NEAR(s.bias_value0, 2.0, 1e-6);
+  CHECK(s.logprobs);
+  CHECK_EQ_INT((int)s.top_logprobs, 2);
+  CHECK_STR_EQ(s.user, "u1");
+  CHECK(s.stream);
+  CHECK(s.include_usage);
+}
+
+TEST(completion_non_streaming_and_unset_parameters) {
+  CHECK(stack());
+  script(g.s0, "Once", " upon", NULL, false);
+  struct http_resp r;
+  CHECK_EQ_INT(http_call(g.port, "POST", "/v1/completions", KEY_SOLO, NULL,
+                         "{\"model\":\"m1\",\"prompt\":\"Tell me\"}", &r), 0);
+  CHECK_EQ_INT(r.status, 200);
+  CHECK_STR_CONTAINS(r.body, "\"text\":\"Once upon\"");
+  CHECK_STR_CONTAINS(r.body, "\"finish_reason\":\"stop\"");
+  CHECK_STR_CONTAINS(r.body, "\"prompt_tokens\":7");
+  http_resp_free(&r);
+  struct fr_seen s;
+  fr_last_seen(g.s0, &s);
+  CHECK(!s.is_chat);
+  CHECK_STR_EQ(s.prompt, "Tell me");
+  CHECK(!s.has_temperature);
+  CHECK(!s.has_top_p);
+  CHECK(!s.has_seed);
+  CHECK_EQ_INT((int)s.max_tokens, 0);
+  CHECK(!s.stream);
+}
+
+TEST(least_outstanding_spreads_concurrent_requests) {
+  CHECK(stack());
+  script(g.a0, "x", NULL, NULL, true);
+  script(g.a1, "y", NULL, NULL, true);
+  int g0 = fr_generates(g.a0), g1 = fr_generates(g.a1);
+  int fds[4];
+  for (int i = 0; i < 4; i++) CHECK((fds[i] = open_stream(KEY_ALPHA)) >= 0);
+  /* All four held by the runners at once: least outstanding must split them 2/2. */
+  CHECK(wait_outstanding("alpha", g.ep_a0, 2, 5000));
+  CHECK(wait_outstanding("alpha", g.ep_a1, 2, 5000));
+  CHECK(fr_wait_generates(g.a0, g0 + 2, 5000)); /* frames leave on the I/O thread */
+  CHECK(fr_wait_generates(g.a1, g1 + 2, 5000));
+  CHECK(wait_outstanding("alpha", g.ep_a0, 2, 5000));
+  CHECK(wait_outstanding("alpha", g.ep_a1, 2, 5000));
+  CHECK_EQ_INT(fr_generates(g.a0) - g0, 2);
+  CHECK_EQ_INT(fr_generates(g.a1) - g1, 2);
+  fr_finish_all(g.a0);
+  fr_finish_all(g.a1);
+  static char buf[16384];
+  for (int i = 0; i < 4; i++) {
+    CHECK(read_all(fds[i], buf, sizeof buf) > 0);
+    close(fds[i]);
+    CHECK_STR_CONTAINS(buf, "data: [DONE]");
+  }
+}
+
+TEST(replica_that_stops_answering_pings_is_taken_out_and_put_back) {
+  CHECK(stack());
+  script(g.a0, "p", NULL, NULL, true);
+  script(g.a1, "q", NULL, NULL, true);
+  CHECK(wait_outstanding("alpha", g.ep_a0, 0, 5000));
+  CHECK(wait_outstanding("alpha", g.ep_a1, 0, 5000));
+  /* One held stream on each replica, then a1 goes silent. */
+  int g0 = fr_generates(g.a0), g1 = fr_generates(g.a1);
+  int fa = open_stream(KEY_ALPHA), fb = open_stream(KEY_ALPHA);
+  CHECK(fa >= 0 && fb >= 0);
+  CHECK(fr_wait_generates(g.a0, g0 + 1, 5000));
+  CHECK(fr_wait_generates(g.a1, g1 + 1, 5000));
+  fr_set_deaf(g.a1, true);
+  CHECK(wait_state("alpha", g.ep_a1, GW_REPLICA_DOWN, 5000));
+  CHECK(wait_outstanding("alpha", g.ep_a1, 0, 1000)); /* its stream was failed, not left */
+  fr_finish_all(g.a0);
+  static char ba[16384], bb[16384];
+  CHECK(read_all(fa, ba, sizeof ba) > 0);
+  CHECK(read_all(fb, bb, sizeof bb) > 0);
+  close(fa);
+  close(fb);
+  const char *failed = strstr(ba, "\"error\"") ? ba : bb;
+  const char *fine = failed == ba ? bb : ba;
+  CHECK_STR_CONTAINS(failed, "health pings");
+  CHECK(strstr(failed, "[DONE]") == NULL);
+  CHECK_STR_CONTAINS(fine, "data: [DONE]");
+
+  /* While a1 is down every request goes to a0. */
+  script(g.a0, "ok", NULL, NULL, false);
+  uint64_t r1 = routed("alpha", g.ep_a1);
+  for (int i = 0; i < 3; i++) {
+    struct http_resp r;
+    CHECK_EQ_INT(http_call(g.port, "POST", "/v1/chat/completions", KEY_ALPHA, NULL, CHAT_BODY(""), &r), 0);
+    CHECK_EQ_INT(r.status, 200);
+    CHECK_STR_CONTAINS(r.body, "\"content\":\"ok\"");
+    http_resp_free(&r);
+  }
+  CHECK(routed("alpha", g.ep_a1) == r1);
+
+  /* It answers again: back in rotation, and takes the next request when a0 is busier. */
+  fr_set_deaf(g.a1, false);
+  CHECK(wait_state("alpha", g.ep_a1, GW_REPLICA_UP, 5000));
+  script(g.a0, "h", NULL, NULL, true);
+  script(g.a1, "ok1", NULL, NULL, false);
+  g0 = fr_generates(g.a0);
+  int fh = open_stream(KEY_ALPHA); /* a0 and a1 both idle: goes to a0 (listed first) */
+  CHECK(fh >= 0);
+  CHECK(fr_wait_generates(g.a0, g0 + 1, 5000));
+  struct http_resp r;
+  CHECK_EQ_INT(http_call(g.port, "POST", "/v1/chat/completions", KEY_ALPHA, NULL, CHAT_BODY(""), &r), 0);
+  CHECK_EQ_INT(r.status, 200);
+  CHECK_STR_CONTAINS(r.body, "\"content\":\"ok1\"");
+  http_resp_free(&r);
+  CHECK(routed("alpha", g.ep_a1) == r1 + 1);
+  fr_finish_all(g.a0);
+  CHECK(read_all(fh, ba, sizeof ba) > 0);
+  close(fh);
+}
+
+TEST(cancel_on_client_disconnect_reaches_the_runner) {
+  CHECK(stack());
+  script(g.s0, "tick", NULL, NULL, true);
+  int c0 = fr_cancels(g.s0);
+  int fd = open_stream(KEY_SOLO);
+  CHECK(fd >= 0);
+  static char buf[8192];
+  CHECK(http_read_until(fd, buf, sizeof buf, "\"content\":\"tick\"") > 0);
+  CHECK_EQ_INT(fr_active(g.s0), 1);
+  close(fd);
+  CHECK(fr_wait_cancels(g.s0, c0 + 1, 5000));
+  CHECK(wait_outstanding("solo", g.ep_s0, 0, 5000));
+  CHECK_EQ_INT(fr_active(g.s0), 0);
+}
+
+TEST(runner_errors_map_to_statuses) {
+  CHECK(stack());
+  struct fr_script s = {.error_code = "invalid_argument"};
+  fr_set_script(g.s0, &s);
+  struct http_resp r;
+  CHECK_EQ_INT(http_call(g.port, "POST", "/v1/chat/completions", KEY_SOLO, NULL, CHAT_BODY(""), &r), 0);
+  CHECK_EQ_INT(r.status, 400);
+  CHECK_STR_CONTAINS(r.body, "\"message\":\"scripted failure\"");
+  CHECK_STR_CONTAINS(r.body, "\"code\":\"invalid_argument\"");
+  http_resp_free(&r);
+  struct fr_script q = {.error_code = "quota_exceeded"};
+  fr_set_script(g.s0, &q);
+  CHECK_EQ_INT(http_call(g.port, "POST", "/v1/chat/completions", KEY_SOLO, NULL,
+                         CHAT_BODY(",\"stream\":true"), &r), 0);
+  CHECK_EQ_INT(r.status, 429);
+  CHECK_STR_CONTAINS(r.body, "\"type\":\"insufficient_quota\"");
+  http_resp_free(&r);
+}
+
+TEST(replica_killed_mid_stream_fails_the_stream_promptly) {
+  CHECK(stack());
+  CHECK(wait_state("solo", g.ep_s0, GW_REPLICA_UP, 5000));
+  script(g.s0, "A", NULL, NULL, true);
+  int fd = open_stream(KEY_SOLO);
+  CHECK(fd >= 0);
+  static char buf[16384];
+  CHECK(http_read_until(fd, buf, sizeof buf, "\"content\":\"A\"") > 0);
+  uint64_t t0 = ms_now();
+  fr_kill(g.s0);
+  /* The socket's receive timeout (5 s) bounds this read; the backend must end the stream
+   * long before: at once on the dropped connection, at worst after PING_MISSES pings. */
+  long n = read_all(fd, buf, sizeof buf);
+  uint64_t took = ms_now() - t0;
+  close(fd);
+  CHECK(n > 0);
+  CHECK_STR_CONTAINS(buf, "\"error\":{\"message\":\"runner replica ");
+  CHECK_STR_CONTAINS(buf, "\"code\":\"unavailable\"");
+  CHECK(strstr(buf, "[DONE]") == NULL);
+  printf("# stream failed %llu ms after the replica died\n", (unsigned long long)took);
+  CHECK(took < 3000);
+  CHECK(wait_state("solo", g.ep_s0, GW_REPLICA_DOWN, 5000));
+}
+
+TEST(all_replicas_down_is_503_and_recovers) {
+  CHECK(stack());
+  CHECK(wait_state("solo", g.ep_s0, GW_REPLICA_DOWN, 5000)); /* killed by the previous test */
+  struct http_resp r;
+  CHECK_EQ_INT(http_call(g.port, "POST", "/v1/chat/completions", KEY_SOLO, NULL, CHAT_BODY(""), &r), 0);
+  CHECK_EQ_INT(r.status, 503);
+  CHECK_STR_CONTAINS(r.body, "{\"error\":{\"message\":\"no runner available for tenant solo");
+  CHECK_STR_CONTAINS(r.body, "\"type\":\"server_error\"");
+  CHECK_STR_CONTAINS(r.body, "\"code\":\"unavailable\"");
+  http_resp_free(&r);
+  CHECK_EQ_INT(http_call(g.port, "GET", "/ready", NULL, NULL, NULL, &r), 0);
+  CHECK_EQ_INT(r.status, 503);
+  CHECK_STR_CONTAINS(r.body, "tenant solo has no healthy runner replica");
+  http_resp_free(&r);
+  /* Other tenants are unaffected. */
+  script(g.a0, "fine", NULL, NULL, false);
+  script(g.a1, "fine", NULL, NULL, false);
+  CHECK_EQ_INT(http_call(g.port, "POST", "/v1/chat/completions", KEY_ALPHA, NULL, CHAT_BODY(""), &r), 0);
+  CHECK_EQ_INT(r.status, 200);
+  http_resp_free(&r);
+
+  CHECK_EQ_INT(fr_revive(g.s0), 0);
+  CHECK(wait_state("solo", g.ep_s0, GW_REPLICA_UP, 5000));
+  script(g.s0, "back", NULL, NULL, false);
+  CHECK_EQ_INT(http_call(g.port, "POST", "/v1/chat/completions", KEY_SOLO, NULL, CHAT_BODY(""), &r), 0);
+  CHECK_EQ_INT(r.status, 200);
+  CHECK_STR_CONTAINS(r.body, "\"content\":\"back\"");
+  http_resp_free(&r);
+  CHECK_EQ_INT(http_call(g.port, "GET", "/ready", NULL, NULL, NULL, &r), 0);
+  CHECK_EQ_INT(r.status, 200);
+  http_resp_free(&r);
+}
+
+TEST(not_ready_replica_gets_no_new_requests) {
+  CHECK(stack());
+  fr_set_ready(g.s0, false);
+  CHECK(wait_state("solo", g.ep_s0, GW_REPLICA_NOT_READY, 5000));
+  struct http_resp r;
+  CHECK_EQ_INT(http_call(g.port, "POST", "/v1/completions", KEY_SOLO, NULL,
+                         "{\"model\":\"m1\",\"prompt\":\"x\"}", &r), 0);
+  CHECK_EQ_INT(r.status, 503);
+  http_resp_free(&r);
+  fr_set_ready(g.s0, true);
+  CHECK(wait_state("solo", g.ep_s0, GW_REPLICA_UP, 5000));
+}
+
+TEST(reload_adds_and_removes_replicas_keeping_streams) {
+  CHECK(stack());
+  CHECK(wait_state("alpha", g.ep_a1, GW_REPLICA_UP, 5000));
+  script(g.a0, "k", NULL, NULL, true);
+  script(g.a1, "k", NULL, NULL, true);
+  CHECK(wait_outstanding("alpha", g.ep_a0, 0, 5000));
+  CHECK(wait_outstanding("alpha", g.ep_a1, 0, 5000));
+  int g0 = fr_generates(g.a0), g1 = fr_generates(g.a1);
+  int fa = open_stream(KEY_ALPHA), fb = open_stream(KEY_ALPHA);
+  CHECK(fa >= 0 && fb >= 0);
+  CHECK(fr_wait_generates(g.a0, g0 + 1, 5000));
+  CHECK(fr_wait_generates(g.a1, g1 + 1, 5000));
+
+  CHECK_EQ_INT(write_tenants(true), 0);
+  char err[256];
+  CHECK_EQ_INT(gw_server_reload_tenants(g.srv, err, sizeof err), 0);
+  /* s1 is new for solo and comes up; a1 is removed but drains its stream first. */
+  CHECK(wait_state("solo", g.ep_s1, GW_REPLICA_UP, 5000));
+  struct gw_runner_stats st;
+  CHECK_EQ_INT(gw_runners_replica_stats(g.rn, "alpha", g.ep_a1, &st), 0);
+  CHECK_EQ_INT((int)st.outstanding, 1);
+  /* New alpha traffic goes only to a0 now. */
+  script(g.a0, "only", NULL, NULL, false);
+  uint64_t r1 = routed("alpha", g.ep_a1);
+  struct http_resp r;
+  CHECK_EQ_INT(http_call(g.port, "POST", "/v1/chat/completions", KEY_ALPHA, NULL, CHAT_BODY(""), &r), 0);
+  CHECK_EQ_INT(r.status, 200);
+  http_resp_free(&r);
+  CHECK(routed("alpha", g.ep_a1) == r1);
+
+  fr_finish_all(g.a0);
+  fr_finish_all(g.a1);
+  static char ba[16384], bb[16384];
+  CHECK(read_all(fa, ba, sizeof ba) > 0);
+  CHECK(read_all(fb, bb, sizeof bb) > 0);
+  close(fa);
+  close(fb);
+  CHECK_STR_CONTAINS(ba, "data: [DONE]");
+  CHECK_STR_CONTAINS(bb, "data: [DONE]");
+  CHECK(wait_gone("alpha", g.ep_a1, 5000)); /* drained, then closed */
+}
+
+TEST(zz_teardown) {
+  CHECK(stack());
+  gw_server_stop(g.srv);
+  gw_runners_destroy(g.rn);
+  fr_stop(g.a0);
+  fr_stop(g.a1);
+  fr_stop(g.s0);
+  fr_stop(g.s1);
+  zmq_ctx_term(g.zctx);
+  char path[300];
+  snprintf(path, sizeof path, "%s/tenants.json", g.dir);
+  unlink(path);
+  const char *socks[] = {"alpha-0", "alpha-1", "solo-0", "solo-1"};
+  for (size_t i = 0; i < 4; i++) { /* libzmq normally removes them; be sure */
+    snprintf(path, sizeof path, "%s/runner-%s.sock", g.dir, socks[i]);
+    unlink(path);
+  }
+  CHECK_EQ_INT(rmdir(g.dir), 0);
+}
