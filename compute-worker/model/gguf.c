@@ -406,8 +406,10 @@ static int place_tensors(struct cursor *c, struct gguf_file *f) {
   }
   /* Overlap: sort by offset, each tensor must end before the next begins. */
   const struct gguf_tensor **by_off = malloc((size_t)f->n_tensors * sizeof *by_off);
-  if (!by_off && f->n_tensors) return fail(c, "out of memory sorting %llu tensors",
-                                           (unsigned long long)f->n_tensors);
+  if (!by_off && f->n_tensors) {
+    (void)fail(c, "out of memory sorting %llu tensors", (unsigned long long)f->n_tensors);
+    return REALM_E_NOMEM; /* not the file's fault: callers may retry, so not BAD_MODEL */
+  }
   for (uint64_t i = 0; i < f->n_tensors; i++) by_off[i] = &f->tensors[i];
   if (f->n_tensors) qsort(by_off, (size_t)f->n_tensors, sizeof *by_off, tensor_ptr_offset_cmp);
   int rc = 0;
