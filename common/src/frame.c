@@ -148,6 +148,7 @@ int realm_frame_peek(const uint8_t *buf, size_t len, size_t max_bytes,
 struct frame_budget {
   size_t left;
   int refused;
+  int nomem; /* malloc itself failed: report NOMEM (retryable), not a malformed peer */
 };
 
 static void *frame_budget_alloc(void *data, size_t size) {
@@ -157,7 +158,9 @@ static void *frame_budget_alloc(void *data, size_t size) {
     return NULL;
   }
   b->left -= size;
-  return malloc(size);
+  void *p = malloc(size);
+  if (!p) b->nomem = 1;
+  return p;
 }
 
 static void frame_budget_free(void *data, void *p) {
@@ -181,12 +184,17 @@ int realm_frame_decode(const uint8_t *buf, size_t len, unsigned expected_kind,
       .left = (size_t)h.payload_len * REALM_FRAME_DECODE_AMPLIFICATION +
               REALM_FRAME_DECODE_SLACK_BYTES,
       .refused = 0,
+      .nomem = 0,
   };
   ProtobufCAllocator alloc = {
       .alloc = frame_budget_alloc, .free = frame_budget_free, .allocator_data = &budget};
   ProtobufCMessage *msg =
       protobuf_c_message_unpack(desc, &alloc, h.payload_len, buf + REALM_FRAME_HEADER_BYTES);
   if (!msg) {
+    if (budget.nomem)
+      return frame_fail(REALM_E_NOMEM, err, errlen,
+                        "out of memory unpacking a %u-byte %s payload", (unsigned)h.payload_len,
+                        desc->name);
     if (budget.refused)
       return frame_fail(REALM_E_TOO_LARGE, err, errlen,
                         "%s payload of %u bytes unpacks to more than %dx its size",

@@ -100,7 +100,8 @@ int realm_frame_peek(const uint8_t *buf, size_t len, size_t max_bytes,
  *   REALM_E_VERSION   the peer speaks another version ("peer speaks protocol 7, this build
  *                     speaks 1");
  *   REALM_E_TOO_LARGE payload above max_bytes (0 = REALM_MAX_FRAME_BYTES), or one that would
- *                     unpack to more than REALM_FRAME_DECODE_AMPLIFICATION x its size.
+ *                     unpack to more than REALM_FRAME_DECODE_AMPLIFICATION x its size;
+ *   REALM_E_NOMEM     malloc failed while unpacking (the frame itself may be fine).
  */
 int realm_frame_decode(const uint8_t *buf, size_t len, unsigned expected_kind,
                        const ProtobufCMessageDescriptor *desc, size_t max_bytes,
