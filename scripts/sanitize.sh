@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# Runs the whole test suite in an AddressSanitizer + UndefinedBehaviorSanitizer build
+# (BUILD_DIR, default build-asan), through scripts/test.sh so the summary line is the same.
+# -Db_lundef=false is required: sanitized shared objects (the guest .so files wasm2c output is
+# compiled into, dlopen'ed by the runner) leave the sanitizer runtime's symbols undefined.
+# UBSan is made fatal (halt_on_error) so an undefined-behaviour report fails its test instead of
+# scrolling past; LeakSanitizer is on (ASan's default). Extra `meson test` arguments come from
+# REALM_TEST_ARGS as in scripts/test.sh, e.g. REALM_TEST_ARGS="--suite model".
+set -uo pipefail
+cd "$(dirname "$0")/.."
+export BUILD_DIR=${BUILD_DIR:-build-asan}
+export MESON_ARGS="${MESON_ARGS:-} -Db_sanitize=address,undefined -Db_lundef=false"
+export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=0:strict_string_checks=1:detect_stack_use_after_return=1}
+export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
+# meson test sets its own *SAN_OPTIONS unless they are already in the environment; ours win.
+exec bash scripts/test.sh
