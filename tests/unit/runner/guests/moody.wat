@@ -1,0 +1,69 @@
+;; Test guest for the runner: well-behaved or hostile depending on the first byte of the
+;; prompt (the runner puts the PROMPT field first in the request blob, so its first value
+;; byte is at blob+20):
+;;   'O'  out-of-bounds read in realm_on_request_begin (trap out_of_bounds)
+;;   'L'  infinite loop in realm_on_logits (deadline)
+;;   'F'  feeds 64 prompt tokens (for the prompt-size limit)
+;;   else feeds token 1 and samples greedily (argmax), emitting each token's piece, never
+;;        stopping on its own (the runner's max_tokens ends the request).
+;; One instance serves one request in the runner, so plain globals hold the request state.
+(module
+  (import "realm" "emit_token" (func $emit_token (param i32 i32 f32 i32 i32) (result i32)))
+  (import "realm" "feed_tokens" (func $feed_tokens (param i32 i32 i32) (result i32)))
+  (import "realm" "token_piece" (func $token_piece (param i32 i32 i32) (result i32)))
+  (memory (export "memory") 1)
+  (data (i32.const 32) "\01\00\00\00")   ;; token 1 at 32
+  (data (i32.const 40) "?")
+  (global $heap (mut i32) (i32.const 8192))
+  (global $mode (mut i32) (i32.const 0))
+  (func (export "realm_abi_version") (result i32) (i32.const 1))
+  (func (export "realm_alloc") (param $n i32) (result i32) (local $p i32) (local $end i32)
+    (local.set $p (global.get $heap))
+    (local.set $end (i32.and (i32.add (i32.add (local.get $p) (local.get $n)) (i32.const 7)) (i32.const -8)))
+    (if (i32.gt_u (local.get $end) (i32.mul (memory.size) (i32.const 65536)))
+      (then
+        (if (i32.eq (memory.grow (i32.add (i32.shr_u (i32.sub (local.get $end) (i32.mul (memory.size) (i32.const 65536))) (i32.const 16)) (i32.const 1)))
+                    (i32.const -1))
+          (then (return (i32.const 0))))))
+    (global.set $heap (local.get $end))
+    (local.get $p))
+  (func (export "realm_on_request_begin") (param $id i32) (param $p i32) (param $len i32) (result i32)
+    (local $c i32) (local $i i32)
+    (if (i32.gt_u (local.get $len) (i32.const 20))
+      (then (local.set $c (i32.load8_u (i32.add (local.get $p) (i32.const 20))))))
+    (if (i32.eq (local.get $c) (i32.const 79)) ;; 'O'
+      (then (drop (i32.load (i32.const 0x7ffffff0)))))
+    (if (i32.eq (local.get $c) (i32.const 76)) ;; 'L'
+      (then (global.set $mode (i32.const 1))))
+    (if (i32.eq (local.get $c) (i32.const 70)) ;; 'F': 64 x token 1 at 256
+      (then
+        (block $done (loop $fill
+          (br_if $done (i32.ge_u (local.get $i) (i32.const 64)))
+          (i32.store (i32.add (i32.const 256) (i32.shl (local.get $i) (i32.const 2))) (i32.const 1))
+          (local.set $i (i32.add (local.get $i) (i32.const 1)))
+          (br $fill)))
+        (drop (call $feed_tokens (local.get $id) (i32.const 256) (i32.const 64)))
+        (return (i32.const 0))))
+    (drop (call $feed_tokens (local.get $id) (i32.const 32) (i32.const 1)))
+    (i32.const 0))
+  (func (export "realm_on_logits") (param $id i32) (param $ptr i32) (param $n i32) (result i32)
+    (local $i i32) (local $best i32) (local $bestv f32) (local $v f32) (local $plen i32)
+    (if (i32.eq (global.get $mode) (i32.const 1))
+      (then (loop $forever (br $forever))))
+    (local.set $bestv (f32.load (local.get $ptr)))
+    (local.set $i (i32.const 1))
+    (block $done
+      (loop $next
+        (br_if $done (i32.ge_u (local.get $i) (local.get $n)))
+        (local.set $v (f32.load (i32.add (local.get $ptr) (i32.shl (local.get $i) (i32.const 2)))))
+        (if (f32.gt (local.get $v) (local.get $bestv))
+          (then (local.set $bestv (local.get $v)) (local.set $best (local.get $i))))
+        (local.set $i (i32.add (local.get $i) (i32.const 1)))
+        (br $next)))
+    (local.set $plen (call $token_piece (local.get $best) (i32.const 64) (i32.const 64)))
+    (if (i32.or (i32.lt_s (local.get $plen) (i32.const 0)) (i32.gt_s (local.get $plen) (i32.const 64)))
+      (then (drop (call $emit_token (local.get $id) (local.get $best) (local.get $bestv) (i32.const 40) (i32.const 1))))
+      (else (drop (call $emit_token (local.get $id) (local.get $best) (local.get $bestv) (i32.const 64) (local.get $plen)))))
+    (local.get $best))
+  (func (export "realm_on_request_end") (param i32 i32))
+)

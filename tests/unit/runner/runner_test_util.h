@@ -1,0 +1,104 @@
+/*
+ * runner_test_util.h — test doubles and helpers for driving realm-runner as a subprocess:
+ * a fake realm-worker (in a thread of the test), a gateway-side client, and process spawning.
+ *
+ * The fake worker speaks the real protocol (Hello, the memfd handshake on a seqpacket socket,
+ * sessions, Step with offsets into the region) and computes "logits" by a fixed rule, so a
+ * test knows exactly which tokens a greedy guest must produce: after token t the argmax is
+ * fake_worker_next(t). It records what it saw (steps, the largest batch) for assertions.
+ * Used by tests/unit/runner and tests/security.
+ */
+#ifndef REALM_RUNNER_TEST_UTIL_H
+#define REALM_RUNNER_TEST_UTIL_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "realm/proto.h"
+
+/* ---- fake worker ---- */
+
+#define FAKE_VOCAB 512
+#define FAKE_EOS 2
+
+struct fake_worker_stats {
+  uint64_t hellos, steps, entries, max_entries, sessions_opened, sessions_closed;
+};
+
+struct fake_worker;
+
+/* The argmax the fake worker puts in the logits row after token t (never EOS). */
+int32_t fake_worker_next(int32_t t);
+
+/* Starts a fake worker binding ipc://<dir>/worker.sock and <dir>/worker-shm.sock. */
+int fake_worker_start(const char *dir, struct fake_worker **ret);
+/* Stops it: its sockets close, as when the worker process dies. */
+void fake_worker_stop(struct fake_worker *w);
+void fake_worker_get_stats(struct fake_worker *w, struct fake_worker_stats *ret);
+const char *fake_worker_endpoint(const struct fake_worker *w);
+/* Waits until at least n sessions were closed; 0, or -1 after timeout_ms. */
+int fake_worker_wait_closed(struct fake_worker *w, uint64_t n, int timeout_ms);
+
+/* ---- paths ---- */
+
+/* Makes a fresh private directory under /tmp for one test's sockets; returns its path (static
+ * storage per call index, up to 16 calls). */
+const char *test_tmpdir(void);
+/* "$REALM_BUILD_ROOT/<rel>" into a static buffer (one of 8 rotating). */
+const char *build_path(const char *rel);
+
+/* ---- realm-runner subprocess ---- */
+
+struct runner_proc {
+  pid_t pid;
+  char listen[256];   /* ipc:// endpoint the runner binds */
+};
+
+/* Spawns `exe` with the standard arguments for tenant "t1" (worker, listen in dir, module,
+ * a shared module cache, the stories260K vocabulary) plus extra (NULL-terminated). */
+int runner_spawn(const char *exe, const char *dir, const char *worker_ep, const char *module,
+                 const char *const *extra, struct runner_proc *ret);
+/* Waits up to timeout_ms for the child; returns its wait status, or -1 on timeout. */
+int runner_wait(pid_t pid, int timeout_ms);
+/* SIGTERM, then waits (SIGKILL after 5 s). */
+void runner_stop(struct runner_proc *p);
+
+/* ---- gateway side ---- */
+
+struct gw_client {
+  void *ctx, *sock;
+};
+
+struct gw_result {
+  bool done;                 /* a terminal event arrived */
+  bool error;                /* terminal was GenerateEvent.error */
+  char error_code[64];
+  char error_msg[512];
+  char error_param[64];
+  int finish_reason;         /* Realm__V1__FinishReason when !error */
+  uint32_t prompt_tokens, completion_tokens;
+  int32_t tokens[256];       /* token ids of token events with id >= 0 */
+  uint32_t n_tokens;
+  char text[4096];           /* concatenated token texts */
+  size_t text_len;
+  uint32_t n_events;
+};
+
+int gw_connect(struct gw_client *c, const char *endpoint);
+void gw_close(struct gw_client *c);
+/* Sends a GenerateRequest with a text prompt (NULL = none) for tenant t1 (or `tenant`). */
+int gw_generate(struct gw_client *c, const char *id, const char *tenant, const char *prompt,
+                uint32_t max_tokens);
+/* Sends any prepared GenerateRequest. */
+int gw_send_generate(struct gw_client *c, Realm__V1__GenerateRequest *g);
+int gw_cancel(struct gw_client *c, const char *id);
+/* Receives events until every request in ids[0..n) is done or timeout_ms passes; results in
+ * res[i] for ids[i]. Returns the number done. on_token (optional) is called per token event. */
+int gw_collect(struct gw_client *c, const char *const *ids, struct gw_result *res, int n,
+               int timeout_ms, void (*on_token)(void *user, int idx, uint32_t n_tokens),
+               void *user);
+/* Ping -> pong; returns 0 and fills worker_connected, or -1 on timeout. */
+int gw_ping(struct gw_client *c, uint64_t nonce, bool *ret_worker_connected, int timeout_ms);
+
+#endif /* REALM_RUNNER_TEST_UTIL_H */

@@ -1,0 +1,245 @@
+/*
+ * test_runner.c — realm-runner end to end, as a jailed subprocess: this test plays the
+ * gateway (DEALER) and a fake worker (runner_test_util.c) whose logits make the greedy token
+ * sequence known in advance.
+ *
+ * Covers: generation with the SDK's echo_greedy guest (exact ids, usage, finish reason);
+ * two concurrent requests sharing Step messages; a trapping and a looping guest request
+ * failing alone while a concurrent good one completes; cancel; refused requests (no prompt,
+ * max_tokens over the cap, wrong tenant, prompt over the token limit, n > 1); and the worker
+ * going away (in-flight request fails "unavailable", the jailed runner exits 75).
+ */
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "realm_test.h"
+#include "runner_test_util.h"
+
+struct fixture {
+  const char *dir;
+  struct fake_worker *w;
+  struct runner_proc p;
+  struct gw_client gw;
+};
+
+static const char *guest(const char *name) {
+  static char path[4][512];
+  static int n;
+  char *b = path[n++ % 4];
+  if (strcmp(name, "echo_greedy") == 0)
+    snprintf(b, 512, "%s/echo_greedy.wasm", getenv("REALM_TEST_EXAMPLE_GUESTS_DIR"));
+  else
+    snprintf(b, 512, "%s/%s.wasm", getenv("REALM_TEST_RUNNER_GUESTS"), name);
+  return b;
+}
+
+/* Starts the fake worker and a runner with `module`, waits until the runner answers a ping. */
+static int fixture_up(struct fixture *f, const char *module, const char *const *extra) {
+  memset(f, 0, sizeof *f);
+  const char *cache = getenv("REALM_TEST_MODULE_CACHE");
+  if (cache) mkdir(cache, 0700);
+  f->dir = test_tmpdir();
+  if (!f->dir || fake_worker_start(f->dir, &f->w) != 0) return -1;
+  if (runner_spawn(getenv("REALM_RUNNER_BIN"), f->dir, fake_worker_endpoint(f->w), module, extra,
+                   &f->p) != 0)
+    return -1;
+  if (gw_connect(&f->gw, f->p.listen) != 0) return -1;
+  /* The runner answers pings once set-up and the jail are done (module compile included). */
+  for (int i = 0; i < 60; i++) {
+    bool up = false;
+    if (gw_ping(&f->gw, 100 + (uint64_t)i, &up, 500) == 0) return up ? 0 : -1;
+  }
+  return -1;
+}
+
+static void fixture_down(struct fixture *f) {
+  gw_close(&f->gw);
+  runner_stop(&f->p);
+  fake_worker_stop(f->w);
+  char cmd[256];
+  snprintf(cmd, sizeof cmd, "rm -rf '%s'", f->dir);
+  if (f->dir && system(cmd) != 0) {
+  }
+}
+
+TEST(generate_echo_greedy_exact_tokens) {
+  const char *mod = guest("echo_greedy");
+  if (access(mod, R_OK) != 0) SKIP("echo_greedy.wasm not built (guests option disabled)");
+  struct fixture f;
+  CHECK(fixture_up(&f, mod, NULL) == 0);
+  CHECK(gw_generate(&f.gw, "r1", NULL, "Hi", 8) == 0);
+  const char *ids[] = {"r1"};
+  struct gw_result res[1] = {0};
+  gw_collect(&f.gw, ids, res, 1, 20000, NULL, NULL);
+  int closed = fake_worker_wait_closed(f.w, 1, 5000);
+  struct fake_worker_stats st;
+  fake_worker_get_stats(f.w, &st);
+  fixture_down(&f);
+  CHECK(res[0].done);
+  CHECK(!res[0].error);
+  CHECK_EQ_INT(res[0].finish_reason, REALM__V1__FINISH_REASON__FINISH_REASON_LENGTH);
+  CHECK_EQ_INT(res[0].prompt_tokens, 1); /* echo_greedy feeds BOS only */
+  CHECK_EQ_INT(res[0].completion_tokens, 8);
+  CHECK_EQ_INT(res[0].n_tokens, 8);
+  int32_t t = 1;
+  for (int i = 0; i < 8; i++) {
+    t = fake_worker_next(t);
+    CHECK_EQ_INT(res[0].tokens[i], t);
+  }
+  /* The guest echoes the prompt with emit_text; it leads the first token event's text. */
+  CHECK(res[0].text_len > 2 && memcmp(res[0].text, "Hi", 2) == 0);
+  CHECK(st.steps >= 8);
+  CHECK_EQ_INT(st.sessions_opened, 1);
+  CHECK_EQ_INT(closed, 0);
+  CHECK_EQ_INT(st.sessions_closed, 1);
+}
+
+TEST(two_requests_share_steps) {
+  struct fixture f;
+  CHECK(fixture_up(&f, guest("moody"), NULL) == 0);
+  CHECK(gw_generate(&f.gw, "a", NULL, "a", 10) == 0);
+  CHECK(gw_generate(&f.gw, "b", NULL, "b", 10) == 0);
+  const char *ids[] = {"a", "b"};
+  struct gw_result res[2] = {0};
+  gw_collect(&f.gw, ids, res, 2, 20000, NULL, NULL);
+  struct fake_worker_stats st;
+  fake_worker_get_stats(f.w, &st);
+  fixture_down(&f);
+  for (int i = 0; i < 2; i++) {
+    CHECK(res[i].done && !res[i].error);
+    CHECK_EQ_INT(res[i].completion_tokens, 10);
+    CHECK_EQ_INT(res[i].tokens[0], fake_worker_next(1));
+  }
+  /* Both requests rode in the same Step messages: 20 logits rows in clearly fewer than 20
+   * steps, and at least one Step carried both. */
+  CHECK_EQ_INT(st.max_entries, 2);
+  CHECK(st.steps < 15);
+}
+
+TEST(guest_trap_and_deadline_fail_only_their_request) {
+  struct fixture f;
+  const char *extra[] = {"--guest-call-ms", "100", NULL};
+  CHECK(fixture_up(&f, guest("moody"), extra) == 0);
+  CHECK(gw_generate(&f.gw, "good", NULL, "good", 12) == 0);
+  CHECK(gw_generate(&f.gw, "oob", NULL, "Oops", 12) == 0);
+  CHECK(gw_generate(&f.gw, "loop", NULL, "Loop", 12) == 0);
+  const char *ids[] = {"good", "oob", "loop"};
+  struct gw_result res[3] = {0};
+  gw_collect(&f.gw, ids, res, 3, 20000, NULL, NULL);
+  /* The runner is still healthy afterwards. */
+  bool up = false;
+  int ping = gw_ping(&f.gw, 7, &up, 5000);
+  fixture_down(&f);
+  CHECK(res[0].done && !res[0].error);
+  CHECK_EQ_INT(res[0].completion_tokens, 12);
+  CHECK(res[1].done && res[1].error);
+  CHECK_STR_EQ(res[1].error_code, "guest_trap");
+  CHECK_STR_CONTAINS(res[1].error_msg, "out_of_bounds");
+  CHECK(res[2].done && res[2].error);
+  CHECK_STR_EQ(res[2].error_code, "timeout");
+  CHECK_STR_CONTAINS(res[2].error_msg, "deadline");
+  CHECK_EQ_INT(ping, 0);
+  CHECK(up);
+}
+
+struct cancel_ctx {
+  struct gw_client *gw;
+  bool sent;
+};
+
+static void cancel_on_first_token(void *user, int idx, uint32_t n_tokens) {
+  struct cancel_ctx *c = user;
+  (void)idx;
+  if (!c->sent && n_tokens >= 2) {
+    gw_cancel(c->gw, "long");
+    c->sent = true;
+  }
+}
+
+TEST(cancel_stops_a_request) {
+  struct fixture f;
+  CHECK(fixture_up(&f, guest("moody"), NULL) == 0);
+  CHECK(gw_generate(&f.gw, "long", NULL, "x", 4000) == 0);
+  const char *ids[] = {"long"};
+  struct gw_result res[1] = {0};
+  struct cancel_ctx cc = {.gw = &f.gw};
+  gw_collect(&f.gw, ids, res, 1, 20000, cancel_on_first_token, &cc);
+  int closed = fake_worker_wait_closed(f.w, 1, 5000);
+  struct fake_worker_stats st;
+  fake_worker_get_stats(f.w, &st);
+  fixture_down(&f);
+  CHECK(cc.sent);
+  CHECK(res[0].done && !res[0].error);
+  CHECK_EQ_INT(res[0].finish_reason, REALM__V1__FINISH_REASON__FINISH_REASON_CANCELLED);
+  CHECK(res[0].completion_tokens >= 2 && res[0].completion_tokens < 100);
+  CHECK_EQ_INT(closed, 0);
+  CHECK_EQ_INT(st.sessions_closed, 1);
+}
+
+TEST(bad_requests_get_error_events) {
+  struct fixture f;
+  const char *extra[] = {"--max-prompt-tokens", "32", "--max-tokens", "100", NULL};
+  CHECK(fixture_up(&f, guest("moody"), extra) == 0);
+  CHECK(gw_generate(&f.gw, "noprompt", NULL, NULL, 4) == 0);
+  CHECK(gw_generate(&f.gw, "toolong", NULL, "x", 101) == 0);
+  CHECK(gw_generate(&f.gw, "tenant", "someone-else", "x", 4) == 0);
+  CHECK(gw_generate(&f.gw, "bigprompt", NULL, "Feed many", 4) == 0);
+  Realm__V1__GenerateRequest g;
+  realm__v1__generate_request__init(&g);
+  g.request_id = "nosampling";
+  g.tenant_id = "t1";
+  g.input_case = REALM__V1__GENERATE_REQUEST__INPUT_PROMPT;
+  g.prompt = "x";
+  CHECK(gw_send_generate(&f.gw, &g) == 0);
+  CHECK(gw_generate(&f.gw, "fine", NULL, "x", 3) == 0);
+  const char *ids[] = {"noprompt", "toolong", "tenant", "bigprompt", "nosampling", "fine"};
+  struct gw_result res[6] = {0};
+  gw_collect(&f.gw, ids, res, 6, 20000, NULL, NULL);
+  fixture_down(&f);
+  CHECK(res[0].done && res[0].error);
+  CHECK_STR_EQ(res[0].error_code, "invalid_argument");
+  CHECK_STR_EQ(res[0].error_param, "prompt");
+  CHECK(res[1].done && res[1].error);
+  CHECK_STR_EQ(res[1].error_code, "out_of_range");
+  CHECK_STR_EQ(res[1].error_param, "max_tokens");
+  CHECK(res[2].done && res[2].error);
+  CHECK_STR_EQ(res[2].error_code, "permission_denied");
+  CHECK(res[3].done && res[3].error);
+  CHECK_STR_EQ(res[3].error_code, "too_large");
+  CHECK_STR_EQ(res[3].error_param, "prompt");
+  CHECK(res[4].done && res[4].error);
+  CHECK_STR_EQ(res[4].error_param, "sampling");
+  CHECK(res[5].done && !res[5].error);
+  CHECK_EQ_INT(res[5].completion_tokens, 3);
+}
+
+static void stop_worker_on_token(void *user, int idx, uint32_t n_tokens) {
+  struct fixture *f = user;
+  (void)idx;
+  if (f->w && n_tokens >= 2) {
+    fake_worker_stop(f->w);
+    f->w = NULL;
+  }
+}
+
+TEST(worker_loss_fails_inflight_and_jailed_runner_exits) {
+  struct fixture f;
+  CHECK(fixture_up(&f, guest("moody"), NULL) == 0);
+  CHECK(gw_generate(&f.gw, "victim", NULL, "x", 4000) == 0);
+  const char *ids[] = {"victim"};
+  struct gw_result res[1] = {0};
+  gw_collect(&f.gw, ids, res, 1, 20000, stop_worker_on_token, &f);
+  int status = runner_wait(f.p.pid, 10000);
+  if (status != -1) f.p.pid = 0;
+  fixture_down(&f);
+  CHECK(res[0].done && res[0].error);
+  CHECK_STR_EQ(res[0].error_code, "unavailable");
+  CHECK(status != -1);
+  CHECK(WIFEXITED(status));
+  CHECK_EQ_INT(WEXITSTATUS(status), 75);
+}
