@@ -453,20 +453,29 @@ const char *build_path(const char *rel) {
 
 int runner_spawn(const char *exe, const char *dir, const char *worker_ep, const char *module,
                  const char *const *extra, struct runner_proc *ret) {
+  return runner_spawn_prefixed(NULL, exe, dir, worker_ep, module, extra, ret);
+}
+
+int runner_spawn_prefixed(const char *const *prefix, const char *exe, const char *dir,
+                          const char *worker_ep, const char *module, const char *const *extra,
+                          struct runner_proc *ret) {
   static char vocab[512];
   snprintf(vocab, sizeof vocab, "%s/gguf/stories260K.gguf",
            getenv("REALM_MODELS_DIR") ? getenv("REALM_MODELS_DIR") : "../shared/models");
   snprintf(ret->listen, sizeof ret->listen, "ipc://%s/runner-t1-0.sock", dir);
   const char *cache = getenv("REALM_TEST_MODULE_CACHE");
-  const char *argv[64] = {exe,          "--tenant", "t1",           "--worker",     worker_ep,
-                          "--listen",   ret->listen, "--module",    module,         "--module-cache",
-                          cache ? cache : dir, "--vocab", vocab,   "--connect-timeout", "10s",
-                          "--log-level", "warn"};
-  int n = 17;
-  for (int i = 0; extra && extra[i] && n < 62; i++) argv[n++] = extra[i];
+  const char *argv[80];
+  int n = 0;
+  for (int i = 0; prefix && prefix[i] && n < 16; i++) argv[n++] = prefix[i];
+  const char *std[] = {exe,       "--tenant",    "t1",     "--worker",     worker_ep,
+                       "--listen", ret->listen,  "--module", module,       "--module-cache",
+                       cache ? cache : dir, "--vocab", vocab, "--connect-timeout", "10s",
+                       "--log-level", "warn"};
+  for (size_t i = 0; i < sizeof std / sizeof std[0]; i++) argv[n++] = std[i];
+  for (int i = 0; extra && extra[i] && n < 78; i++) argv[n++] = extra[i];
   argv[n] = NULL;
   pid_t pid;
-  if (posix_spawn(&pid, exe, NULL, NULL, (char *const *)argv, environ) != 0) return -1;
+  if (posix_spawn(&pid, argv[0], NULL, NULL, (char *const *)argv, environ) != 0) return -1;
   ret->pid = pid;
   return 0;
 }
@@ -615,6 +624,12 @@ int gw_collect(struct gw_client *c, const char *const *ids, struct gw_result *re
 }
 
 int gw_ping(struct gw_client *c, uint64_t nonce, bool *ret_worker_connected, int timeout_ms) {
+  uint64_t total;
+  return gw_ping_ex(c, nonce, ret_worker_connected, &total, timeout_ms);
+}
+
+int gw_ping_ex(struct gw_client *c, uint64_t nonce, bool *ret_worker_connected,
+               uint64_t *ret_requests_total, int timeout_ms) {
   Realm__V1__HealthPing ping;
   realm__v1__health_ping__init(&ping);
   ping.nonce = nonce;
@@ -629,7 +644,10 @@ int gw_ping(struct gw_client *c, uint64_t nonce, bool *ret_worker_connected, int
     if (!ev) continue;
     bool match = ev->body_case == REALM__V1__RUNNER_EVENT__BODY_PONG && ev->pong &&
                  ev->pong->nonce == nonce;
-    if (match) *ret_worker_connected = ev->pong->worker_connected;
+    if (match) {
+      *ret_worker_connected = ev->pong->worker_connected;
+      *ret_requests_total = ev->pong->requests_total;
+    }
     realm_frame_msg_free(&ev->base);
     if (match) return 0;
   }

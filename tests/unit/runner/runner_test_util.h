@@ -59,6 +59,10 @@ struct runner_proc {
  * a shared module cache, the stories260K vocabulary) plus extra (NULL-terminated). */
 int runner_spawn(const char *exe, const char *dir, const char *worker_ep, const char *module,
                  const char *const *extra, struct runner_proc *ret);
+/* The same, with prefix (NULL-terminated) in front: e.g. a supervisor command line. */
+int runner_spawn_prefixed(const char *const *prefix, const char *exe, const char *dir,
+                          const char *worker_ep, const char *module, const char *const *extra,
+                          struct runner_proc *ret);
 /* Waits up to timeout_ms for the child; returns its wait status, or -1 on timeout. */
 int runner_wait(pid_t pid, int timeout_ms);
 /* SIGTERM, then waits (SIGKILL after 5 s). */
@@ -100,5 +104,8 @@ int gw_collect(struct gw_client *c, const char *const *ids, struct gw_result *re
                void *user);
 /* Ping -> pong; returns 0 and fills worker_connected, or -1 on timeout. */
 int gw_ping(struct gw_client *c, uint64_t nonce, bool *ret_worker_connected, int timeout_ms);
+/* The same, also returning the runner's requests_total (0 for a freshly started runner). */
+int gw_ping_ex(struct gw_client *c, uint64_t nonce, bool *ret_worker_connected,
+               uint64_t *ret_requests_total, int timeout_ms);
 
 #endif /* REALM_RUNNER_TEST_UTIL_H */
