@@ -20,7 +20,7 @@
  *     table. cancel() looks the sink up in the table under mu, so a finished request is a
  *     no-op and a sink is never touched after its terminal event.
  *  5. Replica state: UNKNOWN (added, no pong yet) → UP (pong with ready=true) or NOT_READY
- *     (pong with ready=false). Any of them → DOWN when ping_misses consecutive pings go
+ *     (pong with ready=false, or naming another tenant than the one it is configured for). Any of them → DOWN when ping_misses consecutive pings go
  *     unanswered, when the connection drops (monitor DISCONNECTED), when a send to it fails,
  *     or when it sends a frame we cannot parse. Entering DOWN fails every in-flight request
  *     of that replica at once (REALM_E_UNAVAILABLE) and sends it a best-effort CancelRequest
@@ -695,7 +695,14 @@ static void handle_pong_locked(struct gw_runners *rn, struct replica *p, const R
   p->missed = 0;
   p->awaiting_pong = false;
   enum gw_replica_state s = pong->ready ? GW_REPLICA_UP : GW_REPLICA_NOT_READY;
-  if (s != p->state)
+  /* A runner that serves another tenant must never see this tenant's prompts (its guest is
+   * that tenant's code): a misconfigured endpoint is kept out of rotation, loudly. */
+  bool foreign = pong->tenant_id && pong->tenant_id[0] && strcmp(pong->tenant_id, p->tenant);
+  if (foreign) s = GW_REPLICA_NOT_READY;
+  if (s != p->state && foreign)
+    rn_log(rn, GW_LOG_ERROR, "runner %s is configured for tenant %s but serves tenant %.80s: not used",
+           p->endpoint, p->tenant, pong->tenant_id);
+  else if (s != p->state)
     rn_log(rn, GW_LOG_INFO, "runner %s of tenant %s is %s (was %s)", p->endpoint, p->tenant,
            state_name(s), state_name(p->state));
   p->state = s;

@@ -4,8 +4,8 @@
  * runner (fake_runner.c) that echoes the prompt. Nothing in it generates text for the product.
  *
  * Tenants: "sdk" (key sk-sdk-good, model m1, generous limits) and "tiny" (key sk-sdk-tiny,
- * model m1, 1 request per minute, so its second request is a 429). It prints "PORT <n>" on
- * stdout once the runner replica is up, then serves until its stdin reaches EOF (the parent
+ * model m1, 1 request per minute, so its second request is a 429), one fake runner each. It prints "PORT <n>" on
+ * stdout once both runner replicas are up, then serves until its stdin reaches EOF (the parent
  * test closes it or dies) or it gets SIGTERM/SIGINT, and cleans up its temporary directory.
  */
 #include <pthread.h>
@@ -34,7 +34,7 @@ static void on_term(int sig) { (void)sig; }
 int main(void) {
   signal(SIGPIPE, SIG_IGN);
   const char *base = getenv("REALM_BUILD_ROOT");
-  char dir[200], tenants[260], ep[300], sock_path[240];
+  char dir[200], tenants[260], ep[300], sock_path[240], ep_tiny[300], sock_tiny[240];
   snprintf(dir, sizeof dir, "%s/gw-sdk-XXXXXX", base && strlen(base) < 60 ? base : "/tmp");
   if (!mkdtemp(dir)) {
     perror("gw-fake-stack: mkdtemp");
@@ -43,6 +43,8 @@ int main(void) {
   snprintf(tenants, sizeof tenants, "%s/tenants.json", dir);
   snprintf(sock_path, sizeof sock_path, "%s/runner-sdk-0.sock", dir);
   snprintf(ep, sizeof ep, "ipc://%s", sock_path);
+  snprintf(sock_tiny, sizeof sock_tiny, "%s/runner-tiny-0.sock", dir);
+  snprintf(ep_tiny, sizeof ep_tiny, "ipc://%s", sock_tiny);
 
   char hg[65], ht[65];
   gw_key_hash_hex("sk-sdk-good", hg);
@@ -57,7 +59,7 @@ int main(void) {
           "  \"limits\":{\"requests_per_minute\":100000,\"tokens_per_minute\":100000000}},"
           " {\"id\":\"tiny\",\"key_hashes\":[\"%s\"],\"models\":[\"m1\"],\"runners\":[\"%s\"],"
           "  \"limits\":{\"requests_per_minute\":1}}]",
-          hg, ep, ht, ep);
+          hg, ep, ht, ep_tiny);
   fclose(f);
 
   /* SIGTERM/SIGINT end the stdin read below with EINTR (no SA_RESTART) so we still clean
@@ -74,17 +76,18 @@ int main(void) {
   pthread_sigmask(SIG_BLOCK, &term, NULL);
 
   void *zctx = zmq_ctx_new();
-  struct fake_runner *fr = NULL;
+  struct fake_runner *fr = NULL, *fr_tiny = NULL;
   struct gw_runners *rn = NULL;
   struct gw_server *srv = NULL;
   char err[256];
   int rc = 1;
-  if (!zctx || fr_start(zctx, ep, "sdk", &fr) < 0) {
-    fprintf(stderr, "gw-fake-stack: cannot start the fake runner at %s\n", ep);
+  if (!zctx || fr_start(zctx, ep, "sdk", &fr) < 0 || fr_start(zctx, ep_tiny, "tiny", &fr_tiny) < 0) {
+    fprintf(stderr, "gw-fake-stack: cannot start the fake runners at %s, %s\n", ep, ep_tiny);
     goto out;
   }
   struct fr_script script = {.echo = true, .finish = "stop"};
   fr_set_script(fr, &script);
+  fr_set_script(fr_tiny, &script);
   struct gw_runners_config rcfg = {.ping_ms = 100, .log = log_stderr};
   if (gw_runners_create(&rcfg, &rn, err, sizeof err) < 0) {
     fprintf(stderr, "gw-fake-stack: %s\n", err);
@@ -99,8 +102,9 @@ int main(void) {
   /* Bounded wait for the replica's first pong. */
   bool up = false;
   for (int i = 0; i < 1000 && !up; i++) {
-    struct gw_runner_stats st;
-    up = gw_runners_replica_stats(rn, "sdk", ep, &st) == 0 && st.state == GW_REPLICA_UP;
+    struct gw_runner_stats st, st2;
+    up = gw_runners_replica_stats(rn, "sdk", ep, &st) == 0 && st.state == GW_REPLICA_UP &&
+         gw_runners_replica_stats(rn, "tiny", ep_tiny, &st2) == 0 && st2.state == GW_REPLICA_UP;
     if (!up) nanosleep(&(struct timespec){0, 5 * 1000000L}, NULL);
   }
   if (!up) {
@@ -118,9 +122,11 @@ out:
   gw_server_stop(srv);
   gw_runners_destroy(rn);
   fr_stop(fr);
+  fr_stop(fr_tiny);
   if (zctx) zmq_ctx_term(zctx);
   unlink(tenants);
   unlink(sock_path);
+  unlink(sock_tiny);
   rmdir(dir);
   return rc;
 }

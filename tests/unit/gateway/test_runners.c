@@ -462,6 +462,39 @@ TEST(not_ready_replica_gets_no_new_requests) {
   CHECK(wait_state("solo", g.ep_s0, GW_REPLICA_UP, 5000));
 }
 
+TEST(replica_of_another_tenant_is_never_used) {
+  CHECK(stack());
+  /* s1 answers as tenant "solo"; listing it under alpha is a misconfiguration. */
+  char ha[65], hs[65];
+  gw_key_hash_hex(KEY_ALPHA, ha);
+  gw_key_hash_hex(KEY_SOLO, hs);
+  FILE *f = fopen(g.tenants, "w");
+  CHECK(f != NULL);
+  fprintf(f,
+          "[{\"id\":\"alpha\",\"key_hashes\":[\"%s\"],\"models\":[\"m1\"],"
+          "  \"runners\":[\"%s\",\"%s\",\"%s\"]},"
+          " {\"id\":\"solo\",\"key_hashes\":[\"%s\"],\"models\":[\"m1\"],"
+          "  \"runners\":[\"%s\"]}]",
+          ha, g.ep_a0, g.ep_a1, g.ep_s1, hs, g.ep_s0);
+  CHECK_EQ_INT(fclose(f), 0);
+  char err[256];
+  CHECK_EQ_INT(gw_server_reload_tenants(g.srv, err, sizeof err), 0);
+  CHECK(wait_state("alpha", g.ep_s1, GW_REPLICA_NOT_READY, 5000));
+  int before = fr_generates(g.s1);
+  script(g.a0, "x", NULL, NULL, false);
+  script(g.a1, "x", NULL, NULL, false);
+  for (int i = 0; i < 4; i++) {
+    struct http_resp r;
+    CHECK_EQ_INT(http_call(g.port, "POST", "/v1/chat/completions", KEY_ALPHA, NULL, CHAT_BODY(""), &r), 0);
+    CHECK_EQ_INT(r.status, 200);
+    http_resp_free(&r);
+  }
+  CHECK_EQ_INT(fr_generates(g.s1), before);
+  CHECK_EQ_INT(write_tenants(false), 0);
+  CHECK_EQ_INT(gw_server_reload_tenants(g.srv, err, sizeof err), 0);
+  CHECK(wait_gone("alpha", g.ep_s1, 5000));
+}
+
 TEST(reload_adds_and_removes_replicas_keeping_streams) {
   CHECK(stack());
   CHECK(wait_state("alpha", g.ep_a1, GW_REPLICA_UP, 5000));
