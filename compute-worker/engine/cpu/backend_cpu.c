@@ -1,0 +1,332 @@
+/*
+ * backend_cpu.c — the CPU backend: the ops of backend.h on host memory, parallel over the
+ * engine thread pool, matmuls through the kernel table picked at run time.
+ *
+ * Matmul work split: rows of the weight go to threads in chunks; inside a chunk the kernel
+ * runs each row against all tokens of a tile (ENGINE_TOKEN_TILE tokens), so for decode
+ * batches (a handful of tokens) every weight byte is read from memory exactly once per step.
+ * For long prefill chunks the token tiles keep the activations in L2 while the chunk's rows
+ * are revisited from cache.
+ * Everything a thread computes depends only on its indices, never on the split, so results
+ * are bit-identical for any number of threads (a test checks 1 vs 2).
+ */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../backend.h"
+#include "../threadpool.h"
+#include "kernels.h"
+#include "realm/error.h"
+
+#define ENGINE_TOKEN_TILE 32
+
+struct cpu_ctx {
+  struct engine_threadpool *pool;
+  const struct engine_cpu_kernels *k;
+  int n_threads;
+  uint32_t max_tokens, max_in;
+  struct engine_q8_act *xq; /* (max_tokens, max_in / 32) quantized activations */
+  float *scratch;           /* (n_threads, scratch_floats) */
+  size_t scratch_floats;
+};
+
+static bool cpu_supports_op(void *ctx, enum engine_op op, enum engine_wtype type) {
+  (void)ctx;
+  if (op == ENGINE_OP_MATMUL || op == ENGINE_OP_GET_ROWS) return type < ENGINE_W_COUNT;
+  return op < ENGINE_OP_COUNT;
+}
+
+/* ---- get_rows ---- */
+
+static void cpu_get_rows(void *ctx, const struct engine_weight *w, const int32_t *ids,
+                         uint32_t n, float *out) {
+  (void)ctx;
+  for (uint32_t i = 0; i < n; i++) engine_weight_get_row(w, (uint32_t)ids[i], out + (size_t)i * w->n_in);
+}
+
+/* ---- matmul ---- */
+
+struct matmul_job {
+  const struct cpu_ctx *c;
+  const struct engine_weight *w;
+  const void *x;
+  size_t x_stride;
+  uint32_t n_tok;
+  float *y;
+};
+
+static void matmul_task(void *arg, int64_t begin, int64_t end, int thread) {
+  (void)thread;
+  const struct matmul_job *j = arg;
+  engine_matmul_fn fn = j->c->k->matmul[j->w->type];
+  for (uint32_t t0 = 0; t0 < j->n_tok; t0 += ENGINE_TOKEN_TILE) {
+    uint32_t nt = j->n_tok - t0 < ENGINE_TOKEN_TILE ? j->n_tok - t0 : ENGINE_TOKEN_TILE;
+    fn(j->w->data, j->w->row_bytes, (int)j->w->n_in, (int)begin, (int)end,
+       (const char *)j->x + (size_t)t0 * j->x_stride, j->x_stride, (int)nt,
+       j->y + (size_t)t0 * j->w->n_out, j->w->n_out);
+  }
+}
+
+struct quant_job {
+  const float *x;
+  struct engine_q8_act *xq;
+  uint32_t n_in;
+};
+
+static void quant_task(void *arg, int64_t begin, int64_t end, int thread) {
+  (void)thread;
+  const struct quant_job *q = arg;
+  for (int64_t t = begin; t < end; t++)
+    engine_quantize_q8_act(q->x + (size_t)t * q->n_in, (int)q->n_in,
+                           q->xq + (size_t)t * (q->n_in / ENGINE_QK));
+}
+
+static void cpu_matmul(void *ctx, const struct engine_weight *w, const float *x, uint32_t n_tok,
+                       float *y) {
+  struct cpu_ctx *c = ctx;
+  struct matmul_job j = {.c = c, .w = w, .x = x, .x_stride = sizeof(float) * w->n_in,
+                         .n_tok = n_tok, .y = y};
+  if (engine_wtype_wants_q8(w->type)) {
+    /* Activations quantized once per matmul, used by every row: the integer dot products
+     * drift from f32 activations by the int8 rounding of x (see quant_blocks.h). */
+    struct quant_job q = {.x = x, .xq = c->xq, .n_in = w->n_in};
+    engine_threadpool_run(c->pool, n_tok, n_tok >= 64 ? 16 : n_tok, quant_task, &q);
+    j.x = c->xq;
+    j.x_stride = sizeof(struct engine_q8_act) * (w->n_in / ENGINE_QK);
+  }
+  /* About 4 chunks per thread so a slow (shared) core does not hold the step back, but at
+   * least 16 rows so per-chunk overhead stays small. */
+  int64_t chunk = (int64_t)w->n_out / (4 * c->n_threads);
+  if (chunk < 16) chunk = 16;
+  engine_threadpool_run(c->pool, w->n_out, chunk, matmul_task, &j);
+}
+
+/* ---- rmsnorm ---- */
+
+struct norm_job {
+  const float *x, *g;
+  float *y;
+  uint32_t dim;
+  float eps;
+};
+
+static void norm_task(void *arg, int64_t begin, int64_t end, int thread) {
+  (void)thread;
+  const struct norm_job *n = arg;
+  for (int64_t t = begin; t < end; t++) {
+    const float *x = n->x + (size_t)t * n->dim;
+    float *y = n->y + (size_t)t * n->dim;
+    double ss = 0.0;
+    for (uint32_t i = 0; i < n->dim; i++) ss += (double)x[i] * x[i];
+    float scale = (float)(1.0 / sqrt(ss / n->dim + n->eps));
+    for (uint32_t i = 0; i < n->dim; i++) y[i] = x[i] * scale * n->g[i];
+  }
+}
+
+static void cpu_rmsnorm(void *ctx, const float *x, const float *g, uint32_t n_tok, uint32_t dim,
+                        float eps, float *y) {
+  struct cpu_ctx *c = ctx;
+  struct norm_job n = {.x = x, .g = g, .y = y, .dim = dim, .eps = eps};
+  engine_threadpool_run(c->pool, n_tok, 8, norm_task, &n);
+}
+
+/* ---- rope ---- */
+
+struct rope_job {
+  const struct cpu_ctx *c;
+  float *x;
+  uint32_t n_heads, head_dim, rope_dim;
+  float base;
+  const uint32_t *pos;
+};
+
+static void rope_task(void *arg, int64_t begin, int64_t end, int thread) {
+  const struct rope_job *r = arg;
+  float *cs = r->c->scratch + (size_t)thread * r->c->scratch_floats; /* cos, sin pairs */
+  for (int64_t t = begin; t < end; t++) {
+    double p = r->pos[t];
+    for (uint32_t i = 0; i < r->rope_dim / 2; i++) {
+      double theta = p * pow((double)r->base, -2.0 * i / (double)r->rope_dim);
+      cs[2 * i] = (float)cos(theta);
+      cs[2 * i + 1] = (float)sin(theta);
+    }
+    for (uint32_t h = 0; h < r->n_heads; h++) {
+      float *v = r->x + ((size_t)t * r->n_heads + h) * r->head_dim;
+      for (uint32_t i = 0; i < r->rope_dim / 2; i++) {
+        float x0 = v[2 * i], x1 = v[2 * i + 1], co = cs[2 * i], si = cs[2 * i + 1];
+        v[2 * i] = x0 * co - x1 * si;
+        v[2 * i + 1] = x0 * si + x1 * co;
+      }
+    }
+  }
+}
+
+static void cpu_rope(void *ctx, float *x, uint32_t n_tok, uint32_t n_heads, uint32_t head_dim,
+                     uint32_t rope_dim, float base, const uint32_t *pos) {
+  struct cpu_ctx *c = ctx;
+  struct rope_job r = {.c = c, .x = x, .n_heads = n_heads, .head_dim = head_dim,
+                       .rope_dim = rope_dim, .base = base, .pos = pos};
+  engine_threadpool_run(c->pool, n_tok, 4, rope_task, &r);
+}
+
+/* ---- KV store and attention ---- */
+
+static void cpu_store_kv(void *ctx, const struct engine_attn_args *a) {
+  (void)ctx;
+  size_t kv_dim = (size_t)a->n_head_kv * a->head_dim;
+  for (uint32_t t = 0; t < a->n_tok; t++) {
+    memcpy(kv_k(a->kv, a->tok_seq[t], a->layer, a->tok_pos[t]), a->k + t * kv_dim,
+           kv_dim * sizeof(float));
+    memcpy(kv_v(a->kv, a->tok_seq[t], a->layer, a->tok_pos[t]), a->v + t * kv_dim,
+           kv_dim * sizeof(float));
+  }
+}
+
+struct attn_job {
+  const struct cpu_ctx *c;
+  const struct engine_attn_args *a;
+};
+
+/* One item = one (token, query head): scores over positions [0, pos], softmax, weighted V. */
+static void attn_task(void *arg, int64_t begin, int64_t end, int thread) {
+  const struct attn_job *j = arg;
+  const struct engine_attn_args *a = j->a;
+  float *scores = j->c->scratch + (size_t)thread * j->c->scratch_floats;
+  const uint32_t hd = a->head_dim, group = a->n_head / a->n_head_kv;
+  const float scale = 1.0f / sqrtf((float)hd);
+  for (int64_t it = begin; it < end; it++) {
+    uint32_t t = (uint32_t)(it / a->n_head), h = (uint32_t)(it % a->n_head);
+    uint32_t kvh = h / group, n = a->tok_pos[t] + 1;
+    const float *q = a->q + ((size_t)t * a->n_head + h) * hd;
+    const struct kv_seq *s = a->tok_seq[t];
+    float mx = -INFINITY;
+    for (uint32_t p = 0; p < n; p++) {
+      const float *k = kv_k(a->kv, s, a->layer, p) + (size_t)kvh * hd;
+      float d = 0.0f;
+      for (uint32_t i = 0; i < hd; i++) d += q[i] * k[i];
+      scores[p] = d * scale;
+      if (scores[p] > mx) mx = scores[p];
+    }
+    float sum = 0.0f;
+    for (uint32_t p = 0; p < n; p++) {
+      scores[p] = expf(scores[p] - mx);
+      sum += scores[p];
+    }
+    float inv = 1.0f / sum;
+    float *out = a->out + ((size_t)t * a->n_head + h) * hd;
+    memset(out, 0, sizeof(float) * hd);
+    for (uint32_t p = 0; p < n; p++) {
+      const float *v = kv_v(a->kv, s, a->layer, p) + (size_t)kvh * hd;
+      float wgt = scores[p] * inv;
+      for (uint32_t i = 0; i < hd; i++) out[i] += wgt * v[i];
+    }
+  }
+}
+
+static void cpu_attention(void *ctx, const struct engine_attn_args *a) {
+  struct cpu_ctx *c = ctx;
+  struct attn_job j = {.c = c, .a = a};
+  engine_threadpool_run(c->pool, (int64_t)a->n_tok * a->n_head, 4, attn_task, &j);
+}
+
+/* ---- elementwise ---- */
+
+struct ew_job {
+  float *x;
+  const float *y;
+};
+
+static void silu_mul_task(void *arg, int64_t begin, int64_t end, int thread) {
+  (void)thread;
+  const struct ew_job *e = arg;
+  for (int64_t i = begin; i < end; i++) {
+    float g = e->x[i];
+    e->x[i] = g / (1.0f + expf(-g)) * e->y[i];
+  }
+}
+
+static void add_task(void *arg, int64_t begin, int64_t end, int thread) {
+  (void)thread;
+  const struct ew_job *e = arg;
+  for (int64_t i = begin; i < end; i++) e->x[i] += e->y[i];
+}
+
+static void cpu_silu_mul(void *ctx, float *gate, const float *up, size_t n) {
+  struct cpu_ctx *c = ctx;
+  struct ew_job e = {.x = gate, .y = up};
+  engine_threadpool_run(c->pool, (int64_t)n, 16384, silu_mul_task, &e);
+}
+
+static void cpu_add(void *ctx, float *x, const float *y, size_t n) {
+  struct cpu_ctx *c = ctx;
+  struct ew_job e = {.x = x, .y = y};
+  engine_threadpool_run(c->pool, (int64_t)n, 65536, add_task, &e);
+}
+
+static void cpu_destroy(void *ctx) {
+  struct cpu_ctx *c = ctx;
+  if (!c) return;
+  engine_threadpool_destroy(c->pool);
+  free(c->xq);
+  free(c->scratch);
+  free(c);
+}
+
+static const struct engine_backend_ops cpu_ops = {
+    .name = "cpu",
+    .supports_op = cpu_supports_op,
+    .get_rows = cpu_get_rows,
+    .matmul = cpu_matmul,
+    .rmsnorm = cpu_rmsnorm,
+    .rope = cpu_rope,
+    .store_kv = cpu_store_kv,
+    .attention = cpu_attention,
+    .silu_mul = cpu_silu_mul,
+    .add = cpu_add,
+    .destroy = cpu_destroy,
+};
+
+int engine_backend_cpu_create(const struct engine_cpu_options *opt, struct engine_backend *ret,
+                              char *err, size_t errlen) {
+  const struct engine_cpu_kernels *k =
+      opt->isa < 0 ? engine_cpu_kernels_best() : engine_cpu_kernels_get((enum engine_isa)opt->isa);
+  if (!k) {
+    snprintf(err, errlen, "cpu backend: instruction set %d is not supported by this CPU", opt->isa);
+    return REALM_E_UNSUPPORTED;
+  }
+  struct cpu_ctx *c = calloc(1, sizeof *c);
+  if (!c) return REALM_E_NOMEM;
+  c->k = k;
+  int rc = engine_threadpool_create(opt->n_threads, &c->pool);
+  if (rc < 0) {
+    free(c);
+    snprintf(err, errlen, "cpu backend: cannot start %d threads", opt->n_threads);
+    return rc;
+  }
+  c->n_threads = engine_threadpool_size(c->pool);
+  c->max_tokens = opt->max_tokens;
+  c->max_in = opt->max_in;
+  size_t nblk = (size_t)(opt->max_in + ENGINE_QK - 1) / ENGINE_QK;
+  c->xq = malloc(sizeof(struct engine_q8_act) * nblk * (opt->max_tokens ? opt->max_tokens : 1));
+  c->scratch_floats = opt->max_ctx > opt->max_head_dim ? opt->max_ctx : opt->max_head_dim;
+  c->scratch_floats = (c->scratch_floats + 15) & ~(size_t)15;
+  c->scratch = malloc(sizeof(float) * c->scratch_floats * (size_t)c->n_threads);
+  if (!c->xq || !c->scratch) {
+    cpu_destroy(c);
+    snprintf(err, errlen, "cpu backend: no memory for scratch buffers");
+    return REALM_E_NOMEM;
+  }
+  ret->ops = &cpu_ops;
+  ret->ctx = c;
+  return 0;
+}
+
+const char *engine_backend_cpu_isa(const struct engine_backend *b) {
+  return ((const struct cpu_ctx *)b->ctx)->k->isa_name;
+}
+
+int engine_backend_cpu_threads(const struct engine_backend *b) {
+  return ((const struct cpu_ctx *)b->ctx)->n_threads;
+}

@@ -1,0 +1,157 @@
+/*
+ * kernels_scalar.c — the scalar reference kernels, activation quantization, row
+ * dequantization, and run-time selection of the best kernel table.
+ *
+ * The reference kernels are written for clarity; the SIMD kernels are tested against them.
+ * For Q8_0/Q4_0 the reference does the same integer arithmetic per block as the SIMD paths
+ * (exact int32 block sums scaled by d_w * d_x), so the two differ only by f32 summation order.
+ */
+#include "kernels.h"
+
+#include <math.h>
+
+void engine_quantize_q8_act(const float *x, int n, struct engine_q8_act *out) {
+  for (int b = 0; b < n / ENGINE_QK; b++) {
+    const float *xb = x + b * ENGINE_QK;
+    float amax = 0.0f;
+    for (int i = 0; i < ENGINE_QK; i++) amax = fmaxf(amax, fabsf(xb[i]));
+    float d = amax / 127.0f, id = d != 0.0f ? 1.0f / d : 0.0f;
+    out[b].d = d;
+    for (int i = 0; i < ENGINE_QK; i++) out[b].qs[i] = (int8_t)lrintf(xb[i] * id);
+  }
+}
+
+void engine_dequantize_row(enum engine_wtype t, const void *src, int n, float *dst) {
+  switch (t) {
+  case ENGINE_W_F32:
+    memcpy(dst, src, (size_t)n * sizeof(float));
+    break;
+  case ENGINE_W_F16: {
+    const uint16_t *s = src;
+    for (int i = 0; i < n; i++) dst[i] = engine_fp16_to_f32(s[i]);
+    break;
+  }
+  case ENGINE_W_BF16: {
+    const uint16_t *s = src;
+    for (int i = 0; i < n; i++) dst[i] = engine_bf16_to_f32(s[i]);
+    break;
+  }
+  case ENGINE_W_Q8_0: {
+    const struct engine_block_q8_0 *b = src;
+    for (int i = 0; i < n / ENGINE_QK; i++) {
+      float d = engine_fp16_to_f32(b[i].d);
+      for (int j = 0; j < ENGINE_QK; j++) dst[i * ENGINE_QK + j] = d * (float)b[i].qs[j];
+    }
+    break;
+  }
+  case ENGINE_W_Q4_0: {
+    const struct engine_block_q4_0 *b = src;
+    for (int i = 0; i < n / ENGINE_QK; i++) {
+      float d = engine_fp16_to_f32(b[i].d);
+      for (int j = 0; j < ENGINE_QK / 2; j++) {
+        dst[i * ENGINE_QK + j] = d * (float)((b[i].qs[j] & 0x0f) - 8);
+        dst[i * ENGINE_QK + j + 16] = d * (float)((b[i].qs[j] >> 4) - 8);
+      }
+    }
+    break;
+  }
+  default:
+    break;
+  }
+}
+
+/* ---- float weights ---- */
+
+#define SCALAR_FLOAT_KERNEL(name, elem_t, conv)                                               \
+  static void name(const void *w, size_t row_bytes, int n_in, int row0, int row1,          \
+                   const void *x, size_t x_stride, int nb, float *y, size_t y_stride) {    \
+    for (int j = row0; j < row1; j++) {                                                    \
+      const elem_t *row = (const elem_t *)((const char *)w + (size_t)j * row_bytes);        \
+      for (int b = 0; b < nb; b++) {                                                       \
+        const float *xb = (const float *)((const char *)x + (size_t)b * x_stride);         \
+        float sum = 0.0f;                                                                  \
+        for (int i = 0; i < n_in; i++) sum += conv(row[i]) * xb[i];                        \
+        y[(size_t)b * y_stride + j] = sum;                                                 \
+      }                                                                                    \
+    }                                                                                      \
+  }
+
+#define IDENT(v) (v)
+SCALAR_FLOAT_KERNEL(matmul_f32_scalar, float, IDENT)
+SCALAR_FLOAT_KERNEL(matmul_f16_scalar, uint16_t, engine_fp16_to_f32)
+SCALAR_FLOAT_KERNEL(matmul_bf16_scalar, uint16_t, engine_bf16_to_f32)
+
+/* ---- quantized weights × Q8 activations ---- */
+
+static void matmul_q8_0_scalar(const void *w, size_t row_bytes, int n_in, int row0, int row1,
+                               const void *x, size_t x_stride, int nb, float *y,
+                               size_t y_stride) {
+  int nblk = n_in / ENGINE_QK;
+  for (int j = row0; j < row1; j++) {
+    const struct engine_block_q8_0 *row =
+        (const struct engine_block_q8_0 *)((const char *)w + (size_t)j * row_bytes);
+    for (int b = 0; b < nb; b++) {
+      const struct engine_q8_act *xb =
+          (const struct engine_q8_act *)((const char *)x + (size_t)b * x_stride);
+      float sum = 0.0f;
+      for (int k = 0; k < nblk; k++) {
+        int32_t s = 0;
+        for (int i = 0; i < ENGINE_QK; i++) s += (int32_t)row[k].qs[i] * (int32_t)xb[k].qs[i];
+        sum += (float)s * (engine_fp16_to_f32(row[k].d) * xb[k].d);
+      }
+      y[(size_t)b * y_stride + j] = sum;
+    }
+  }
+}
+
+static void matmul_q4_0_scalar(const void *w, size_t row_bytes, int n_in, int row0, int row1,
+                               const void *x, size_t x_stride, int nb, float *y,
+                               size_t y_stride) {
+  int nblk = n_in / ENGINE_QK;
+  for (int j = row0; j < row1; j++) {
+    const struct engine_block_q4_0 *row =
+        (const struct engine_block_q4_0 *)((const char *)w + (size_t)j * row_bytes);
+    for (int b = 0; b < nb; b++) {
+      const struct engine_q8_act *xb =
+          (const struct engine_q8_act *)((const char *)x + (size_t)b * x_stride);
+      float sum = 0.0f;
+      for (int k = 0; k < nblk; k++) {
+        int32_t s = 0;
+        for (int i = 0; i < ENGINE_QK / 2; i++) {
+          s += ((row[k].qs[i] & 0x0f) - 8) * (int32_t)xb[k].qs[i];
+          s += ((row[k].qs[i] >> 4) - 8) * (int32_t)xb[k].qs[i + 16];
+        }
+        sum += (float)s * (engine_fp16_to_f32(row[k].d) * xb[k].d);
+      }
+      y[(size_t)b * y_stride + j] = sum;
+    }
+  }
+}
+
+static const struct engine_cpu_kernels scalar_kernels = {
+    .isa_name = "scalar",
+    .matmul = {matmul_f32_scalar, matmul_f16_scalar, matmul_bf16_scalar, matmul_q8_0_scalar,
+               matmul_q4_0_scalar},
+};
+
+const struct engine_cpu_kernels *engine_cpu_kernels_scalar(void) { return &scalar_kernels; }
+
+const struct engine_cpu_kernels *engine_cpu_kernels_get(enum engine_isa isa) {
+  switch (isa) {
+  case ENGINE_ISA_SCALAR:
+    return engine_cpu_kernels_scalar();
+  case ENGINE_ISA_AVX2:
+    return engine_cpu_kernels_avx2();
+  case ENGINE_ISA_AVX512:
+    return engine_cpu_kernels_avx512();
+  default:
+    return NULL;
+  }
+}
+
+const struct engine_cpu_kernels *engine_cpu_kernels_best(void) {
+  const struct engine_cpu_kernels *k = engine_cpu_kernels_avx512();
+  if (!k) k = engine_cpu_kernels_avx2();
+  if (!k) k = engine_cpu_kernels_scalar();
+  return k;
+}
