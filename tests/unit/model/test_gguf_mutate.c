@@ -134,7 +134,8 @@ static void build(const struct knobs *k, struct buf *b) {
   put_u32(b, k->b_type);
   put_u64(b, k->b_offset >= 0 ? (uint64_t)k->b_offset : b_off);
   while (b->len % align) put(b, "", 1);
-  uint8_t data[256];
+  /* b_off + b_bytes is at most 256 + 34 (alignment 256): the source must hold that many. */
+  uint8_t data[512];
   for (size_t i = 0; i < sizeof data; i++) data[i] = (uint8_t)(i * 7);
   put(b, data, (size_t)(b_off + b_bytes));
 }

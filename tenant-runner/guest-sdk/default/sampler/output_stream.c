@@ -75,7 +75,8 @@ int output_stream_create(const struct output_stream_params *p, struct output_str
     return r;
   }
   utf8_stream_init(&o->utf8);
-  memcpy(o->stop_tokens, p->stop_tokens, p->n_stop_tokens * sizeof *o->stop_tokens);
+  if (p->n_stop_tokens) /* stop_tokens may be NULL when empty; memcpy(_, NULL, 0) is UB */
+    memcpy(o->stop_tokens, p->stop_tokens, p->n_stop_tokens * sizeof *o->stop_tokens);
   o->n_stop_tokens = p->n_stop_tokens;
   o->max_tokens = p->max_tokens;
   o->stop_token = -1;
