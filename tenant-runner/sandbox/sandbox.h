@@ -39,7 +39,8 @@ struct sandbox_instance;
 struct sandbox_limits {
   uint64_t memory_bytes; /* linear memory cap (rounded down to 64 KiB pages; <= 4 GiB - 64 KiB) */
   uint32_t call_ms;      /* wall-clock deadline of one guest call */
-  uint64_t output_bytes; /* text one request may emit (emit_text + emit_token bytes) */
+  uint64_t output_bytes; /* bytes one request may emit (emit_text + emit_token text, 8 per
+                            emit_top_logprobs entry) */
   uint64_t seed;         /* seed of realm_random_bytes (0 is a valid seed) */
 };
 
@@ -65,6 +66,30 @@ struct sandbox_host {
                 uint32_t n_rows, uint32_t in_cols, float *out, uint32_t out_cols);
   int (*attention)(void *user, uint32_t req_id, uint32_t layer, const float *qkv,
                    uint32_t n_tokens, float *out);
+
+  /* ---- Added later to ABI v1 (fields only ever appended). Also optional; what a NULL
+   * callback means for the guest is given with each. ---- */
+  /* Metadata value of `key` (NUL-terminated host copy, 1..REALM_GUEST_MAX_META_KEY_BYTES
+   * bytes): sets *ret_value and *ret_len (host-owned bytes, at most
+   * REALM_GUEST_MAX_META_VALUE_BYTES) or returns REALM_GUEST_E_NOT_FOUND. Encoding of
+   * non-string values: see realm_guest.h (REALM_META_*). NULL: the guest gets
+   * REALM_GUEST_E_UNSUPPORTED (it then uses its defaults: no pre-tokenizer name, llama.cpp's
+   * add_bos/add_space_prefix defaults, no model chat template). */
+  int (*model_meta)(void *user, const char *key, const char **ret_value, uint32_t *ret_len);
+  /* Number of BPE merges (>= 0). NULL: the guest gets REALM_GUEST_E_UNSUPPORTED (the default
+   * guest then reconstructs merges from the vocabulary). */
+  int (*merge_count)(void *user);
+  /* Merge i as "left right": sets *ret_merge and *ret_len (host-owned) or returns NOT_FOUND.
+   * NULL: REALM_GUEST_E_UNSUPPORTED. */
+  int (*merge)(void *user, uint32_t i, const char **ret_merge, uint32_t *ret_len);
+  /* The top-n alternatives of the token last emitted by emit_token for req_id (n <=
+   * REALM_GUEST_MAX_TOP_LOGPROBS, aligned host copy). NULL: dropped, the guest gets 0. */
+  int (*emit_top_logprobs)(void *user, uint32_t req_id, const struct realm_top_logprob *top,
+                           uint32_t n);
+  /* The guest's finish reason (REALM_GUEST_FINISH_STOP/_LENGTH/_CONTENT_FILTER) for req_id,
+   * already validated and recorded (sandbox_instance_finish_reason). NULL: only recorded,
+   * the guest gets 0. */
+  int (*finish)(void *user, uint32_t req_id, int32_t reason);
 };
 
 /* ---- modules ---- */
@@ -140,6 +165,13 @@ int sandbox_call_request_end(struct sandbox_instance *inst, uint32_t req_id, int
 int sandbox_instance_discarded(const struct sandbox_instance *inst);
 /* Bytes the request has emitted so far (0 for an unknown id). */
 uint64_t sandbox_instance_output_bytes(const struct sandbox_instance *inst, uint32_t req_id);
+/* The finish reason the guest gave for req_id with realm_finish (REALM_GUEST_FINISH_STOP,
+ * _LENGTH, _CONTENT_FILTER; the last call wins), or REALM_GUEST_FINISH_NONE when it gave none
+ * or req_id is not active. Read it after sandbox_call_logits returned REALM_GUEST_STOP and
+ * before sandbox_call_request_end, which forgets the request. A guest that gives none (older
+ * guests) leaves the reason to the caller: "stop", or "length" when the caller's own token
+ * limit ended the request. */
+int32_t sandbox_instance_finish_reason(const struct sandbox_instance *inst, uint32_t req_id);
 /* Current size of the guest's linear memory in bytes. */
 uint64_t sandbox_instance_memory_bytes(const struct sandbox_instance *inst);
 

@@ -13,6 +13,10 @@
  * never a host crash); (3) calls the optional host callback; (4) re-enters guest mode
  * (sandbox_host_leave), which unwinds if the deadline passed meanwhile. Guest memory is
  * re-derived from inst->memory at each use because memory.grow may move it.
+ *
+ * The imports at the end of the file (model_meta, merge_count, merge, emit_top_logprobs,
+ * finish) were added to ABI v1 later; their host callbacks are appended to struct
+ * sandbox_host, so a host written before them (fields zero) gets the documented defaults.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -253,6 +257,100 @@ uint32_t Z_realmZ_attention(struct sandbox_instance *inst, uint32_t req_id, uint
         rc = inst->host->attention(inst->host->user, req_id, layer, (const float *)qp, n_tokens,
                                    (float *)op);
     }
+  }
+  sandbox_host_leave(prev);
+  return (uint32_t)rc;
+}
+
+/* ---- imports added later to ABI v1 (model metadata, merges, top logprobs, finish) ---- */
+
+/* Copies host-owned bytes (value, len) to guest buf when they fit cap; returns the length,
+ * or E_INTERNAL when the host hands out more than `max` bytes (a host bug, not the guest's). */
+static int copy_out(struct sandbox_instance *inst, const char *import, uint32_t buf, uint32_t cap,
+                    const char *value, uint32_t len, uint32_t max) {
+  if (len > max || (!value && len)) return REALM_GUEST_E_INTERNAL;
+  if (len <= cap && len) memcpy(guest_range(inst, import, "buf", buf, len), value, len);
+  return (int)len;
+}
+
+uint32_t Z_realmZ_model_meta(struct sandbox_instance *inst, uint32_t key, uint32_t key_len,
+                             uint32_t out, uint32_t cap) {
+  int prev = sandbox_host_enter();
+  const char *k = (const char *)guest_range(inst, "model_meta", "key", key, key_len);
+  guest_range(inst, "model_meta", "out", out, cap);
+  int rc = REALM_GUEST_E_UNSUPPORTED;
+  if (key_len == 0 || key_len > REALM_GUEST_MAX_META_KEY_BYTES || memchr(k, '\0', key_len)) {
+    rc = REALM_GUEST_E_INVALID;
+  } else if (inst->host && inst->host->model_meta) {
+    /* The host looks keys up as C strings: give it a NUL-terminated copy. */
+    char name[REALM_GUEST_MAX_META_KEY_BYTES + 1];
+    memcpy(name, k, key_len);
+    name[key_len] = '\0';
+    const char *value = NULL;
+    uint32_t len = 0;
+    rc = inst->host->model_meta(inst->host->user, name, &value, &len);
+    if (rc >= 0)
+      rc = copy_out(inst, "model_meta", out, cap, value, len, REALM_GUEST_MAX_META_VALUE_BYTES);
+  }
+  sandbox_host_leave(prev);
+  return (uint32_t)rc;
+}
+
+uint32_t Z_realmZ_merge_count(struct sandbox_instance *inst) {
+  int prev = sandbox_host_enter();
+  int rc = REALM_GUEST_E_UNSUPPORTED;
+  if (inst->host && inst->host->merge_count) rc = inst->host->merge_count(inst->host->user);
+  sandbox_host_leave(prev);
+  return (uint32_t)rc;
+}
+
+uint32_t Z_realmZ_merge(struct sandbox_instance *inst, uint32_t i, uint32_t buf, uint32_t cap) {
+  int prev = sandbox_host_enter();
+  guest_range(inst, "merge", "buf", buf, cap);
+  int rc = REALM_GUEST_E_UNSUPPORTED;
+  if (inst->host && inst->host->merge) {
+    const char *m = NULL;
+    uint32_t len = 0;
+    rc = inst->host->merge(inst->host->user, i, &m, &len);
+    if (rc >= 0) rc = copy_out(inst, "merge", buf, cap, m, len, PIECE_MAX_BYTES);
+  }
+  sandbox_host_leave(prev);
+  return (uint32_t)rc;
+}
+
+uint32_t Z_realmZ_emit_top_logprobs(struct sandbox_instance *inst, uint32_t req_id, uint32_t top,
+                                    uint32_t n) {
+  int prev = sandbox_host_enter();
+  struct sandbox_request *r = active_request(inst, "emit_top_logprobs", req_id);
+  int rc = 0;
+  if (n > REALM_GUEST_MAX_TOP_LOGPROBS) {
+    rc = REALM_GUEST_E_INVALID;
+  } else {
+    const uint8_t *src = guest_range(inst, "emit_top_logprobs", "top", top,
+                                     (uint64_t)n * sizeof(struct realm_top_logprob));
+    /* Counted like text, so a guest cannot flood the client with alternatives either. */
+    charge_output(inst, "emit_top_logprobs", r, n * (uint32_t)sizeof(struct realm_top_logprob));
+    if (inst->host && inst->host->emit_top_logprobs) {
+      /* Guest pointers need not be aligned; the host gets an aligned copy. */
+      struct realm_top_logprob copy[REALM_GUEST_MAX_TOP_LOGPROBS];
+      memcpy(copy, src, n * sizeof *copy);
+      rc = inst->host->emit_top_logprobs(inst->host->user, req_id, copy, n);
+    }
+  }
+  sandbox_host_leave(prev);
+  return (uint32_t)rc;
+}
+
+uint32_t Z_realmZ_finish(struct sandbox_instance *inst, uint32_t req_id, uint32_t reason) {
+  int prev = sandbox_host_enter();
+  struct sandbox_request *r = active_request(inst, "finish", req_id);
+  int rc = 0;
+  int32_t why = (int32_t)reason;
+  if (why < REALM_GUEST_FINISH_STOP || why > REALM_GUEST_FINISH_CONTENT_FILTER) {
+    rc = REALM_GUEST_E_INVALID;
+  } else {
+    r->finish_reason = why;
+    if (inst->host && inst->host->finish) rc = inst->host->finish(inst->host->user, req_id, why);
   }
   sandbox_host_leave(prev);
   return (uint32_t)rc;

@@ -417,6 +417,11 @@ uint64_t sandbox_instance_output_bytes(const struct sandbox_instance *inst, uint
   return r ? r->output_bytes : 0;
 }
 
+int32_t sandbox_instance_finish_reason(const struct sandbox_instance *inst, uint32_t req_id) {
+  const struct sandbox_request *r = inst ? find_request(inst, req_id) : NULL;
+  return r ? r->finish_reason : REALM_GUEST_FINISH_NONE;
+}
+
 static void forget_request(struct sandbox_instance *inst, uint32_t id) {
   for (uint32_t i = 0; i < inst->n_reqs; i++)
     if (inst->reqs[i].id == id) {
@@ -498,7 +503,8 @@ int sandbox_call_request_begin(struct sandbox_instance *inst, uint32_t req_id, c
   rc = guest_alloc(inst, req_len, &p, err, errlen);
   if (rc < 0) return rc;
   memcpy(inst->memory->data + p, req, req_len);
-  inst->reqs[inst->n_reqs++] = (struct sandbox_request){.id = req_id, .output_bytes = 0};
+  inst->reqs[inst->n_reqs++] =
+      (struct sandbox_request){.id = req_id, .output_bytes = 0, .finish_reason = REALM_GUEST_FINISH_NONE};
   uint32_t r = 0;
   rc = run_guarded(inst, CALL_BEGIN, req_id, p, req_len, &r, err, errlen);
   if (rc < 0) return rc;

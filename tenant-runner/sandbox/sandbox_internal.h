@@ -51,6 +51,7 @@ struct sandbox_module {
 struct sandbox_request {
   uint32_t id;
   uint64_t output_bytes;
+  int32_t finish_reason; /* REALM_GUEST_FINISH_*, set by realm_finish */
 };
 
 /* Also the wasm2c "struct Z_realm_instance_t" every realm import receives. */

@@ -65,6 +65,12 @@ static const struct {
     {"random_bytes", "u32 Z_realmZ_random_bytes(struct Z_realm_instance_t*, u32, u32);"},
     {"matmul", "u32 Z_realmZ_matmul(struct Z_realm_instance_t*, u32, u32, u32, u32, u32, u32, u32);"},
     {"attention", "u32 Z_realmZ_attention(struct Z_realm_instance_t*, u32, u32, u32, u32, u32);"},
+    /* added later to ABI v1 (docs/guest-abi.md, versioning rules) */
+    {"model_meta", "u32 Z_realmZ_model_meta(struct Z_realm_instance_t*, u32, u32, u32, u32);"},
+    {"merge_count", "u32 Z_realmZ_merge_count(struct Z_realm_instance_t*);"},
+    {"merge", "u32 Z_realmZ_merge(struct Z_realm_instance_t*, u32, u32, u32);"},
+    {"emit_top_logprobs", "u32 Z_realmZ_emit_top_logprobs(struct Z_realm_instance_t*, u32, u32, u32);"},
+    {"finish", "u32 Z_realmZ_finish(struct Z_realm_instance_t*, u32, u32);"},
 };
 
 /* The exports of ABI v1, as C function-pointer types over the wasm2c instance struct. */

@@ -18,6 +18,8 @@
  * signature, or is removed. Adding a new import, a new request field or a new constant does
  * not change the version (a guest that does not use it is unaffected; a guest that imports a
  * function the host does not know is refused at load time with a message naming it).
+ * The imports model_meta, merge_count, merge, emit_top_logprobs and finish and the request keys
+ * LOGIT_BIAS and CHAT_TEMPLATE were added that way (still version 1).
  */
 #ifndef REALM_GUEST_H
 #define REALM_GUEST_H
@@ -43,6 +45,21 @@
  * again with the next logits. REALM_GUEST_STOP ends the request normally. Any other negative
  * value fails the request with that REALM_GUEST_E_* code. */
 #define REALM_GUEST_STOP (-100)
+
+/* ---- Finish reasons (realm_finish; read by the host with sandbox_instance_finish_reason) ----
+ * Why a request ended, as the client sees it (OpenAI's finish_reason). A guest reports it with
+ * realm_finish before returning REALM_GUEST_STOP; a guest that never calls it leaves the
+ * reason to the host (REALM_GUEST_FINISH_NONE: the runner reports "stop", or "length" when its
+ * own token limit ended the request). */
+#define REALM_GUEST_FINISH_NONE 0           /* not given */
+#define REALM_GUEST_FINISH_STOP 1           /* natural end: EOS, end-of-turn, stop string/token */
+#define REALM_GUEST_FINISH_LENGTH 2         /* max_tokens reached or the context is full */
+#define REALM_GUEST_FINISH_CONTENT_FILTER 3 /* the guest withheld output by its own policy */
+
+/* ---- Sizes the host enforces on the additions to ABI v1 ---- */
+#define REALM_GUEST_MAX_TOP_LOGPROBS 20            /* entries per realm_emit_top_logprobs call */
+#define REALM_GUEST_MAX_META_KEY_BYTES 256         /* realm_model_meta key length */
+#define REALM_GUEST_MAX_META_VALUE_BYTES (1u << 20) /* longest value a host hands out */
 
 /* ---- realm_log levels ---- */
 #define REALM_GUEST_LOG_ERROR 0
@@ -76,6 +93,25 @@ struct realm_model_info {
   char arch[32];         /* NUL-terminated architecture name, e.g. "llama" */
 };
 
+/* One alternative of realm_emit_top_logprobs: 8 bytes, no padding. */
+struct realm_top_logprob {
+  int32_t token;
+  float logprob; /* natural log of the token's probability, <= 0 */
+};
+
+/* Well-known realm_model_meta keys: the GGUF metadata key names. Hosts serve at least these
+ * when the model file has them (REALM_GUEST_E_NOT_FOUND otherwise) and may serve any other
+ * scalar or string key of the file. Values are bytes without a NUL: strings as stored,
+ * booleans "true" / "false", integers in decimal, floats as "%.9g". */
+#define REALM_META_TOKENIZER_MODEL "tokenizer.ggml.model"        /* "llama" (SPM), "gpt2" (BPE) */
+#define REALM_META_TOKENIZER_PRE "tokenizer.ggml.pre"            /* BPE pre-tokenizer name */
+#define REALM_META_ADD_BOS "tokenizer.ggml.add_bos_token"        /* bool */
+#define REALM_META_ADD_EOS "tokenizer.ggml.add_eos_token"        /* bool */
+#define REALM_META_ADD_SPACE_PREFIX "tokenizer.ggml.add_space_prefix" /* bool (SPM) */
+#define REALM_META_UNK_ID "tokenizer.ggml.unknown_token_id"      /* integer */
+#define REALM_META_CHAT_TEMPLATE "tokenizer.chat_template"       /* Jinja text */
+#define REALM_META_NAME "general.name"                           /* model name */
+
 /* What realm_token_info() writes. */
 struct realm_token_info {
   float score; /* SentencePiece score / BPE rank as float; 0 when the vocabulary has none */
@@ -106,6 +142,8 @@ enum realm_req_key {
   REALM_REQ_LOGPROBS = 13,         /* u32: number of top logprobs wanted, 0 = none */
   REALM_REQ_STOP_TOKEN = 14,       /* i32 (repeats) */
   REALM_REQ_MODEL = 15,            /* UTF-8 model name as the client sent it */
+  REALM_REQ_LOGIT_BIAS = 16,       /* n x {i32 token, f32 bias} (8 bytes each); repeats add */
+  REALM_REQ_CHAT_TEMPLATE = 17,    /* UTF-8 chat template: a family name or a Jinja text */
 };
 
 /* One decoded field: points into the blob, valid as long as the blob is. */
@@ -234,6 +272,35 @@ REALM_GUEST_IMPORT(matmul) int32_t realm_matmul(const char *tensor, uint32_t ten
  * `qkv` (q rows first), out [n_tokens][n_embd]. Same availability note as realm_matmul. */
 REALM_GUEST_IMPORT(attention) int32_t realm_attention(uint32_t req_id, uint32_t layer, const float *qkv,
                                                       uint32_t n_tokens, float *out);
+
+/* ---- Added to ABI v1 later (a host that predates them refuses a guest importing them at
+ * load, naming the import). Each is optional on the host side: a host without the service
+ * answers as documented per import. ---- */
+
+/* Copies the model metadata value of `key` (e.g. REALM_META_CHAT_TEMPLATE; key_len 1..
+ * REALM_GUEST_MAX_META_KEY_BYTES, no NUL) into out. Returns the value's length; nothing is
+ * written if it is > cap (call again with a bigger buffer). REALM_GUEST_E_NOT_FOUND when the
+ * model has no such key, REALM_GUEST_E_UNSUPPORTED when the host serves no metadata,
+ * REALM_GUEST_E_INVALID for a bad key. */
+REALM_GUEST_IMPORT(model_meta) int32_t realm_model_meta(const char *key, uint32_t key_len, char *out,
+                                                        uint32_t cap);
+/* Number of BPE merges (tokenizer.ggml.merges), 0 when the model has none;
+ * REALM_GUEST_E_UNSUPPORTED when the host does not serve merges (reconstruct them). */
+REALM_GUEST_IMPORT(merge_count) int32_t realm_merge_count(void);
+/* Copies merge i ("left right", the two token texts joined by one space, rank i) into buf.
+ * Returns its length; nothing written if > cap. REALM_GUEST_E_NOT_FOUND for i >= count. */
+REALM_GUEST_IMPORT(merge) int32_t realm_merge(uint32_t i, char *buf, uint32_t cap);
+/* The top-n alternatives (most likely first, n <= REALM_GUEST_MAX_TOP_LOGPROBS) of the token
+ * the guest last emitted with realm_emit_token for this request; call it right after that
+ * emit_token. 8 bytes per entry count against the output cap. REALM_GUEST_E_INVALID for
+ * n > REALM_GUEST_MAX_TOP_LOGPROBS. */
+REALM_GUEST_IMPORT(emit_top_logprobs) int32_t realm_emit_top_logprobs(uint32_t req_id,
+                                                                      const struct realm_top_logprob *top,
+                                                                      uint32_t n);
+/* Records why the request ends (REALM_GUEST_FINISH_STOP / _LENGTH / _CONTENT_FILTER); call
+ * it before returning REALM_GUEST_STOP. The last call wins. REALM_GUEST_E_INVALID for another
+ * value. It does not stop the request by itself. */
+REALM_GUEST_IMPORT(finish) int32_t realm_finish(uint32_t req_id, int32_t reason);
 #endif /* __wasm__ */
 
 #endif /* REALM_GUEST_H */

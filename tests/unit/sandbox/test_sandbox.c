@@ -458,6 +458,179 @@ TEST(example_guest_echoes_and_samples_greedily) {
   sandbox_module_free(m);
 }
 
+/* ---- the imports added to ABI v1 later (tests/guests/abi_additions.wat) ---- */
+
+/* A host that also serves the new callbacks: one metadata key, two merges, and records the
+ * top logprobs and the finish reason it is told. */
+struct rec2 {
+  struct rec base;
+  struct realm_top_logprob top[REALM_GUEST_MAX_TOP_LOGPROBS];
+  uint32_t n_top;
+  int top_calls;
+  int32_t finish_cb;
+  char meta_key[64];
+};
+
+static int rec2_meta(void *user, const char *key, const char **ret, uint32_t *ret_len) {
+  struct rec2 *r = user;
+  snprintf(r->meta_key, sizeof r->meta_key, "%s", key);
+  if (strcmp(key, REALM_META_TOKENIZER_PRE) != 0) return REALM_GUEST_E_NOT_FOUND;
+  *ret = "gpt-2";
+  *ret_len = 5;
+  return 0;
+}
+
+static int rec2_merge_count(void *user) {
+  (void)user;
+  return 2;
+}
+
+static int rec2_merge(void *user, uint32_t i, const char **ret, uint32_t *ret_len) {
+  (void)user;
+  static const char *const merges[] = {"a b", "ab c"};
+  if (i >= 2) return REALM_GUEST_E_NOT_FOUND;
+  *ret = merges[i];
+  *ret_len = (uint32_t)strlen(merges[i]);
+  return 0;
+}
+
+static int rec2_top(void *user, uint32_t req_id, const struct realm_top_logprob *top, uint32_t n) {
+  (void)req_id;
+  struct rec2 *r = user;
+  memcpy(r->top, top, n * sizeof *top);
+  r->n_top = n;
+  r->top_calls++;
+  return 0;
+}
+
+static int rec2_finish(void *user, uint32_t req_id, int32_t reason) {
+  (void)req_id;
+  ((struct rec2 *)user)->finish_cb = reason;
+  return 0;
+}
+
+/* Runs one request of abi_additions with req_id; *ret_begin_rc / *ret_logits_rc are the
+ * sandbox results, *ret_reason the finish reason read before request_end. */
+static void run_additions(struct sandbox_host *h, uint32_t req_id, int *ret_begin_rc,
+                          int *ret_logits_rc, int32_t *ret_action, int32_t *ret_reason,
+                          uint64_t *ret_out_bytes, char *err, size_t errlen) {
+  struct sandbox_module *m = NULL;
+  struct sandbox_instance *inst = NULL;
+  *ret_begin_rc = *ret_logits_rc = -1;
+  if (load("abi_additions", &m, err, errlen) < 0 ||
+      sandbox_instance_new(m, NULL, h, &inst, err, errlen) < 0) {
+    printf("# abi_additions: %s\n", err);
+    sandbox_module_free(m);
+    return;
+  }
+  uint8_t req[256];
+  uint32_t rl = make_request(req, sizeof req);
+  int32_t st = -1;
+  *ret_begin_rc = sandbox_call_request_begin(inst, req_id, req, rl, &st, err, errlen);
+  if (*ret_begin_rc == 0) {
+    CHECK_EQ_INT(st, 0);
+    CHECK_EQ_INT(sandbox_instance_finish_reason(inst, req_id), REALM_GUEST_FINISH_NONE);
+    float lg[5] = {0, 1, 0, 0, 0};
+    *ret_logits_rc = sandbox_call_logits(inst, req_id, lg, 5, ret_action, err, errlen);
+    *ret_reason = sandbox_instance_finish_reason(inst, req_id);
+    *ret_out_bytes = sandbox_instance_output_bytes(inst, req_id);
+    char err2[256];
+    sandbox_call_request_end(inst, req_id, 0, err2, sizeof err2);
+    /* forgotten with the request */
+    CHECK_EQ_INT(sandbox_instance_finish_reason(inst, req_id), REALM_GUEST_FINISH_NONE);
+  }
+  sandbox_instance_free(inst);
+  sandbox_module_free(m);
+}
+
+TEST(abi_additions_served_by_host_callbacks) {
+  struct rec2 r;
+  struct sandbox_host h = rec_host(&r.base);
+  memset(&r, 0, sizeof r);
+  h.user = &r;
+  h.model_meta = rec2_meta;
+  h.merge_count = rec2_merge_count;
+  h.merge = rec2_merge;
+  h.emit_top_logprobs = rec2_top;
+  h.finish = rec2_finish;
+  char err[512] = "";
+  int brc, lrc;
+  int32_t action = 0, reason = -1;
+  uint64_t out_bytes = 0;
+  run_additions(&h, 5, &brc, &lrc, &action, &reason, &out_bytes, err, sizeof err);
+  CHECK_EQ_INT(brc, 0);
+  CHECK_EQ_INT(lrc, 0);
+  /* begin: meta value, not found, too small (length, nothing written), merges, bad reason,
+   * empty key */
+  const int32_t want_begin[9] = {5, REALM_GUEST_E_NOT_FOUND, 5, 0, 2, 3, REALM_GUEST_E_NOT_FOUND,
+                                 REALM_GUEST_E_INVALID, REALM_GUEST_E_INVALID};
+  CHECK_EQ_INT(r.base.n_fed, 12);
+  for (int i = 0; i < 9; i++) CHECK_EQ_INT(r.base.fed[i], want_begin[i]);
+  CHECK_STR_EQ(r.base.text, "gpt-2a bx");
+  CHECK_STR_EQ(r.meta_key, "tokenizer.ggml.pre"); /* the last key asked, NUL-terminated */
+  /* logits: top logprobs accepted (unaligned source), 21 refused, finish accepted */
+  CHECK_EQ_INT(r.base.fed[9], 0);
+  CHECK_EQ_INT(r.base.fed[10], REALM_GUEST_E_INVALID);
+  CHECK_EQ_INT(r.base.fed[11], 0);
+  CHECK_EQ_INT(r.top_calls, 1);
+  CHECK_EQ_INT(r.n_top, 2);
+  CHECK_EQ_INT(r.top[0].token, 1);
+  CHECK_NEAR(r.top[0].logprob, -0.5, 1e-6);
+  CHECK_EQ_INT(r.top[1].token, 2);
+  CHECK_NEAR(r.top[1].logprob, -1.5, 1e-6);
+  CHECK_EQ_INT(action, REALM_GUEST_STOP);
+  CHECK_EQ_INT(reason, REALM_GUEST_FINISH_LENGTH);
+  CHECK_EQ_INT(r.finish_cb, REALM_GUEST_FINISH_LENGTH);
+  /* output: "gpt-2" + "a b" + "x" + 2 alternatives x 8 bytes */
+  CHECK_EQ_INT(out_bytes, 5 + 3 + 1 + 16);
+}
+
+TEST(abi_additions_default_without_host_callbacks) {
+  /* A host table written before the additions (the new fields NULL). */
+  struct rec r;
+  struct sandbox_host h = rec_host(&r);
+  char err[512] = "";
+  int brc, lrc;
+  int32_t action = 0, reason = -1;
+  uint64_t out_bytes = 0;
+  run_additions(&h, 5, &brc, &lrc, &action, &reason, &out_bytes, err, sizeof err);
+  CHECK_EQ_INT(brc, 0);
+  CHECK_EQ_INT(lrc, 0);
+  const int32_t want[12] = {REALM_GUEST_E_UNSUPPORTED, REALM_GUEST_E_UNSUPPORTED,
+                            REALM_GUEST_E_UNSUPPORTED, 0, REALM_GUEST_E_UNSUPPORTED,
+                            REALM_GUEST_E_UNSUPPORTED, REALM_GUEST_E_UNSUPPORTED,
+                            REALM_GUEST_E_INVALID, REALM_GUEST_E_INVALID,
+                            0 /* top logprobs dropped */, REALM_GUEST_E_INVALID,
+                            0 /* finish recorded */};
+  CHECK_EQ_INT(r.n_fed, 12);
+  for (int i = 0; i < 12; i++) CHECK_EQ_INT(r.fed[i], want[i]);
+  CHECK_STR_EQ(r.text, "x");
+  CHECK_EQ_INT(action, REALM_GUEST_STOP);
+  CHECK_EQ_INT(reason, REALM_GUEST_FINISH_LENGTH); /* readable without a finish callback */
+  CHECK_EQ_INT(out_bytes, 1 + 16);
+  CHECK(good_guest_works());
+}
+
+TEST(abi_additions_bad_pointer_and_unknown_request_are_caught) {
+  struct rec r;
+  struct sandbox_host h = rec_host(&r);
+  char err[512] = "";
+  int brc, lrc;
+  int32_t action = 0, reason = -1;
+  uint64_t out_bytes = 0;
+  run_additions(&h, 99, &brc, &lrc, &action, &reason, &out_bytes, err, sizeof err);
+  printf("# id 99 -> %d: %s\n", lrc, err);
+  CHECK_EQ_INT(brc, 0);
+  CHECK_EQ_INT(lrc, REALM_E_GUEST_TRAP);
+  CHECK_STR_CONTAINS(err, "bad pointer passed to realm_emit_top_logprobs: top range [0xfffffff0, "
+                          "0x100000000) is outside guest memory");
+  run_additions(&h, 98, &brc, &lrc, &action, &reason, &out_bytes, err, sizeof err);
+  printf("# id 98 -> %d: %s\n", lrc, err);
+  CHECK_EQ_INT(lrc, REALM_E_GUEST_TRAP);
+  CHECK_STR_CONTAINS(err, "realm_finish: request id 12345 is not active");
+  CHECK(good_guest_works());
+}
+
 TEST(zz_release_shared_module) {
   /* Last test (declaration order): frees the good module once all instances are gone. */
   CHECK(good_guest_works());
