@@ -182,7 +182,10 @@ int main(int argc, char **argv) {
   if (test_escape_what[0]) {
     /* Serve until the given number of requests completed, then try to escape. */
     rc = runner_run_until(r, &g_stop, (uint64_t)test_escape_after);
-    if (rc == 0 && !g_stop) test_escape(test_escape_what);
+    if (rc == 0 && !g_stop) {
+      runner_linger(r, 200); /* let the finished requests' events leave first */
+      test_escape(test_escape_what);
+    }
   }
 #endif
   rc = runner_run(r, &g_stop);

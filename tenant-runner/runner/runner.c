@@ -974,6 +974,14 @@ int runner_run(struct runner *r, volatile sig_atomic_t *stop) {
   return runner_run_until(r, stop, UINT64_MAX);
 }
 
+void runner_linger(struct runner *r, int64_t ms) {
+  int64_t until = runner_now_ms() + ms;
+  for (int64_t left; (left = until - runner_now_ms()) > 0;) {
+    zmq_pollitem_t item = {.socket = r->gw, .events = ZMQ_POLLIN};
+    if (zmq_poll(&item, 1, (long)left) > 0) drain_gateway(r);
+  }
+}
+
 /* Ends every request still in flight with `code` and keeps answering the gateway for
  * RUNNER_LINGER_MS, so those terminal events (queued in libzmq's I/O thread) reach it before
  * the process exits; new requests meanwhile get `code` too. Returns ret. */
@@ -988,11 +996,7 @@ static int finish_and_linger(struct runner *r, int code, const char *why, int re
     q->in_step = false;
     req_fail(q, code, why);
   }
-  int64_t until = runner_now_ms() + RUNNER_LINGER_MS;
-  for (int64_t left; (left = until - runner_now_ms()) > 0;) {
-    zmq_pollitem_t item = {.socket = r->gw, .events = ZMQ_POLLIN};
-    if (zmq_poll(&item, 1, (long)left) > 0) drain_gateway(r);
-  }
+  runner_linger(r, RUNNER_LINGER_MS);
   return ret;
 }
 

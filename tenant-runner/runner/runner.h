@@ -71,6 +71,10 @@ int runner_run(struct runner *r, volatile sig_atomic_t *stop);
 /* runner_run that also returns 0 once runner_requests_done() reaches done_target. */
 int runner_run_until(struct runner *r, volatile sig_atomic_t *stop, uint64_t done_target);
 
+/* Keeps answering the gateway for ms (no new Steps are sent), so events queued in libzmq's
+ * I/O thread reach the gateway before a deliberate exit. */
+void runner_linger(struct runner *r, int64_t ms);
+
 /* Marks the runner as jailed: from now on it must not create sockets (worker loss then means
  * exit instead of reconnect). Called by runner_jail. */
 void runner_set_jailed(struct runner *r);

@@ -8,12 +8,14 @@
  * instead). Then realm-supervise restarts a runner that died that way after serving a
  * request, and the new runner serves the next one.
  */
+#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "realm_test.h"
@@ -80,14 +82,23 @@ TEST(unjailed_control_really_makes_the_call) {
   CHECK_EQ_INT(WEXITSTATUS(st), 3);
 }
 
-/* Pings until a runner that has served no request yet answers: the restarted one. */
-static int wait_fresh_runner(struct gw_client *gw, int attempts) {
-  for (int i = 0; i < attempts; i++) {
+/* Pings until a runner that has served no request yet answers: the restarted one. While no
+ * runner is bound a send fails at once, so failed attempts are paced (bounded by time). */
+static int wait_fresh_runner(struct gw_client *gw, int timeout_ms) {
+  struct timespec t0, t;
+  clock_gettime(CLOCK_MONOTONIC, &t0);
+  for (uint64_t i = 0;; i++) {
     bool up = false;
     uint64_t total = 99;
-    if (gw_ping_ex(gw, 1000 + (uint64_t)i, &up, &total, 500) == 0 && up && total == 0) return 0;
+    if (gw_ping_ex(gw, 1000 + i, &up, &total, 500) == 0) {
+      if (up && total == 0) return 0;
+    } else {
+      poll(NULL, 0, 20);
+    }
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    if ((t.tv_sec - t0.tv_sec) * 1000 + (t.tv_nsec - t0.tv_nsec) / 1000000 > timeout_ms)
+      return -1;
   }
-  return -1;
 }
 
 TEST(supervisor_restarts_a_killed_runner_which_then_serves) {
@@ -103,14 +114,14 @@ TEST(supervisor_restarts_a_killed_runner_which_then_serves) {
                                       fake_worker_endpoint(w), moody(), extra, &sup);
   struct gw_client gw;
   int conn = spawned == 0 ? gw_connect(&gw, sup.listen) : -1;
-  int first_up = conn == 0 ? wait_fresh_runner(&gw, 60) : -1;
+  int first_up = conn == 0 ? wait_fresh_runner(&gw, 30000) : -1;
   /* Request 1: served, then that runner attempts socket() and is killed. */
   struct gw_result r1[1] = {0}, r2[1] = {0};
   const char *id1[] = {"one"}, *id2[] = {"two"};
   if (first_up == 0 && gw_generate(&gw, "one", NULL, "x", 3) == 0)
     gw_collect(&gw, id1, r1, 1, 20000, NULL, NULL);
   /* A fresh runner (requests_total 0) comes up under the same endpoint and serves request 2. */
-  int second_up = r1[0].done ? wait_fresh_runner(&gw, 60) : -1;
+  int second_up = r1[0].done ? wait_fresh_runner(&gw, 30000) : -1;
   if (second_up == 0 && gw_generate(&gw, "two", NULL, "x", 3) == 0)
     gw_collect(&gw, id2, r2, 1, 20000, NULL, NULL);
   int sup_alive = spawned == 0 && waitpid(sup.pid, NULL, WNOHANG) == 0;

@@ -10,6 +10,7 @@
  * going away (in-flight request fails "unavailable", the jailed runner exits 75).
  */
 #include <signal.h>
+#include <spawn.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,6 +18,9 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <zmq.h>
+
+#include "realm/ipc.h"
 #include "realm_test.h"
 #include "runner_test_util.h"
 
@@ -242,4 +246,159 @@ TEST(worker_loss_fails_inflight_and_jailed_runner_exits) {
   CHECK(status != -1);
   CHECK(WIFEXITED(status));
   CHECK_EQ_INT(WEXITSTATUS(status), 75);
+}
+
+/* ---- against the real realm-worker (stories260K), when it is built ---- */
+
+struct real_setup {
+  const char *dir;
+  pid_t worker;
+  struct runner_proc p;
+  struct gw_client gw;
+  char worker_ep[256];
+};
+
+static int real_up(struct real_setup *s) {
+  memset(s, 0, sizeof *s);
+  const char *bin = getenv("REALM_WORKER_BIN");
+  if (!bin || access(bin, X_OK) != 0) return 1;
+  const char *mod = guest("echo_greedy");
+  if (access(mod, R_OK) != 0) return 1;
+  const char *cache = getenv("REALM_TEST_MODULE_CACHE");
+  if (cache) mkdir(cache, 0700);
+  s->dir = test_tmpdir();
+  char model[512], shm[256];
+  snprintf(model, sizeof model, "%s/gguf/stories260K.gguf", realm_test_models_dir());
+  snprintf(s->worker_ep, sizeof s->worker_ep, "ipc://%s/worker.sock", s->dir);
+  snprintf(shm, sizeof shm, "%s/worker-shm.sock", s->dir);
+  const char *wargv[] = {bin, "--model", model, "--listen", s->worker_ep, "--shm-socket", shm,
+                         "--threads", "1", NULL};
+  extern char **environ;
+  if (posix_spawn(&s->worker, bin, NULL, NULL, (char *const *)wargv, environ) != 0) return -1;
+  if (runner_spawn(getenv("REALM_RUNNER_BIN"), s->dir, s->worker_ep, mod, NULL, &s->p) != 0)
+    return -1;
+  if (gw_connect(&s->gw, s->p.listen) != 0) return -1;
+  for (int i = 0; i < 60; i++) {
+    bool up = false;
+    if (gw_ping(&s->gw, 500 + (uint64_t)i, &up, 500) == 0) return up ? 0 : -1;
+  }
+  return -1;
+}
+
+static void real_down(struct real_setup *s) {
+  gw_close(&s->gw);
+  runner_stop(&s->p);
+  if (s->worker > 0) {
+    struct runner_proc w = {.pid = s->worker};
+    runner_stop(&w);
+  }
+  char cmd[256];
+  snprintf(cmd, sizeof cmd, "rm -rf '%s'", s->dir);
+  if (s->dir && system(cmd) != 0) {
+  }
+}
+
+/* SentencePiece pieces use U+2581 for a space: undo that for comparison. */
+static void spm_to_text(const char *in, size_t len, char *out, size_t cap) {
+  size_t o = 0;
+  for (size_t i = 0; i < len && o + 1 < cap;) {
+    if (i + 2 < len && (unsigned char)in[i] == 0xe2 && (unsigned char)in[i + 1] == 0x96 &&
+        (unsigned char)in[i + 2] == 0x81) {
+      out[o++] = ' ';
+      i += 3;
+    } else {
+      out[o++] = in[i++];
+    }
+  }
+  out[o] = 0;
+}
+
+TEST(real_worker_greedy_stories260k) {
+  struct real_setup s;
+  int up = real_up(&s);
+  if (up == 1) SKIP("realm-worker or echo_greedy.wasm not built");
+  CHECK_EQ_INT(up, 0);
+  CHECK(gw_generate(&s.gw, "story", NULL, "", 16) == 0);
+  const char *ids[] = {"story"};
+  struct gw_result res[1] = {0};
+  gw_collect(&s.gw, ids, res, 1, 30000, NULL, NULL);
+  real_down(&s);
+  CHECK(res[0].done && !res[0].error);
+  static const int32_t want[] = {403, 407, 261, 378, 432, 383, 286, 261,
+                                 376, 298, 315, 421, 395, 317, 426, 338};
+  CHECK_EQ_INT(res[0].n_tokens, 16);
+  for (int i = 0; i < 16; i++) CHECK_EQ_INT(res[0].tokens[i], want[i]);
+  char text[4096];
+  spm_to_text(res[0].text, res[0].text_len, text, sizeof text);
+  CHECK_STR_CONTAINS(text, " Once upon a time, there was a little girl named Lily.");
+}
+
+/* Asks the worker for its global stats over a fresh connection (Hello first). */
+static int worker_steps_total(const char *ep, uint64_t *ret_steps) {
+  void *ctx = zmq_ctx_new(), *sock = NULL;
+  char err[256];
+  int rc = -1;
+  if (realm_ipc_socket_new(ctx, ZMQ_DEALER, 0, &sock, err, sizeof err) < 0) goto out;
+  int t = 5000;
+  zmq_setsockopt(sock, ZMQ_SNDTIMEO, &t, sizeof t);
+  zmq_setsockopt(sock, ZMQ_RCVTIMEO, &t, sizeof t);
+  if (zmq_connect(sock, ep) != 0) goto out;
+  Realm__V1__Hello h;
+  realm__v1__hello__init(&h);
+  h.tenant_id = "stats-probe";
+  Realm__V1__StatsRequest sr;
+  realm__v1__stats_request__init(&sr);
+  for (int k = 0; k < 2; k++) {
+    Realm__V1__WorkerRequest req;
+    realm__v1__worker_request__init(&req);
+    req.request_id = (uint64_t)k + 1;
+    if (k == 0) {
+      req.body_case = REALM__V1__WORKER_REQUEST__BODY_HELLO;
+      req.hello = &h;
+    } else {
+      req.body_case = REALM__V1__WORKER_REQUEST__BODY_STATS;
+      req.stats = &sr;
+    }
+    if (realm_ipc_send(sock, NULL, REALM_FRAME_WORKER_REQUEST, &req.base, 0, err, sizeof err) < 0)
+      goto out;
+    ProtobufCMessage *m = NULL;
+    if (realm_ipc_recv(sock, NULL, REALM_FRAME_WORKER_REPLY, &realm__v1__worker_reply__descriptor,
+                       0, 0, &m, err, sizeof err) < 0)
+      goto out;
+    Realm__V1__WorkerReply *rep = (Realm__V1__WorkerReply *)m;
+    if (k == 1 && rep->body_case == REALM__V1__WORKER_REPLY__BODY_STATS) {
+      *ret_steps = rep->stats->steps_total;
+      rc = 0;
+    }
+    realm_frame_msg_free(m);
+  }
+out:
+  realm_ipc_socket_close(sock);
+  zmq_ctx_term(ctx);
+  return rc;
+}
+
+TEST(real_worker_two_requests_batched) {
+  struct real_setup s;
+  int up = real_up(&s);
+  if (up == 1) SKIP("realm-worker or echo_greedy.wasm not built");
+  CHECK_EQ_INT(up, 0);
+  CHECK(gw_generate(&s.gw, "a", NULL, "", 12) == 0);
+  CHECK(gw_generate(&s.gw, "b", NULL, "", 12) == 0);
+  const char *ids[] = {"a", "b"};
+  struct gw_result res[2] = {0};
+  gw_collect(&s.gw, ids, res, 2, 30000, NULL, NULL);
+  uint64_t steps = 0;
+  int st = worker_steps_total(s.worker_ep, &steps);
+  real_down(&s);
+  for (int i = 0; i < 2; i++) {
+    CHECK(res[i].done && !res[i].error);
+    CHECK_EQ_INT(res[i].completion_tokens, 12);
+    CHECK_EQ_INT(res[i].tokens[0], 403);
+  }
+  CHECK_EQ_INT(st, 0);
+  /* 24 logits rows (plus 2 one-token prefills) in at most 12 + a few forward passes: the two
+   * requests shared them. Unbatched it would take at least 24. */
+  CHECK(steps > 0);
+  CHECK(steps <= 16);
 }
