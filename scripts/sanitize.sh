@@ -12,5 +12,14 @@ export BUILD_DIR=${BUILD_DIR:-build-asan}
 export MESON_ARGS="${MESON_ARGS:-} -Db_sanitize=address,undefined -Db_lundef=false"
 export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=0:strict_string_checks=1:detect_stack_use_after_return=1}
 export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
+# Configure and build first with a bounded job count (SANITIZE_JOBS, default nproc): sanitized
+# compiles are heavy, and scripts/build.sh (called by test.sh) then finds nothing left to do.
+if [ ! -f "$BUILD_DIR/build.ninja" ]; then
+  # shellcheck disable=SC2086
+  meson setup "$BUILD_DIR" $MESON_ARGS >"$BUILD_DIR.setup.log" 2>&1 ||
+    { cat "$BUILD_DIR.setup.log"; echo "sanitize: meson setup failed"; exit 1; }
+fi
+ninja -C "$BUILD_DIR" -j "${SANITIZE_JOBS:-$(nproc)}" >"$BUILD_DIR.ninja.log" 2>&1 ||
+  { tail -n 60 "$BUILD_DIR.ninja.log"; echo "sanitize: compilation failed (log above)"; exit 1; }
 # meson test sets its own *SAN_OPTIONS unless they are already in the environment; ours win.
 exec bash scripts/test.sh
