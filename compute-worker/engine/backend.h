@@ -77,6 +77,7 @@ struct engine_cpu_options {
   uint32_t max_in;       /* longest weight row (elements) */
   uint32_t max_ctx;      /* longest sequence */
   uint32_t max_head_dim; /* for RoPE scratch */
+  int f32_activations;   /* Q8_0/Q4_0 against f32 activations (exact) instead of int8 */
 };
 
 /* Creates the CPU backend. Errors: REALM_E_UNSUPPORTED (ISA not on this CPU), NOMEM, SYSTEM. */

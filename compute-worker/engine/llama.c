@@ -72,7 +72,8 @@ int engine_create(const struct engine_model *m, const struct engine_config *cfg,
   uint32_t max_in = hp->dim > hp->ff_dim ? hp->dim : hp->ff_dim;
   struct engine_cpu_options opt = {.n_threads = cfg->n_threads, .isa = isa,
                                    .max_tokens = max_tokens, .max_in = max_in,
-                                   .max_ctx = max_ctx, .max_head_dim = hp->head_dim};
+                                   .max_ctx = max_ctx, .max_head_dim = hp->head_dim,
+                                   .f32_activations = cfg->exact_quant};
   int rc = engine_backend_cpu_create(&opt, &e->be, err, errlen);
   if (rc < 0) {
     free(e);

@@ -35,6 +35,8 @@ struct engine_config {
   uint32_t kv_block_tokens; /* positions per block; 0: 16 */
   uint32_t max_step_tokens; /* most tokens in one step; 0: 512 (≤ REALM_MAX_STEP_TOKENS) */
   uint32_t max_ctx;         /* longest sequence; 0: the model's context length */
+  int exact_quant;          /* 1: Q8_0/Q4_0 weights against f32 activations (no int8
+                               rounding of activations; slower for large batches) */
 };
 
 /* One sequence's part of a step. POS must be ≤ kv_seq_len(seq): positions [0, pos) are

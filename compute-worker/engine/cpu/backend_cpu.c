@@ -21,11 +21,13 @@
 #include "realm/error.h"
 
 #define ENGINE_TOKEN_TILE 32
+#define ENGINE_MIN_CHUNK_MACS 65536
 
 struct cpu_ctx {
   struct engine_threadpool *pool;
   const struct engine_cpu_kernels *k;
   int n_threads;
+  int f32_activations; /* use k->matmul_f32act for every type */
   uint32_t max_tokens, max_in;
   struct engine_q8_act *xq; /* (max_tokens, max_in / 32) quantized activations */
   float *scratch;           /* (n_threads, scratch_floats) */
@@ -60,7 +62,8 @@ struct matmul_job {
 static void matmul_task(void *arg, int64_t begin, int64_t end, int thread) {
   (void)thread;
   const struct matmul_job *j = arg;
-  engine_matmul_fn fn = j->c->k->matmul[j->w->type];
+  engine_matmul_fn fn = j->c->f32_activations ? j->c->k->matmul_f32act[j->w->type]
+                                               : j->c->k->matmul[j->w->type];
   for (uint32_t t0 = 0; t0 < j->n_tok; t0 += ENGINE_TOKEN_TILE) {
     uint32_t nt = j->n_tok - t0 < ENGINE_TOKEN_TILE ? j->n_tok - t0 : ENGINE_TOKEN_TILE;
     fn(j->w->data, j->w->row_bytes, (int)j->w->n_in, (int)begin, (int)end,
@@ -88,7 +91,7 @@ static void cpu_matmul(void *ctx, const struct engine_weight *w, const float *x,
   struct cpu_ctx *c = ctx;
   struct matmul_job j = {.c = c, .w = w, .x = x, .x_stride = sizeof(float) * w->n_in,
                          .n_tok = n_tok, .y = y};
-  if (engine_wtype_wants_q8(w->type)) {
+  if (engine_wtype_wants_q8(w->type) && !c->f32_activations) {
     /* Activations quantized once per matmul, used by every row: the integer dot products
      * drift from f32 activations by the int8 rounding of x (see quant_blocks.h). */
     struct quant_job q = {.x = x, .xq = c->xq, .n_in = w->n_in};
@@ -100,6 +103,10 @@ static void cpu_matmul(void *ctx, const struct engine_weight *w, const float *x,
    * least 16 rows so per-chunk overhead stays small. */
   int64_t chunk = (int64_t)w->n_out / (4 * c->n_threads);
   if (chunk < 16) chunk = 16;
+  /* Waking a worker costs microseconds (far more on a busy machine): a chunk must carry at
+   * least ENGINE_MIN_CHUNK_MACS multiply-adds, so tiny matmuls run on the caller alone. */
+  int64_t min_rows = ENGINE_MIN_CHUNK_MACS / ((int64_t)w->n_in * n_tok) + 1;
+  if (chunk < min_rows) chunk = min_rows;
   engine_threadpool_run(c->pool, w->n_out, chunk, matmul_task, &j);
 }
 
@@ -228,7 +235,12 @@ static void attn_task(void *arg, int64_t begin, int64_t end, int thread) {
 static void cpu_attention(void *ctx, const struct engine_attn_args *a) {
   struct cpu_ctx *c = ctx;
   struct attn_job j = {.c = c, .a = a};
-  engine_threadpool_run(c->pool, (int64_t)a->n_tok * a->n_head, 4, attn_task, &j);
+  /* Same reasoning as for matmul: enough (token, head) items per chunk to pay a wake-up. */
+  uint64_t ctx_len = 1;
+  for (uint32_t t = 0; t < a->n_tok; t++)
+    if (a->tok_pos[t] + 1 > ctx_len) ctx_len = a->tok_pos[t] + 1;
+  int64_t chunk = (int64_t)(ENGINE_MIN_CHUNK_MACS / (2 * ctx_len * a->head_dim)) + 1;
+  engine_threadpool_run(c->pool, (int64_t)a->n_tok * a->n_head, chunk, attn_task, &j);
 }
 
 /* ---- elementwise ---- */
@@ -299,6 +311,7 @@ int engine_backend_cpu_create(const struct engine_cpu_options *opt, struct engin
   struct cpu_ctx *c = calloc(1, sizeof *c);
   if (!c) return REALM_E_NOMEM;
   c->k = k;
+  c->f32_activations = opt->f32_activations;
   int rc = engine_threadpool_create(opt->n_threads, &c->pool);
   if (rc < 0) {
     free(c);

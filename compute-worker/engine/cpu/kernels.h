@@ -41,6 +41,10 @@ typedef void (*engine_matmul_fn)(const void *w, size_t row_bytes, int n_in, int 
 struct engine_cpu_kernels {
   const char *isa_name;
   engine_matmul_fn matmul[ENGINE_W_COUNT];
+  /* Exact variants: every type against f32 activations (quantized weights dequantized block
+   * by block in registers). Same as matmul[] for the float types. Slower for batches, but
+   * free of the activation-quantization drift. */
+  engine_matmul_fn matmul_f32act[ENGINE_W_COUNT];
 };
 
 /* Whether the activations for a weight type are quantized to Q8 blocks first. */

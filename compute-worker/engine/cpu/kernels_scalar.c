@@ -128,10 +128,37 @@ static void matmul_q4_0_scalar(const void *w, size_t row_bytes, int n_in, int ro
   }
 }
 
+/* Quantized weights × f32 activations: per block, the f32 dot of the integer weights with x,
+ * scaled once by d. */
+#define SCALAR_QF_KERNEL(name, block_t, GETQ)                                                 \
+  static void name(const void *w, size_t row_bytes, int n_in, int row0, int row1,          \
+                   const void *x, size_t x_stride, int nb, float *y, size_t y_stride) {    \
+    int nblk = n_in / ENGINE_QK;                                                           \
+    for (int j = row0; j < row1; j++) {                                                    \
+      const block_t *row = (const block_t *)((const char *)w + (size_t)j * row_bytes);      \
+      for (int b = 0; b < nb; b++) {                                                       \
+        const float *xb = (const float *)((const char *)x + (size_t)b * x_stride);         \
+        float sum = 0.0f;                                                                  \
+        for (int k = 0; k < nblk; k++) {                                                   \
+          float s = 0.0f;                                                                  \
+          for (int i = 0; i < ENGINE_QK; i++) s += (float)GETQ(row[k], i) * xb[k * ENGINE_QK + i]; \
+          sum += s * engine_fp16_to_f32(row[k].d);                                         \
+        }                                                                                  \
+        y[(size_t)b * y_stride + j] = sum;                                                 \
+      }                                                                                    \
+    }                                                                                      \
+  }
+#define GETQ8(blk, i) ((blk).qs[i])
+#define GETQ4(blk, i) ((i) < 16 ? ((blk).qs[i] & 0x0f) - 8 : ((blk).qs[(i)-16] >> 4) - 8)
+SCALAR_QF_KERNEL(matmul_q8_0_f32act_scalar, struct engine_block_q8_0, GETQ8)
+SCALAR_QF_KERNEL(matmul_q4_0_f32act_scalar, struct engine_block_q4_0, GETQ4)
+
 static const struct engine_cpu_kernels scalar_kernels = {
     .isa_name = "scalar",
     .matmul = {matmul_f32_scalar, matmul_f16_scalar, matmul_bf16_scalar, matmul_q8_0_scalar,
                matmul_q4_0_scalar},
+    .matmul_f32act = {matmul_f32_scalar, matmul_f16_scalar, matmul_bf16_scalar,
+                      matmul_q8_0_f32act_scalar, matmul_q4_0_f32act_scalar},
 };
 
 const struct engine_cpu_kernels *engine_cpu_kernels_scalar(void) { return &scalar_kernels; }

@@ -174,10 +174,59 @@ T_AVX2 static inline __m256i load_q4_0(const struct engine_block_q4_0 *b) {
 AVX2_QUANT_KERNEL(matmul_q8_0_avx2, struct engine_block_q8_0, load_q8_0)
 AVX2_QUANT_KERNEL(matmul_q4_0_avx2, struct engine_block_q4_0, load_q4_0)
 
+/* Quantized weights × f32 activations: the 32 int8 weights of a block become 4 vectors of
+ * 8 floats once, reused for up to 4 activations; the block's f32 partial dot is scaled by d. */
+T_AVX2 static inline void widen_i8x32(__m256i q, __m256 out[4]) {
+  __m128i lo = _mm256_castsi256_si128(q), hi = _mm256_extracti128_si256(q, 1);
+  out[0] = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(lo));
+  out[1] = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(lo, 8)));
+  out[2] = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(hi));
+  out[3] = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(hi, 8)));
+}
+
+T_AVX2 static inline __m256 block_dot_f32(const __m256 wf[4], const float *x) {
+  __m256 t = _mm256_mul_ps(wf[0], _mm256_loadu_ps(x));
+  t = _mm256_fmadd_ps(wf[1], _mm256_loadu_ps(x + 8), t);
+  t = _mm256_fmadd_ps(wf[2], _mm256_loadu_ps(x + 16), t);
+  return _mm256_fmadd_ps(wf[3], _mm256_loadu_ps(x + 24), t);
+}
+
+#define AVX2_QF_KERNEL(name, block_t, LOADQ)                                                  \
+  T_AVX2 static void name(const void *w, size_t row_bytes, int n_in, int row0, int row1,   \
+                          const void *x, size_t x_stride, int nb, float *y,                \
+                          size_t y_stride) {                                               \
+    const int nblk = n_in / ENGINE_QK;                                                     \
+    for (int j = row0; j < row1; j++) {                                                    \
+      const block_t *row = (const block_t *)((const char *)w + (size_t)j * row_bytes);      \
+      for (int b = 0; b < nb; b += 4) {                                                    \
+        int nt = nb - b < 4 ? nb - b : 4;                                                  \
+        const float *xs[4];                                                                \
+        __m256 acc[4];                                                                     \
+        for (int t = 0; t < 4; t++) {                                                      \
+          xs[t] = (const float *)((const char *)x + (size_t)(b + (t < nt ? t : 0)) * x_stride); \
+          acc[t] = _mm256_setzero_ps();                                                    \
+        }                                                                                  \
+        for (int k = 0; k < nblk; k++) {                                                   \
+          __m256 wf[4];                                                                    \
+          widen_i8x32(LOADQ(&row[k]), wf);                                                 \
+          __m256 d = _mm256_set1_ps(engine_fp16_to_f32(row[k].d));                         \
+          for (int t = 0; t < nt; t++)                                                     \
+            acc[t] = _mm256_fmadd_ps(block_dot_f32(wf, xs[t] + k * ENGINE_QK), d, acc[t]); \
+        }                                                                                  \
+        for (int t = 0; t < nt; t++) y[(size_t)(b + t) * y_stride + j] = hsum256(acc[t]);  \
+      }                                                                                    \
+    }                                                                                      \
+  }
+
+AVX2_QF_KERNEL(matmul_q8_0_f32act_avx2, struct engine_block_q8_0, load_q8_0)
+AVX2_QF_KERNEL(matmul_q4_0_f32act_avx2, struct engine_block_q4_0, load_q4_0)
+
 static const struct engine_cpu_kernels avx2_kernels = {
     .isa_name = "avx2",
     .matmul = {matmul_f32_avx2, matmul_f16_avx2, matmul_bf16_avx2, matmul_q8_0_avx2,
                matmul_q4_0_avx2},
+    .matmul_f32act = {matmul_f32_avx2, matmul_f16_avx2, matmul_bf16_avx2,
+                      matmul_q8_0_f32act_avx2, matmul_q4_0_f32act_avx2},
 };
 
 const struct engine_cpu_kernels *engine_cpu_kernels_avx2(void) {
@@ -256,6 +305,8 @@ static const struct engine_cpu_kernels avx512_kernels = {
     .isa_name = "avx512",
     .matmul = {matmul_f32_avx512, matmul_f16_avx512, matmul_bf16_avx512, matmul_q8_0_avx2,
                matmul_q4_0_avx2},
+    .matmul_f32act = {matmul_f32_avx512, matmul_f16_avx512, matmul_bf16_avx512,
+                      matmul_q8_0_f32act_avx2, matmul_q4_0_f32act_avx2},
 };
 
 const struct engine_cpu_kernels *engine_cpu_kernels_avx512(void) {

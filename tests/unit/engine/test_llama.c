@@ -34,6 +34,8 @@ static void fixture_close(struct fixture *fx) {
 }
 
 /* Opens $REALM_MODELS_DIR/gguf/NAME; returns 0 or a realm error (err filled). */
+static int exact_quant_g; /* engine_config.exact_quant for the next fixture_open */
+
 static int fixture_open(struct fixture *fx, const char *name, int threads, const char *isa,
                         char *err, size_t errlen) {
   char path[1024];
@@ -46,7 +48,8 @@ static int fixture_open(struct fixture *fx, const char *name, int threads, const
     fixture_close(fx);
     return rc;
   }
-  struct engine_config cfg = {.n_threads = threads, .isa = isa, .kv_blocks = 64};
+  struct engine_config cfg = {.n_threads = threads, .isa = isa, .kv_blocks = 64,
+                             .exact_quant = exact_quant_g};
   rc = engine_create(fx->m, &cfg, &fx->e, err, errlen);
   if (rc < 0) fixture_close(fx);
   return rc;
@@ -126,6 +129,23 @@ TEST(q8_0_greedy_matches_oracle) {
   CHECK(fx.m->output_tied == 0 || fx.m->output_tied == 1);
   fixture_close(&fx);
   check_oracle("tinyllamas-stories-260k-q8_0.gguf", NULL, 0.25, want);
+}
+
+/* With f32 activations the Q8_0 model reproduces the README's logits closely. */
+TEST(q8_0_exact_matches_oracle) {
+  const float want[8] = {-6.2211f, 8.42358f, -6.22374f, -6.22254f,
+                         -6.22195f, -6.22288f, -6.22188f, -6.22342f};
+  exact_quant_g = 1;
+  check_oracle("tinyllamas-stories-260k-q8_0.gguf", NULL, 2e-2, want);
+  exact_quant_g = 0;
+}
+
+TEST(q8_0_exact_matches_oracle_scalar) {
+  const float want[8] = {-6.2211f, 8.42358f, -6.22374f, -6.22254f,
+                         -6.22195f, -6.22288f, -6.22188f, -6.22342f};
+  exact_quant_g = 1;
+  check_oracle("tinyllamas-stories-260k-q8_0.gguf", "scalar", 2e-2, want);
+  exact_quant_g = 0;
 }
 
 /* Runs SEQS sequences each through PREFIX tokens alone, then all together in one step with

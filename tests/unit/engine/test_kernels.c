@@ -1,0 +1,186 @@
+/*
+ * test_kernels.c — every SIMD matmul kernel against the scalar reference, for every weight
+ * type, on random data with odd row lengths and odd batch sizes (tiles of 4 plus a
+ * remainder), and the fp16 conversions against known values.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "cpu/kernels.h"
+#include "realm_test.h"
+
+static uint64_t rng = 0x9e3779b97f4a7c15ull;
+static float frand(void) { /* uniform in [-1, 1) */
+  rng ^= rng << 13, rng ^= rng >> 7, rng ^= rng << 17;
+  return (float)((rng >> 40) & 0xffffff) / (float)(1 << 23) - 1.0f;
+}
+
+/* Builds ROWS rows of N elements of type T from random floats; returns row_bytes. */
+static size_t make_weights(enum engine_wtype t, int rows, int n, void **ret) {
+  size_t rb;
+  switch (t) {
+  case ENGINE_W_F32: rb = 4 * (size_t)n; break;
+  case ENGINE_W_F16:
+  case ENGINE_W_BF16: rb = 2 * (size_t)n; break;
+  case ENGINE_W_Q8_0: rb = (size_t)n / 32 * 34; break;
+  default: rb = (size_t)n / 32 * 18; break;
+  }
+  uint8_t *w = malloc(rb * rows);
+  for (int r = 0; r < rows; r++) {
+    uint8_t *row = w + rb * r;
+    for (int i = 0; i < n; i++) {
+      float v = frand();
+      if (t == ENGINE_W_F32) memcpy(row + 4 * i, &v, 4);
+      if (t == ENGINE_W_F16) {
+        uint16_t h = engine_f32_to_fp16(v);
+        memcpy(row + 2 * i, &h, 2);
+      }
+      if (t == ENGINE_W_BF16) {
+        uint32_t bits;
+        memcpy(&bits, &v, 4);
+        uint16_t h = (uint16_t)(bits >> 16);
+        memcpy(row + 2 * i, &h, 2);
+      }
+    }
+    if (t == ENGINE_W_Q8_0 || t == ENGINE_W_Q4_0) {
+      for (int b = 0; b < n / 32; b++) {
+        uint16_t d = engine_f32_to_fp16(0.01f + 0.02f * (frand() + 1.0f));
+        if (t == ENGINE_W_Q8_0) {
+          struct engine_block_q8_0 *q = (struct engine_block_q8_0 *)(row + 34 * b);
+          memcpy(&q->d, &d, 2);
+          for (int i = 0; i < 32; i++) q->qs[i] = (int8_t)(frand() * 127.0f);
+        } else {
+          struct engine_block_q4_0 *q = (struct engine_block_q4_0 *)(row + 18 * b);
+          memcpy(&q->d, &d, 2);
+          for (int i = 0; i < 16; i++) q->qs[i] = (uint8_t)(rng >> (i % 56));
+        }
+      }
+    }
+  }
+  *ret = w;
+  return rb;
+}
+
+static void compare_isa(enum engine_isa isa) {
+  const struct engine_cpu_kernels *ref = engine_cpu_kernels_scalar(), *k = engine_cpu_kernels_get(isa);
+  if (!k) SKIP("ISA not supported by this CPU");
+  static const int lens_float[] = {1, 7, 33, 100, 257, 1031};
+  static const int lens_quant[] = {32, 96, 160, 1024};
+  static const int batches[] = {1, 3, 4, 6, 9};
+  for (int t = 0; t < ENGINE_W_COUNT; t++) {
+    int quant = engine_wtype_wants_q8((enum engine_wtype)t);
+    const int *lens = quant ? lens_quant : lens_float;
+    int nlens = quant ? 4 : 6;
+    for (int li = 0; li < nlens; li++) {
+      int n = lens[li], rows = 13;
+      void *w;
+      size_t rb = make_weights((enum engine_wtype)t, rows, n, &w);
+      for (int bi = 0; bi < 5; bi++) {
+        int nb = batches[bi];
+        float *x = malloc(sizeof(float) * n * nb);
+        for (int i = 0; i < n * nb; i++) x[i] = frand();
+        struct engine_q8_act *xq = malloc(sizeof *xq * (n / 32 + 1) * nb);
+        const void *xin = x;
+        size_t xs = sizeof(float) * n;
+        if (quant) {
+          engine_quantize_q8_act(x, n * nb, xq); /* n is a multiple of 32 */
+          xin = xq;
+          xs = sizeof *xq * (n / 32);
+        }
+        float *y0 = calloc((size_t)rows * nb, sizeof(float)), *y1 = calloc((size_t)rows * nb, sizeof(float));
+        float *y2 = calloc((size_t)rows * nb, sizeof(float)), *y3 = calloc((size_t)rows * nb, sizeof(float));
+        ref->matmul[t](w, rb, n, 0, rows, xin, xs, nb, y0, rows);
+        k->matmul[t](w, rb, n, 2, rows, xin, xs, nb, y1, rows); /* rows 0,1 untouched */
+        ref->matmul_f32act[t](w, rb, n, 0, rows, x, sizeof(float) * n, nb, y2, rows);
+        k->matmul_f32act[t](w, rb, n, 0, rows, x, sizeof(float) * n, nb, y3, rows);
+        int bad = 0;
+        for (int b = 0; b < nb && !bad; b++)
+          for (int r = 0; r < rows; r++) {
+            float a = y0[b * rows + r], c = y1[b * rows + r];
+            double tol = 1e-4 * (1.0 + fabs(a)) + 1e-5 * n;
+            if (r < 2 ? c != 0.0f : fabs(a - c) > tol) {
+              printf("# %s type %d n %d nb %d b %d row %d: %.7g vs %.7g\n", k->isa_name, t, n,
+                     nb, b, r, a, c);
+              bad = 1;
+              break;
+            }
+            if (fabs(y2[b * rows + r] - y3[b * rows + r]) > tol) {
+              printf("# f32act %s type %d n %d: %.7g vs %.7g\n", k->isa_name, t, n,
+                     y2[b * rows + r], y3[b * rows + r]);
+              bad = 1;
+              break;
+            }
+            /* The int8-activation result stays within its rounding bound of the exact one:
+             * each x_i moves by at most d_x / 2 = max|x| / 254 ≤ 1/254. */
+            double bound = 1e-4 * n;
+            if (quant) {
+              float *wr = malloc(sizeof(float) * n);
+              engine_dequantize_row((enum engine_wtype)t, (const char *)w + rb * r, n, wr);
+              for (int i = 0; i < n; i++) bound += fabs(wr[i]) / 254.0;
+              free(wr);
+            }
+            if (quant && fabs(y0[b * rows + r] - y2[b * rows + r]) > bound) {
+              printf("# drift type %d n %d: %.7g vs %.7g\n", t, n, y0[b * rows + r],
+                     y2[b * rows + r]);
+              bad = 1;
+              break;
+            }
+          }
+        free(x), free(xq), free(y0), free(y1), free(y2), free(y3);
+        if (bad) {
+          free(w);
+          CHECK(!bad);
+        }
+      }
+      free(w);
+    }
+  }
+}
+
+TEST(avx2_kernels_match_scalar) { compare_isa(ENGINE_ISA_AVX2); }
+TEST(avx512_kernels_match_scalar) { compare_isa(ENGINE_ISA_AVX512); }
+
+TEST(scalar_f32_kernel_is_a_dot_product) {
+  const float w[6] = {1, 2, 3, 4, 5, 6}, x[3] = {1, 0, -1};
+  float y[2];
+  engine_cpu_kernels_scalar()->matmul[ENGINE_W_F32](w, sizeof(float) * 3, 3, 0, 2, x,
+                                                    sizeof x, 1, y, 2);
+  CHECK_NEAR(y[0], -2.0, 0);
+  CHECK_NEAR(y[1], -2.0, 0);
+}
+
+TEST(q4_0_dequantize_layout) {
+  struct engine_block_q4_0 b;
+  b.d = engine_f32_to_fp16(0.5f);
+  for (int i = 0; i < 16; i++) b.qs[i] = (uint8_t)((15 - (i & 15)) << 4 | (i & 15));
+  float out[32];
+  engine_dequantize_row(ENGINE_W_Q4_0, &b, 32, out);
+  CHECK_NEAR(out[0], -4.0, 0);  /* (0 - 8) * 0.5 */
+  CHECK_NEAR(out[15], 3.5, 0);  /* (15 - 8) * 0.5 */
+  CHECK_NEAR(out[16], 3.5, 0);  /* high nibble of byte 0 is 15 */
+  CHECK_NEAR(out[31], -4.0, 0);
+}
+
+TEST(fp16_conversions) {
+  CHECK_NEAR(engine_fp16_to_f32(0x3c00), 1.0, 0);
+  CHECK_NEAR(engine_fp16_to_f32(0xc000), -2.0, 0);
+  CHECK_NEAR(engine_fp16_to_f32(0x0001), 5.960464477539063e-08, 0); /* smallest subnormal */
+  CHECK_NEAR(engine_fp16_to_f32(0x7bff), 65504.0, 0);
+  CHECK_EQ_INT(engine_f32_to_fp16(1.0f), 0x3c00);
+  CHECK_EQ_INT(engine_f32_to_fp16(65504.0f), 0x7bff);
+  CHECK_EQ_INT(engine_f32_to_fp16(1e6f), 0x7c00);
+  CHECK_EQ_INT(engine_f32_to_fp16(5.960464477539063e-08f), 0x0001);
+  for (uint32_t h = 0; h < 0x7c00; h += 7) /* round trip of every 7th finite positive half */
+    CHECK_EQ_INT(engine_f32_to_fp16(engine_fp16_to_f32((uint16_t)h)), h);
+  CHECK_NEAR(engine_bf16_to_f32(0x3f80), 1.0, 0);
+}
+
+TEST(q8_activation_quantization_roundtrips) {
+  float x[64], back[64];
+  for (int i = 0; i < 64; i++) x[i] = frand() * 3.0f;
+  struct engine_q8_act q[2];
+  engine_quantize_q8_act(x, 64, q);
+  for (int b = 0; b < 2; b++)
+    for (int i = 0; i < 32; i++) back[b * 32 + i] = q[b].d * q[b].qs[i];
+  for (int i = 0; i < 64; i++) CHECK_NEAR(back[i], x[i], q[i / 32].d * 0.5 + 1e-6);
+}

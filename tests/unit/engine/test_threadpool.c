@@ -1,0 +1,50 @@
+/*
+ * test_threadpool.c — the parallel-for covers every index exactly once, for several pool
+ * sizes and chunkings, many jobs in a row (the wake-up/spin path), and reports its size.
+ */
+#include <stdatomic.h>
+#include <stdlib.h>
+
+#include "realm/error.h"
+#include "realm_test.h"
+#include "threadpool.h"
+
+struct count_job {
+  atomic_int *hits;
+  atomic_int max_thread;
+};
+
+static void count_task(void *arg, int64_t b, int64_t e, int thread) {
+  struct count_job *j = arg;
+  for (int64_t i = b; i < e; i++) atomic_fetch_add(&j->hits[i], 1);
+  int m = atomic_load(&j->max_thread);
+  while (thread > m && !atomic_compare_exchange_weak(&j->max_thread, &m, thread)) {
+  }
+}
+
+TEST(parallel_for_covers_each_index_once) {
+  for (int nt = 1; nt <= 3; nt++) {
+    struct engine_threadpool *p;
+    CHECK_EQ_INT(engine_threadpool_create(nt, &p), 0);
+    CHECK_EQ_INT(engine_threadpool_size(p), nt);
+    atomic_int *hits = calloc(1000, sizeof *hits);
+    struct count_job j = {.hits = hits};
+    for (int rep = 0; rep < 200; rep++) /* many jobs back to back */
+      engine_threadpool_run(p, 1000, 1 + rep % 37, count_task, &j);
+    int ok = 1;
+    for (int i = 0; i < 1000; i++) ok &= atomic_load(&hits[i]) == 200;
+    free(hits);
+    CHECK(atomic_load(&j.max_thread) < nt);
+    engine_threadpool_destroy(p);
+    CHECK(ok);
+  }
+}
+
+TEST(default_size_is_online_cpus) {
+  struct engine_threadpool *p;
+  CHECK_EQ_INT(engine_threadpool_create(0, &p), 0);
+  CHECK(engine_threadpool_size(p) >= 1);
+  engine_threadpool_destroy(p);
+  engine_threadpool_destroy(NULL);
+  CHECK_EQ_INT(engine_threadpool_create(ENGINE_MAX_THREADS + 1, &p), REALM_E_INVALID_ARGUMENT);
+}
