@@ -22,6 +22,10 @@
 
 /* ---------------- AVX2 ---------------- */
 
+/* Hardware fp16 → f32 (F16C): the scalar bit-twiddling version costs more than the block's
+ * whole dot product. Same result for every input (both are exact). */
+T_AVX2 static inline float fp16_hw(uint16_t h) { return _cvtsh_ss(h); }
+
 T_AVX2 static inline float hsum256(__m256 v) {
   __m128 lo = _mm256_castps256_ps128(v), hi = _mm256_extractf128_ps(v, 1);
   lo = _mm_add_ps(lo, hi);
@@ -129,7 +133,7 @@ T_AVX2 static inline __m256i load_q4_0(const struct engine_block_q4_0 *b) {
         __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;                        \
         for (int k = 0; k < nblk; k++) {                                                   \
           __m256i wq = LOADQ(&row[k]);                                                     \
-          float dw = engine_fp16_to_f32(row[k].d);                                         \
+          float dw = fp16_hw(row[k].d);                                         \
           a0 = _mm256_fmadd_ps(                                                            \
               dot_i8x32(wq, _mm256_loadu_si256((const __m256i *)x0[k].qs)),               \
               _mm256_set1_ps(dw * x0[k].d), a0);                                           \
@@ -156,16 +160,16 @@ T_AVX2 static inline __m256i load_q4_0(const struct engine_block_q4_0 *b) {
         for (; k + 2 <= nblk; k += 2) {                                                    \
           a0 = _mm256_fmadd_ps(                                                            \
               dot_i8x32(LOADQ(&row[k]), _mm256_loadu_si256((const __m256i *)x0[k].qs)),   \
-              _mm256_set1_ps(engine_fp16_to_f32(row[k].d) * x0[k].d), a0);                 \
+              _mm256_set1_ps(fp16_hw(row[k].d) * x0[k].d), a0);                 \
           a1 = _mm256_fmadd_ps(dot_i8x32(LOADQ(&row[k + 1]),                               \
                                          _mm256_loadu_si256((const __m256i *)x0[k + 1].qs)), \
-                               _mm256_set1_ps(engine_fp16_to_f32(row[k + 1].d) * x0[k + 1].d), \
+                               _mm256_set1_ps(fp16_hw(row[k + 1].d) * x0[k + 1].d), \
                                a1);                                                        \
         }                                                                                  \
         for (; k < nblk; k++)                                                              \
           a0 = _mm256_fmadd_ps(                                                            \
               dot_i8x32(LOADQ(&row[k]), _mm256_loadu_si256((const __m256i *)x0[k].qs)),   \
-              _mm256_set1_ps(engine_fp16_to_f32(row[k].d) * x0[k].d), a0);                 \
+              _mm256_set1_ps(fp16_hw(row[k].d) * x0[k].d), a0);                 \
         y[(size_t)b * y_stride + j] = hsum256(_mm256_add_ps(a0, a1));                      \
       }                                                                                    \
     }                                                                                      \
@@ -209,7 +213,7 @@ T_AVX2 static inline __m256 block_dot_f32(const __m256 wf[4], const float *x) {
         for (int k = 0; k < nblk; k++) {                                                   \
           __m256 wf[4];                                                                    \
           widen_i8x32(LOADQ(&row[k]), wf);                                                 \
-          __m256 d = _mm256_set1_ps(engine_fp16_to_f32(row[k].d));                         \
+          __m256 d = _mm256_set1_ps(fp16_hw(row[k].d));                         \
           for (int t = 0; t < nt; t++)                                                     \
             acc[t] = _mm256_fmadd_ps(block_dot_f32(wf, xs[t] + k * ENGINE_QK), d, acc[t]); \
         }                                                                                  \
