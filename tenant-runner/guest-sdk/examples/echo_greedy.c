@@ -2,7 +2,8 @@
  * echo_greedy.c — the smallest useful Realm guest (ABI v1): echoes the prompt text, feeds the
  * BOS token, then samples greedily (argmax) and emits each token's piece, stopping at EOS or
  * after max_tokens. It shows every part of the contract a real guest needs: the five exports,
- * the request blob, per-request state keyed by request id, and the vocabulary imports.
+ * the request blob, per-request state keyed by request id, the vocabulary imports, and the
+ * finish reason (realm_finish) given before stopping.
  *
  * Build (see ../sdk/build-guest.sh):
  *   clang --target=wasm32-wasi --sysroot=/usr -O2 -nostartfiles -Wl,--no-entry \
@@ -73,11 +74,17 @@ REALM_GUEST_EXPORT(realm_on_logits)
 int32_t realm_on_logits(uint32_t req_id, const float *logits, uint32_t n_vocab) {
   struct request *r = find(req_id);
   if (!r) return REALM_GUEST_E_INVALID;
-  if (r->produced >= r->max_tokens || n_vocab == 0) return REALM_GUEST_STOP;
+  if (r->produced >= r->max_tokens || n_vocab == 0) {
+    realm_finish(req_id, REALM_GUEST_FINISH_LENGTH);
+    return REALM_GUEST_STOP;
+  }
   uint32_t best = 0;
   for (uint32_t i = 1; i < n_vocab; i++)
     if (logits[i] > logits[best]) best = i;
-  if ((int32_t)best == g_info.eos) return REALM_GUEST_STOP;
+  if ((int32_t)best == g_info.eos) {
+    realm_finish(req_id, REALM_GUEST_FINISH_STOP);
+    return REALM_GUEST_STOP;
+  }
   char piece[256];
   int32_t n = realm_token_piece((int32_t)best, piece, sizeof piece);
   if (n >= 0 && (uint32_t)n <= sizeof piece)

@@ -6,7 +6,10 @@
  * sandbox instance of default.wasm. gth_run drives a request exactly as the ABI describes
  * (feed_tokens queues input; the host forwards the queue and calls realm_on_logits with the
  * logits of its last token; a returned token is queued next) with a hard bound on steps so a
- * misbehaving guest cannot hang the test.
+ * misbehaving guest cannot hang the test. The metadata and merge callbacks serve the GGUF file
+ * the way a runner is expected to (realm_guest.h, REALM_META_*: strings as stored, booleans
+ * "true"/"false", integers in decimal); struct gth_opts switches them off to test the guest's
+ * fallbacks.
  */
 #include "guest_test_host.h"
 
@@ -36,6 +39,10 @@ struct gth {
   int32_t *types;  /* [n_vocab] */
   struct tok_bytes *tok_texts;
   struct tok *native;
+  struct gth_opts opts;
+  const struct gguf_kv *kv_merges; /* tokenizer.ggml.merges or NULL */
+  uint64_t merge_calls;
+  char meta_buf[64];               /* a non-string value rendered as text */
   struct sandbox_module *module;
   struct sandbox_instance *inst;
   struct sandbox_host host;
@@ -167,20 +174,88 @@ static int cb_emit_token(void *user, uint32_t req_id, int32_t token, float logpr
 static void cb_log(void *user, int level, const char *msg, uint32_t len) {
   struct gth *g = user;
   (void)level;
-  /* A line goes to every active request's log; a finish line sets that request's reason. */
+  /* A line goes to every active request's log. */
   for (uint32_t i = 0; i < g->n_act; i++) {
     struct gth_result *r = g->act[i].res;
     size_t used = strlen(r->log), room = sizeof r->log - 1 - used;
     snprintf(r->log + used, room + 1, "%.*s\n", (int)len, msg);
   }
-  char line[256];
-  snprintf(line, sizeof line, "%.*s", (int)(len < 255 ? len : 255), msg);
-  unsigned id;
-  char reason[16];
-  if (sscanf(line, "finish req=%u reason=%15s", &id, reason) == 2) {
-    struct gth_act *a = act_of(g, id);
-    if (a) snprintf(a->res->finish, sizeof a->res->finish, "%s", reason);
+}
+
+/* Serves any scalar or string key of the file (arrays are not metadata values). */
+static int cb_model_meta(void *user, const char *key, const char **ret_value, uint32_t *ret_len) {
+  struct gth *g = user;
+  if (g->opts.chat_template && strcmp(key, REALM_META_CHAT_TEMPLATE) == 0) {
+    *ret_value = g->opts.chat_template;
+    *ret_len = (uint32_t)strlen(g->opts.chat_template);
+    return 0;
   }
+  const struct gguf_kv *kv = gguf_find_kv(g->f, key);
+  if (!kv) return REALM_GUEST_E_NOT_FOUND;
+  int n;
+  switch (kv->type) {
+  case GGUF_VALUE_STRING:
+    *ret_value = kv->v.str.data;
+    *ret_len = (uint32_t)kv->v.str.len;
+    return 0;
+  case GGUF_VALUE_BOOL:
+    n = snprintf(g->meta_buf, sizeof g->meta_buf, "%s", kv->v.u64 ? "true" : "false");
+    break;
+  case GGUF_VALUE_UINT8: case GGUF_VALUE_UINT16: case GGUF_VALUE_UINT32: case GGUF_VALUE_UINT64:
+    n = snprintf(g->meta_buf, sizeof g->meta_buf, "%llu", (unsigned long long)kv->v.u64);
+    break;
+  case GGUF_VALUE_INT8: case GGUF_VALUE_INT16: case GGUF_VALUE_INT32: case GGUF_VALUE_INT64:
+    n = snprintf(g->meta_buf, sizeof g->meta_buf, "%lld", (long long)kv->v.i64);
+    break;
+  case GGUF_VALUE_FLOAT32: case GGUF_VALUE_FLOAT64:
+    n = snprintf(g->meta_buf, sizeof g->meta_buf, "%.9g", kv->v.f64);
+    break;
+  default:
+    return REALM_GUEST_E_NOT_FOUND;
+  }
+  *ret_value = g->meta_buf;
+  *ret_len = (uint32_t)n;
+  return 0;
+}
+
+static int cb_merge_count(void *user) {
+  struct gth *g = user;
+  return g->kv_merges ? (int)g->kv_merges->v.arr.count : 0;
+}
+
+static int cb_merge(void *user, uint32_t i, const char **ret_merge, uint32_t *ret_len) {
+  struct gth *g = user;
+  g->merge_calls++;
+  if (!g->kv_merges || i >= g->kv_merges->v.arr.count) return REALM_GUEST_E_NOT_FOUND;
+  struct gguf_str m = gguf_arr_str(g->kv_merges, i);
+  *ret_merge = m.data;
+  *ret_len = (uint32_t)m.len;
+  return 0;
+}
+
+static int cb_emit_top_logprobs(void *user, uint32_t req_id, const struct realm_top_logprob *top,
+                                uint32_t n) {
+  struct gth_act *a = act_of(user, req_id);
+  if (!a || n > REALM_GUEST_MAX_TOP_LOGPROBS) return REALM_GUEST_E_INVALID;
+  struct gth_result *r = a->res;
+  r->top_calls++;
+  if (r->n_tokens == 0) {
+    r->top_before_token = 1;
+    return 0;
+  }
+  uint32_t at = r->n_tokens - 1; /* belongs to the token emitted last */
+  if (at < GTH_MAX_TOP_TOKENS) {
+    memcpy(r->top[at], top, n * sizeof *top);
+    r->n_top[at] = n;
+  }
+  return 0;
+}
+
+static int cb_finish(void *user, uint32_t req_id, int32_t reason) {
+  struct gth_act *a = act_of(user, req_id);
+  if (!a) return REALM_GUEST_E_INVALID;
+  a->res->finish_cb = reason;
+  return 0;
 }
 
 /* ---- setup ---- */
@@ -191,8 +266,8 @@ static int32_t kv_id(const struct gguf_file *f, const char *key, int32_t dflt) {
 }
 
 /* Opens models_dir/REL; with_engine binds the model too. */
-static int open_common(const char *rel, int with_engine, uint32_t call_ms, struct gth **ret,
-                       char *err, size_t errlen) {
+static int open_common(const char *rel, int with_engine, uint32_t call_ms,
+                       const struct gth_opts *opts, struct gth **ret, char *err, size_t errlen) {
   char path[1024];
   snprintf(path, sizeof path, "%s/%s",
            getenv("REALM_MODELS_DIR") ? getenv("REALM_MODELS_DIR") : "../shared/models", rel);
@@ -208,6 +283,7 @@ static int open_common(const char *rel, int with_engine, uint32_t call_ms, struc
   mkdir(cache, 0700); /* the sandbox wants a private cache dir; EEXIST is fine */
   struct gth *g = calloc(1, sizeof *g);
   if (!g) return REALM_E_NOMEM;
+  if (opts) g->opts = *opts;
   int rc = gguf_open(path, &g->f, err, errlen);
   if (rc == 0 && with_engine) rc = engine_model_load(g->f, &g->m, err, errlen);
   if (rc == 0 && with_engine) {
@@ -224,6 +300,10 @@ static int open_common(const char *rel, int with_engine, uint32_t call_ms, struc
   g->n_ctx = g->m ? g->m->hp.n_ctx : 4096;
   g->bos = kv_id(g->f, "tokenizer.ggml.bos_token_id", -1);
   g->eos = kv_id(g->f, "tokenizer.ggml.eos_token_id", -1);
+  g->kv_merges = gguf_find_kv(g->f, "tokenizer.ggml.merges");
+  if (g->kv_merges && (g->kv_merges->type != GGUF_VALUE_ARRAY ||
+                       g->kv_merges->v.arr.elem_type != GGUF_VALUE_STRING))
+    g->kv_merges = NULL;
   const struct gguf_kv *ks = gguf_find_kv(g->f, "tokenizer.ggml.scores");
   const struct gguf_kv *ky = gguf_find_kv(g->f, "tokenizer.ggml.token_type");
   if (!g->n_vocab || (g->m && g->m->hp.n_vocab != g->n_vocab)) {
@@ -263,6 +343,11 @@ static int open_common(const char *rel, int with_engine, uint32_t call_ms, struc
       .emit_text = cb_emit_text,
       .emit_token = cb_emit_token,
       .log = cb_log,
+      .model_meta = g->opts.no_meta ? NULL : cb_model_meta,
+      .merge_count = g->opts.no_merges ? NULL : cb_merge_count,
+      .merge = g->opts.no_merges ? NULL : cb_merge,
+      .emit_top_logprobs = cb_emit_top_logprobs,
+      .finish = cb_finish,
   };
   if ((rc = sandbox_module_load_file(wasm, cache, &g->module, err, errlen)) < 0) goto fail;
   struct sandbox_limits lim = {.call_ms = call_ms, .seed = 7};
@@ -277,12 +362,17 @@ fail:
 int gth_open(struct gth **ret, char *err, size_t errlen) {
   /* A generous per-call deadline: these tests are about behaviour, and the machine may be
    * loaded; gth_open_vocab runs with the production default. */
-  return open_common("gguf/stories260K.gguf", 1, 5000, ret, err, errlen);
+  return open_common("gguf/stories260K.gguf", 1, 5000, NULL, ret, err, errlen);
 }
 
 int gth_open_vocab(const char *rel, uint32_t call_ms, struct gth **ret, char *err,
                    size_t errlen) {
-  return open_common(rel, 0, call_ms, ret, err, errlen);
+  return open_common(rel, 0, call_ms, NULL, ret, err, errlen);
+}
+
+int gth_open_vocab_opts(const char *rel, uint32_t call_ms, const struct gth_opts *opts,
+                        struct gth **ret, char *err, size_t errlen) {
+  return open_common(rel, 0, call_ms, opts, ret, err, errlen);
 }
 
 void gth_close(struct gth *g) {
@@ -311,6 +401,15 @@ uint32_t gth_n_vocab(const struct gth *g) {
 
 uint64_t gth_token_piece_calls(const struct gth *g) {
   return g->piece_calls;
+}
+
+uint64_t gth_merge_calls(const struct gth *g) {
+  return g->merge_calls;
+}
+
+int gth_file_bool(const struct gth *g, const char *key, int dflt) {
+  const struct gguf_kv *kv = gguf_find_kv(g->f, key);
+  return kv && kv->type == GGUF_VALUE_BOOL ? kv->v.u64 != 0 : dflt;
 }
 
 struct tok *gth_native_tok(struct gth *g) {
@@ -371,8 +470,17 @@ int gth_run_many(struct gth *g, const uint8_t *const *blobs, const uint32_t *len
       rc = sandbox_call_logits(g->inst, a->id, logits, g->n_vocab, &action, err, errlen);
       if (rc < 0) break;
       a->res->last_action = action;
-      if (action < 0) a->done = 1;
-      else a->pending[a->n_pending++] = action;
+      if (action < 0) {
+        /* The reason is readable until request_end forgets the request. */
+        a->done = 1;
+        a->res->finish_reason = sandbox_instance_finish_reason(g->inst, a->id);
+        snprintf(a->res->finish, sizeof a->res->finish, "%s",
+                 a->res->finish_reason == REALM_GUEST_FINISH_STOP     ? "stop"
+                 : a->res->finish_reason == REALM_GUEST_FINISH_LENGTH ? "length"
+                                                                      : "");
+      } else {
+        a->pending[a->n_pending++] = action;
+      }
     }
     if (!live) break;
   }

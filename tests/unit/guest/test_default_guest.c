@@ -7,8 +7,11 @@
  * exactly like the native tokenizer; stop at a stop string, at max_tokens, at EOS, each with
  * its finish reason; be reproducible per seed; render a chat template; never split a UTF-8
  * character across emitted chunks; refuse bad parameters without harming the instance; build
- * the vocabulary once per instance. All tests share one module and instance (the module is
- * compiled by wasm2c + cc once and cached in the build directory).
+ * the vocabulary once per instance; report the finish reason through realm_finish (read with
+ * sandbox_instance_finish_reason); send top logprobs; apply logit_bias; use the model's merges,
+ * pre-tokenizer, add_bos flag and chat template when the host serves them, and fall back when
+ * it does not. Most tests share one module and instance (the module is compiled by wasm2c + cc
+ * once and cached in the build directory); vocabulary tests make their own.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -350,13 +353,15 @@ static char *read_file(const char *path, size_t *ret_len) {
 }
 
 /* Runs llama.cpp's test vectors for vocab/NAME through the guest under the production call
- * deadline; returns the number of cases whose fed ids match (BOS first when bos). */
-static int vocab_vectors(const char *name, int bos, int *ret_cases, double *ret_first_ms,
-                         double *ret_max_ms) {
+ * deadline, the host serving what opts says; returns the number of cases whose fed ids match
+ * (BOS first when bos) and the number of realm_merge calls the host answered. */
+static int vocab_vectors_opts(const char *name, int bos, const struct gth_opts *opts,
+                              uint32_t call_ms, int *ret_cases, double *ret_first_ms,
+                              double *ret_max_ms, uint64_t *ret_merge_calls) {
   char rel[256], path[1024], err[512];
   snprintf(rel, sizeof rel, "vocab/%s.gguf", name);
   struct gth *g = NULL;
-  int rc = gth_open_vocab(rel, 0, &g, err, sizeof err);
+  int rc = gth_open_vocab_opts(rel, call_ms, opts, &g, err, sizeof err);
   if (rc != 0) {
     printf("# %s: %s\n", name, err);
     return rc == 1 ? -77 : -1;
@@ -407,9 +412,15 @@ static int vocab_vectors(const char *name, int bos, int *ret_cases, double *ret_
   }
   free(inp);
   free(out);
+  if (ret_merge_calls) *ret_merge_calls = gth_merge_calls(g);
   gth_close(g);
   *ret_cases = cases;
   return ok;
+}
+
+static int vocab_vectors(const char *name, int bos, int *ret_cases, double *ret_first_ms,
+                         double *ret_max_ms) {
+  return vocab_vectors_opts(name, bos, NULL, 0, ret_cases, ret_first_ms, ret_max_ms, NULL);
 }
 
 /* SPM from the imports alone: the 32k llama vocabulary matches all of llama.cpp's vectors, and
@@ -425,11 +436,15 @@ TEST(llama_spm_vocab_vectors_within_deadline) {
   CHECK_EQ_INT(ok, cases);
 }
 
-/* BPE with merges reconstructed from the vocabulary (ABI v1 does not expose merges). */
+/* BPE with merges reconstructed from the vocabulary: a host without the merge callbacks. */
 TEST(gpt2_bpe_vocab_vectors_reconstructed_merges) {
   int cases = 0;
   double first_ms = 0, max_ms = 0;
-  int ok = vocab_vectors("ggml-vocab-gpt-2", 0, &cases, &first_ms, &max_ms);
+  uint64_t merge_calls = 1;
+  struct gth_opts opts = {.no_merges = 1};
+  int ok = vocab_vectors_opts("ggml-vocab-gpt-2", 0, &opts, 0, &cases, &first_ms, &max_ms,
+                              &merge_calls);
+  CHECK_EQ_INT(merge_calls, 0);
   if (ok == -77) SKIP("vocab/ggml-vocab-gpt-2.gguf not present");
   printf("# gpt-2: %d/%d cases match; first begin (vocab build) %.1f ms, others max %.2f ms\n",
          ok, cases, first_ms, max_ms);
@@ -471,4 +486,208 @@ TEST(interleaved_requests_are_independent) {
   sample_text(g, 1234, alone, sizeof alone);
   CHECK_STR_EQ(res[2].text, alone);
   CHECK_STR_EQ(res[2].finish, "length");
+}
+
+/* ---- the ABI v1 additions: finish reason, merges/metadata, top logprobs, logit_bias ---- */
+
+/* BPE with the model's own merges and pre-tokenizer name served by the host. */
+TEST(gpt2_bpe_vocab_vectors_real_merges) {
+  int cases = 0;
+  double first_ms = 0, max_ms = 0;
+  uint64_t merge_calls = 0;
+  int ok = vocab_vectors_opts("ggml-vocab-gpt-2", 0, NULL, 0, &cases, &first_ms, &max_ms,
+                              &merge_calls);
+  if (ok == -77) SKIP("vocab/ggml-vocab-gpt-2.gguf not present");
+  printf("# gpt-2 (real merges): %d/%d cases match; first begin %.1f ms, others max %.2f ms; "
+         "%llu merge calls\n", ok, cases, first_ms, max_ms, (unsigned long long)merge_calls);
+  CHECK(merge_calls >= 50000); /* every one of the file's 50000 merges was read */
+  CHECK_EQ_INT(cases, 46);
+  CHECK_EQ_INT(ok, cases);
+}
+
+/* deepseek-llm: its own pre-tokenizer ("deepseek-llm", not gpt-2), its merges, and its
+ * add_bos_token = true (so every prompt starts with BOS, as llama.cpp does for it). Its
+ * 102400 tokens and 99757 merges take 40-100 ms to read on the first request here (printed);
+ * the deadline is 1 s so a loaded test machine does not fail it. */
+TEST(deepseek_llm_vocab_vectors_real_pre_tokenizer) {
+  int cases = 0;
+  double first_ms = 0, max_ms = 0;
+  uint64_t merge_calls = 0;
+  int ok = vocab_vectors_opts("ggml-vocab-deepseek-llm", 1, NULL, 1000, &cases, &first_ms,
+                              &max_ms, &merge_calls);
+  if (ok == -77) SKIP("vocab/ggml-vocab-deepseek-llm.gguf not present");
+  printf("# deepseek-llm: %d/%d cases match; first begin %.1f ms, others max %.2f ms; %llu merge "
+         "calls\n", ok, cases, first_ms, max_ms, (unsigned long long)merge_calls);
+  CHECK(merge_calls >= 99757);
+  CHECK_EQ_INT(cases, 46);
+  CHECK_EQ_INT(ok, cases);
+  /* Without the metadata (a host without model_meta) the guest assumes the gpt-2
+   * pre-tokenizer and adds no BOS: even compared without BOS, some vectors no longer match,
+   * which shows the served pre-tokenizer name was what made them match. */
+  struct gth_opts no_meta = {.no_meta = 1};
+  int ok2 = vocab_vectors_opts("ggml-vocab-deepseek-llm", 0, &no_meta, 1000, &cases,
+                               &first_ms, &max_ms, NULL);
+  printf("# deepseek-llm without metadata (gpt-2 pre-tokenizer, no BOS): %d/%d cases match\n",
+         ok2, cases);
+  CHECK(ok2 > 0);
+  CHECK(ok2 < cases);
+}
+
+/* The finish reason goes through realm_finish: "stop" for a stop string and EOS, "length" for
+ * max_tokens, read with sandbox_instance_finish_reason and seen by the host callback. */
+TEST(finish_reason_stop_and_length_through_sandbox_api) {
+  NEED_HOST();
+  struct blob b;
+  blob_begin(&b);
+  blob_f32(&b, REALM_REQ_TEMPERATURE, 0.0f);
+  blob_u32(&b, REALM_REQ_MAX_TOKENS, 64);
+  blob_str(&b, REALM_REQ_STOP, "Lily");
+  struct gth_result *r = &g_res;
+  CHECK_EQ_INT(run(g, &b, r), 0);
+  CHECK_EQ_INT(r->last_action, REALM_GUEST_STOP);
+  CHECK_EQ_INT(r->finish_reason, REALM_GUEST_FINISH_STOP);
+  CHECK_EQ_INT(r->finish_cb, REALM_GUEST_FINISH_STOP);
+
+  blob_begin(&b);
+  blob_f32(&b, REALM_REQ_TEMPERATURE, 0.0f);
+  blob_u32(&b, REALM_REQ_MAX_TOKENS, 3);
+  CHECK_EQ_INT(run(g, &b, r), 0);
+  CHECK_EQ_INT(r->n_tokens, 3);
+  CHECK_EQ_INT(r->finish_reason, REALM_GUEST_FINISH_LENGTH);
+  CHECK_EQ_INT(r->finish_cb, REALM_GUEST_FINISH_LENGTH);
+
+  const int32_t force[] = {403, 2}; /* then EOS */
+  gth_force(g, force, 2);
+  blob_begin(&b);
+  blob_u32(&b, REALM_REQ_MAX_TOKENS, 10);
+  CHECK_EQ_INT(run(g, &b, r), 0);
+  CHECK_EQ_INT(r->n_tokens, 1);
+  CHECK_EQ_INT(r->finish_reason, REALM_GUEST_FINISH_STOP);
+}
+
+/* logprobs = N: N alternatives per emitted token, most likely first, and under greedy the
+ * first is the chosen token with the same logprob. Without logprobs none are sent. */
+TEST(top_logprobs_sent_with_each_token) {
+  NEED_HOST();
+  struct blob b;
+  blob_begin(&b);
+  blob_f32(&b, REALM_REQ_TEMPERATURE, 0.0f);
+  blob_u32(&b, REALM_REQ_MAX_TOKENS, 8);
+  blob_u32(&b, REALM_REQ_LOGPROBS, 5);
+  struct gth_result *r = &g_res;
+  CHECK_EQ_INT(run(g, &b, r), 0);
+  CHECK_EQ_INT(r->n_tokens, 8);
+  CHECK_EQ_INT(r->top_calls, 8);
+  CHECK(!r->top_before_token);
+  for (uint32_t t = 0; t < 8; t++) {
+    CHECK_EQ_INT(r->tokens[t], oracle_ids[t]);
+    CHECK_EQ_INT(r->n_top[t], 5);
+    CHECK_EQ_INT(r->top[t][0].token, r->tokens[t]);
+    CHECK_NEAR(r->top[t][0].logprob, r->logprobs[t], 1e-6);
+    for (uint32_t k = 1; k < 5; k++) {
+      CHECK(r->top[t][k].logprob <= r->top[t][k - 1].logprob);
+      CHECK(r->top[t][k].token != r->top[t][0].token);
+    }
+    CHECK(r->top[t][4].logprob <= 0.0f);
+  }
+  blob_begin(&b);
+  blob_f32(&b, REALM_REQ_TEMPERATURE, 0.0f);
+  blob_u32(&b, REALM_REQ_MAX_TOKENS, 2);
+  CHECK_EQ_INT(run(g, &b, r), 0);
+  CHECK_EQ_INT(r->top_calls, 0);
+}
+
+static void blob_logit_bias(struct blob *b, const int32_t *tokens, const float *bias, size_t n) {
+  uint8_t v[8 * 8];
+  for (size_t i = 0; i < n && i < 8; i++) {
+    uint32_t t = (uint32_t)tokens[i], f;
+    memcpy(&f, &bias[i], 4);
+    for (int k = 0; k < 4; k++) {
+      v[8 * i + k] = (uint8_t)(t >> (8 * k));
+      v[8 * i + 4 + k] = (uint8_t)(f >> (8 * k));
+    }
+  }
+  realm_req_add(b->buf, sizeof b->buf, &b->len, REALM_REQ_LOGIT_BIAS, v, (uint32_t)(8 * n));
+}
+
+/* logit_bias -100 bans the oracle's first token; +100 on another token makes it first. */
+TEST(logit_bias_changes_first_token) {
+  NEED_HOST();
+  struct blob b;
+  blob_begin(&b);
+  blob_f32(&b, REALM_REQ_TEMPERATURE, 0.0f);
+  blob_u32(&b, REALM_REQ_MAX_TOKENS, 3);
+  blob_logit_bias(&b, (const int32_t[]){oracle_ids[0]}, (const float[]){-100.0f}, 1);
+  struct gth_result *r = &g_res;
+  CHECK_EQ_INT(run(g, &b, r), 0);
+  CHECK_EQ_INT(r->begin_status, 0);
+  CHECK_EQ_INT(r->n_tokens, 3);
+  CHECK(r->tokens[0] != oracle_ids[0]);
+  for (uint32_t i = 0; i < r->n_tokens; i++) CHECK(r->tokens[i] != oracle_ids[0]);
+
+  blob_begin(&b);
+  blob_f32(&b, REALM_REQ_TEMPERATURE, 0.0f);
+  blob_u32(&b, REALM_REQ_MAX_TOKENS, 1);
+  blob_logit_bias(&b, (const int32_t[]){300}, (const float[]){100.0f}, 1);
+  CHECK_EQ_INT(run(g, &b, r), 0);
+  CHECK_EQ_INT(r->n_tokens, 1);
+  CHECK_EQ_INT(r->tokens[0], 300);
+
+  /* a token outside the vocabulary and a malformed field are refused with a message */
+  blob_begin(&b);
+  blob_logit_bias(&b, (const int32_t[]){100000}, (const float[]){1.0f}, 1);
+  CHECK_EQ_INT(run(g, &b, r), 0);
+  CHECK_EQ_INT(r->begin_status, REALM_GUEST_E_INVALID);
+  CHECK_STR_CONTAINS(r->log, "logit_bias");
+  blob_begin(&b);
+  realm_req_add(b.buf, sizeof b.buf, &b.len, REALM_REQ_LOGIT_BIAS, "12345", 5);
+  CHECK_EQ_INT(run(g, &b, r), 0);
+  CHECK_EQ_INT(r->begin_status, REALM_GUEST_E_INVALID);
+  CHECK_STR_CONTAINS(r->log, "multiple of 8");
+}
+
+/* The model's tokenizer.chat_template (served by the host) picks the family when the request
+ * names none; the request's REALM_REQ_CHAT_TEMPLATE still wins; an unrecognised model
+ * template is logged and the chat falls back to the vocabulary's markers (raw here). */
+TEST(model_chat_template_used_when_request_names_none) {
+  const char *jinja = "{% for message in messages %}{{'<|im_start|>' + message['role'] + '\\n' + "
+                      "message['content'] + '<|im_end|>' + '\\n'}}{% endfor %}";
+  struct gth_opts opts = {.chat_template = jinja};
+  struct gth *g = NULL;
+  char err[512];
+  int rc = gth_open_vocab_opts("gguf/stories260K.gguf", 5000, &opts, &g, err, sizeof err);
+  if (rc == 1) SKIP(err);
+  CHECK_EQ_INT(rc, 0);
+  struct blob b;
+  blob_begin(&b);
+  blob_message(&b, "user", "Tell me about Lily.");
+  struct gth_result *r = &g_res;
+  CHECK_EQ_INT(run(g, &b, r), 0);
+  CHECK_EQ_INT(r->begin_status, 0);
+  const char *want = "<|im_start|>user\nTell me about Lily.<|im_end|>\n<|im_start|>assistant\n";
+  int32_t ids[256];
+  size_t n = 0;
+  CHECK_EQ_INT(tok_encode(gth_native_tok(g), want, strlen(want), 1, ids, 256, &n), 0);
+  CHECK_EQ_INT(r->n_fed, n);
+  for (size_t i = 0; i < n && i < r->n_fed; i++) CHECK_EQ_INT(r->fed[i], ids[i]);
+
+  /* the request's template (the ABI key) wins over the model's */
+  blob_begin(&b);
+  blob_message(&b, "user", "Once upon a time");
+  blob_str(&b, REALM_REQ_CHAT_TEMPLATE, "raw");
+  CHECK_EQ_INT(run(g, &b, r), 0);
+  CHECK_EQ_INT(tok_encode(gth_native_tok(g), "Once upon a time", 16, 1, ids, 256, &n), 0);
+  CHECK_EQ_INT(r->n_fed, n);
+  for (size_t i = 0; i < n && i < r->n_fed; i++) CHECK_EQ_INT(r->fed[i], ids[i]);
+  gth_close(g);
+
+  struct gth_opts odd = {.chat_template = "{{ something nobody knows }}"};
+  CHECK_EQ_INT(gth_open_vocab_opts("gguf/stories260K.gguf", 5000, &odd, &g, err, sizeof err), 0);
+  blob_begin(&b);
+  blob_message(&b, "user", "Once upon a time");
+  CHECK_EQ_INT(run(g, &b, r), 0);
+  CHECK_EQ_INT(r->begin_status, 0);
+  CHECK_STR_CONTAINS(r->log, "model chat template not recognised");
+  CHECK_EQ_INT(r->n_fed, n); /* raw: the content alone */
+  gth_close(g);
 }

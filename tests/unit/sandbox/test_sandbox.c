@@ -449,6 +449,7 @@ TEST(example_guest_echoes_and_samples_greedily) {
   float eos[5] = {0, 0, 0, 0, 9};
   CHECK_EQ_INT(sandbox_call_logits(inst, 3, eos, 5, &act, err, sizeof err), 0);
   CHECK_EQ_INT(act, REALM_GUEST_STOP);
+  CHECK_EQ_INT(sandbox_instance_finish_reason(inst, 3), REALM_GUEST_FINISH_STOP);
   CHECK_EQ_INT(sandbox_call_request_end(inst, 3, 0, err, sizeof err), 0);
   printf("# example guest wrote '%s'\n", r.text);
   CHECK_STR_EQ(r.text, "hiB");

@@ -9,8 +9,10 @@
  *                           output stream (stop tokens, stop strings, UTF-8, max_tokens); feed
  *                           the prompt to the host.
  *   realm_on_logits         sample the next token, turn its piece into client text through the
- *                           output stream, emit it with its logprob, and return it (the host
- *                           feeds it) or REALM_GUEST_STOP when generation is over.
+ *                           output stream, emit it with its logprob (and its top alternatives
+ *                           when the request asks for logprobs), and return it (the host feeds
+ *                           it) or, after realm_finish with the reason, REALM_GUEST_STOP when
+ *                           generation is over.
  *   realm_on_request_end    free the request's state.
  *
  * Per-request state lives in a table of REALM_GUEST_MAX_ACTIVE_REQUESTS slots (the host never
@@ -22,10 +24,10 @@
  * by emit_token with the text it released (possibly empty while a multi-byte character or a
  * possible stop string is held back); a stop token (EOS, a chat template's end-of-turn token, a
  * request's stop_token) is not emitted as a token, and text released when generation ends goes
- * out with emit_text. ABI v1 has no call for the finish reason, so the guest writes one log
- * line per finished request, "finish req=<id> reason=<stop|length> tokens=<n>", at INFO level
- * (docs/default-guest.md). Failures of a request are logged at WARN with the reason, and the
- * export returns a REALM_GUEST_E_* code.
+ * out with emit_text. The finish reason goes to the host with realm_finish (stop or length)
+ * just before REALM_GUEST_STOP, and to the log at DEBUG as "finish req=<id> reason=<stop|length>
+ * tokens=<n>" (docs/default-guest.md). Failures of a request are logged at WARN with the
+ * reason, and the export returns a REALM_GUEST_E_* code.
  */
 #include <stdarg.h>
 #include <stdio.h>
@@ -51,6 +53,7 @@ struct guest_req_state {
   int32_t *history;     /* [cap_history] prompt tokens, then generated tokens */
   size_t n_history, cap_history, n_prompt;
   uint32_t n_ctx;       /* context the host grants (0 = unknown: no check) */
+  int32_t n_top;        /* top logprobs wanted per token (REALM_REQ_LOGPROBS), 0 = none */
   int finished;         /* REALM_GUEST_STOP was returned */
 };
 
@@ -123,12 +126,17 @@ REALM_GUEST_EXPORT(realm_alloc) uint32_t realm_alloc(uint32_t size) {
 }
 
 /* Picks the chat template: the request's (a family name, else a Jinja text to detect), else
- * the family whose markers the vocabulary has as tokens, else raw. */
+ * the model's tokenizer.chat_template when it was recognised, else the family whose markers
+ * the vocabulary has as tokens, else raw. */
 static int choose_template(const struct guest_request *q, enum chat_template_kind *ret_kind,
                            char *err, size_t errlen) {
   if (q->chat_template) {
     if (chat_template_from_name(q->chat_template, ret_kind, err, errlen) == 0) return 0;
     return chat_template_detect(q->chat_template, ret_kind, err, errlen);
+  }
+  if (g_vocab->has_model_template) {
+    *ret_kind = g_vocab->model_template;
+    return 0;
   }
   const struct tok *t = g_vocab->tok;
   static const struct {
@@ -257,13 +265,16 @@ static int begin(uint32_t req_id, const struct guest_request *q, struct guest_re
     return REALM_E_INTERNAL;
   }
   sp.logprobs = true; /* every emitted token carries its logprob */
-  /* ABI v1 has no import that carries alternatives (emit_token takes one token), so top
-   * logprobs are validated but not computed; see docs/default-guest.md. */
-  if (q->top_logprobs > SAMPLER_MAX_TOP_LOGPROBS) {
+  /* Alternatives go out with realm_emit_top_logprobs after each emit_token. */
+  if (q->top_logprobs > SAMPLER_MAX_TOP_LOGPROBS || q->top_logprobs > REALM_GUEST_MAX_TOP_LOGPROBS) {
     snprintf(err, errlen, "logprobs %u: must be between 0 and %d", q->top_logprobs,
              SAMPLER_MAX_TOP_LOGPROBS);
     return REALM_E_INVALID_ARGUMENT;
   }
+  sp.top_logprobs = (int32_t)q->top_logprobs;
+  s->n_top = sp.top_logprobs;
+  sp.logit_bias = q->logit_bias; /* copied and checked (ids, range, duplicates) by the sampler */
+  sp.n_logit_bias = q->n_logit_bias;
   if ((rc = sampler_create(&sp, v->n_vocab, &s->sampler, err, errlen)) < 0) return rc;
 
   /* Stop rules and the length limit. */
@@ -335,12 +346,14 @@ int32_t realm_on_request_begin(uint32_t req_id, const uint8_t *req, uint32_t req
   return REALM_GUEST_OK;
 }
 
-/* Ends generation: emits text released by the end, logs the finish reason, returns STOP. */
+/* Ends generation: emits text released by the end, tells the host the finish reason, returns
+ * STOP. */
 static int32_t finish(struct guest_req_state *s, const char *text, size_t len,
                       enum output_finish why) {
   if (len) realm_emit_text(s->id, text, (uint32_t)len);
   s->finished = 1;
-  log_line(REALM_GUEST_LOG_INFO, "finish req=%u reason=%s tokens=%d", s->id,
+  realm_finish(s->id, why == OUTPUT_FINISH_LENGTH ? REALM_GUEST_FINISH_LENGTH : REALM_GUEST_FINISH_STOP);
+  log_line(REALM_GUEST_LOG_DEBUG, "finish req=%u reason=%s tokens=%d", s->id,
            output_finish_name(why), (int)output_stream_n_tokens(s->out));
   return REALM_GUEST_STOP;
 }
@@ -379,10 +392,13 @@ int32_t realm_on_logits(uint32_t req_id, const float *logits, uint32_t n_vocab) 
   char err[GUEST_ERR_BYTES];
   int32_t token;
   float logprob = 0.0f;
+  struct sampler_top_logprob top[SAMPLER_MAX_TOP_LOGPROBS];
+  int32_t n_top = 0;
   /* The logits buffer is host scratch in our memory, rewritten before every call: the sampler
    * may use it as its own scratch instead of a copy of n_vocab floats. */
   int rc = sampler_sample(s->sampler, (float *)logits, s->history, s->n_history, s->n_prompt,
-                          &token, &logprob, NULL, NULL, err, sizeof err);
+                          &token, &logprob, s->n_top ? top : NULL, s->n_top ? &n_top : NULL, err,
+                          sizeof err);
   if (rc < 0) {
     log_line(REALM_GUEST_LOG_WARN, "request %u: sampling failed: %s", req_id, err);
     return guest_code(rc);
@@ -398,6 +414,12 @@ int32_t realm_on_logits(uint32_t req_id, const float *logits, uint32_t n_vocab) 
   if (why != OUTPUT_RUNNING && output_stream_stop_token(s->out) == token)
     return finish(s, text, len, why); /* a stop token: not emitted as a token */
   realm_emit_token(req_id, token, logprob, text, (uint32_t)len);
+  if (n_top > 0) {
+    struct realm_top_logprob alt[REALM_GUEST_MAX_TOP_LOGPROBS];
+    for (int32_t i = 0; i < n_top && i < REALM_GUEST_MAX_TOP_LOGPROBS; i++)
+      alt[i] = (struct realm_top_logprob){top[i].token, top[i].logprob};
+    realm_emit_top_logprobs(req_id, alt, (uint32_t)(n_top < REALM_GUEST_MAX_TOP_LOGPROBS ? n_top : REALM_GUEST_MAX_TOP_LOGPROBS));
+  }
   s->history[s->n_history++] = token;
   if (why != OUTPUT_RUNNING) return finish(s, NULL, 0, why);
   return token;

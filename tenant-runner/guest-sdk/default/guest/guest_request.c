@@ -66,6 +66,28 @@ static const char *key_name(uint32_t key) {
   }
 }
 
+/* Appends a LOGIT_BIAS field's {i32 token, f32 bias} pairs. */
+static int add_logit_bias(struct guest_request *r, const struct realm_req_field *f, char *err,
+                          size_t errlen) {
+  if (f->len % 8 != 0)
+    return fail(REALM_E_INVALID_ARGUMENT, err, errlen,
+                "request field logit_bias (key %u): %u bytes, expected a multiple of 8 "
+                "({i32 token, f32 bias} pairs)",
+                (unsigned)REALM_REQ_LOGIT_BIAS, f->len);
+  size_t n = f->len / 8;
+  if (n > SAMPLER_MAX_LOGIT_BIAS_ENTRIES - r->n_logit_bias)
+    return fail(REALM_E_TOO_LARGE, err, errlen, "logit_bias: more than %d entries",
+                SAMPLER_MAX_LOGIT_BIAS_ENTRIES);
+  if (n == 0) return 0;
+  struct sampler_logit_bias *v = realloc(r->logit_bias, (r->n_logit_bias + n) * sizeof *v);
+  if (!v) return fail(REALM_E_NOMEM, err, errlen, "logit_bias: out of memory");
+  r->logit_bias = v;
+  for (size_t i = 0; i < n; i++)
+    v[r->n_logit_bias++] = (struct sampler_logit_bias){(int32_t)get_u32(f->value + 8 * i),
+                                                       get_f32(f->value + 8 * i + 4)};
+  return 0;
+}
+
 static int add_message(struct guest_request *r, const struct realm_req_field *f, char *err,
                        size_t errlen) {
   const uint8_t *sep = memchr(f->value, '\0', f->len);
@@ -132,6 +154,12 @@ int guest_request_decode(const uint8_t *blob, uint32_t len, struct guest_request
       if (rc < 0) return rc;
       break;
     }
+    case REALM_REQ_LOGIT_BIAS: {
+      int rc = add_logit_bias(ret, &f, err, errlen);
+      if (rc < 0) return rc;
+      break;
+    }
+    case REALM_REQ_CHAT_TEMPLATE:
     case GUEST_REQ_CHAT_TEMPLATE:
       free(ret->chat_template);
       ret->chat_template = dup_bytes(f.value, f.len);
@@ -212,6 +240,7 @@ void guest_request_free(struct guest_request *r) {
   }
   free(r->messages);
   free(r->chat_template);
+  free(r->logit_bias);
   for (size_t i = 0; i < r->n_stop; i++) free(r->stop[i]);
   memset(r, 0, sizeof *r);
 }

@@ -3,19 +3,24 @@
  *
  * Steps: realm_model_info (vocab kind, bos/eos), then for every id realm_token_piece (the
  * token's text as stored in the GGUF vocabulary, growing one arena when a piece does not fit)
- * and realm_token_info (score, kind); then tok_create.
+ * and realm_token_info (score, kind); the tokenizer metadata through realm_model_meta; for BPE
+ * the merge list through realm_merge_count / realm_merge; then tok_create.
  *
- * What ABI v1 cannot give, and what we do instead:
- *   - tokenizer.ggml.add_space_prefix / add_bos_token: llama.cpp's defaults are used (SPM:
- *     space prefix on and BOS added; BPE: no BOS).
+ * What the host may not give (a host without the metadata/merge callbacks answers
+ * REALM_GUEST_E_UNSUPPORTED, a model without the key NOT_FOUND), and what we do instead:
+ *   - tokenizer.ggml.add_space_prefix / add_bos_token: llama.cpp's defaults (SPM: space
+ *     prefix on and BOS added; BPE: no BOS).
  *   - tokenizer.ggml.unknown_token_id: the first token whose kind is UNKNOWN.
- *   - tokenizer.ggml.pre: BPE vocabularies are tokenized with the GPT-2 pre-tokenizer.
+ *   - tokenizer.ggml.pre: the GPT-2 pre-tokenizer. A name the tokenizer does not implement
+ *     also falls back to GPT-2, with a WARN log line naming it.
  *   - tokenizer.ggml.merges: reconstructed the way tiktoken defines byte-level BPE, where the
  *     rank of a pair is the id of the token it forms. For each token in id order, every split
  *     of its text (at character boundaries) into two tokens becomes a merge. GPT-2-style
  *     vocabularies number merged tokens in merge order, so this reproduces the merge order;
  *     it can differ from the real merge list where a token has several splits and the file's
  *     list holds only one of them (docs/default-guest.md).
+ *   - tokenizer.chat_template: none; guest.c then picks a family by the vocabulary's markers.
+ *     A template chat_template_detect does not recognise is logged at WARN and treated so too.
  */
 #include "guest_vocab.h"
 
@@ -57,31 +62,167 @@ static void raw_vocab_free(struct raw_vocab *r) {
   free(r->tokens);
 }
 
-/* Reads token id's piece into the arena, growing it when the host says the piece is larger
- * than the space left. */
-static int read_piece(struct raw_vocab *r, int32_t id, char *err, size_t errlen) {
+/* The two imports that copy one indexed string out of the host (token texts, merges). */
+static int32_t get_token_piece(uint32_t i, char *buf, uint32_t cap) {
+  return realm_token_piece((int32_t)i, buf, cap);
+}
+
+static int32_t get_merge(uint32_t i, char *buf, uint32_t cap) {
+  return realm_merge(i, buf, cap);
+}
+
+/* Reads string i through `get` (named `what` in messages) to the end of the arena
+ * (*arena, *len, *cap), growing it when the host says the string is larger than the space
+ * left; *ret_off / *ret_len say where it went. */
+static int read_indexed(int32_t (*get)(uint32_t, char *, uint32_t), const char *what, uint32_t i,
+                        char **arena, size_t *len, size_t *cap, uint32_t *ret_off,
+                        uint32_t *ret_len, char *err, size_t errlen) {
   for (int attempt = 0; attempt < 2; attempt++) {
-    size_t room = r->arena_cap - r->arena_len;
-    int32_t n = realm_token_piece(id, r->arena + r->arena_len, (uint32_t)room);
+    size_t room = *cap - *len;
+    int32_t n = get(i, *arena + *len, (uint32_t)room);
     if (n < 0)
-      return fail(REALM_E_BAD_MODEL, err, errlen, "token_piece(%d) failed with %d", (int)id, (int)n);
+      return fail(REALM_E_BAD_MODEL, err, errlen, "%s(%u) failed with %d", what, i, (int)n);
     if ((size_t)n > TOK_MAX_TOKEN_BYTES)
-      return fail(REALM_E_BAD_MODEL, err, errlen, "token_piece(%d): %d bytes, limit %u", (int)id,
-                  (int)n, TOK_MAX_TOKEN_BYTES);
+      return fail(REALM_E_BAD_MODEL, err, errlen, "%s(%u): %d bytes, limit %u", what, i, (int)n,
+                  TOK_MAX_TOKEN_BYTES);
     if ((size_t)n <= room) {
-      r->off[id] = (uint32_t)r->arena_len;
-      r->len[id] = (uint32_t)n;
-      r->arena_len += (size_t)n;
+      *ret_off = (uint32_t)*len;
+      *ret_len = (uint32_t)n;
+      *len += (size_t)n;
       return 0;
     }
-    size_t cap = r->arena_cap * 2;
-    while (cap - r->arena_len < (size_t)n) cap *= 2;
-    char *a = realloc(r->arena, cap);
-    if (!a) return fail(REALM_E_NOMEM, err, errlen, "vocabulary text: out of memory (%zu bytes)", cap);
-    r->arena = a;
-    r->arena_cap = cap;
+    size_t ncap = *cap * 2;
+    while (ncap - *len < (size_t)n) ncap *= 2;
+    char *a = realloc(*arena, ncap);
+    if (!a) return fail(REALM_E_NOMEM, err, errlen, "%s text: out of memory (%zu bytes)", what, ncap);
+    *arena = a;
+    *cap = ncap;
   }
-  return fail(REALM_E_BAD_MODEL, err, errlen, "token_piece(%d): length changed between calls", (int)id);
+  return fail(REALM_E_BAD_MODEL, err, errlen, "%s(%u): length changed between calls", what, i);
+}
+
+/* Reads token id's piece into the vocabulary arena. */
+static int read_piece(struct raw_vocab *r, int32_t id, char *err, size_t errlen) {
+  return read_indexed(get_token_piece, "token_piece", (uint32_t)id, &r->arena, &r->arena_len,
+                      &r->arena_cap, &r->off[id], &r->len[id], err, errlen);
+}
+
+/* ---- model metadata (realm_model_meta) ---- */
+
+/* Reads metadata `key` into a malloc'ed NUL-terminated string. Returns 0 with *ret_value, 1
+ * when the host has no such key or serves no metadata, or a negative error. */
+static int meta_get(const char *key, char **ret_value, char *err, size_t errlen) {
+  char small[128];
+  uint32_t klen = (uint32_t)strlen(key);
+  int32_t n = realm_model_meta(key, klen, small, sizeof small);
+  if (n == REALM_GUEST_E_NOT_FOUND || n == REALM_GUEST_E_UNSUPPORTED) return 1;
+  if (n < 0) return fail(REALM_E_BAD_MODEL, err, errlen, "model_meta(%s) failed with %d", key, (int)n);
+  if ((uint32_t)n > REALM_GUEST_MAX_META_VALUE_BYTES)
+    return fail(REALM_E_BAD_MODEL, err, errlen, "model_meta(%s): %d bytes, limit %u", key, (int)n,
+                REALM_GUEST_MAX_META_VALUE_BYTES);
+  char *v = malloc((size_t)n + 1);
+  if (!v) return fail(REALM_E_NOMEM, err, errlen, "model_meta(%s): out of memory", key);
+  if ((size_t)n <= sizeof small) {
+    memcpy(v, small, (size_t)n);
+  } else if (realm_model_meta(key, klen, v, (uint32_t)n) != n) {
+    free(v);
+    return fail(REALM_E_BAD_MODEL, err, errlen, "model_meta(%s): length changed between calls", key);
+  }
+  v[n] = '\0';
+  *ret_value = v;
+  return 0;
+}
+
+/* A boolean key: *ret_flag = 0/1 when the host has it (left alone otherwise). */
+static int meta_bool(const char *key, int *ret_flag, char *err, size_t errlen) {
+  char *v = NULL;
+  int rc = meta_get(key, &v, err, errlen);
+  if (rc != 0) return rc < 0 ? rc : 0;
+  if (strcmp(v, "true") == 0 || strcmp(v, "1") == 0) {
+    *ret_flag = 1;
+  } else if (strcmp(v, "false") == 0 || strcmp(v, "0") == 0) {
+    *ret_flag = 0;
+  } else {
+    rc = fail(REALM_E_BAD_MODEL, err, errlen, "model_meta(%s) = \"%.32s\": expected true or false",
+              key, v);
+  }
+  free(v);
+  return rc;
+}
+
+/* An integer key (decimal, optional '-'): *ret_value when the host has it. */
+static int meta_int(const char *key, int64_t *ret_value, char *err, size_t errlen) {
+  char *v = NULL;
+  int rc = meta_get(key, &v, err, errlen);
+  if (rc != 0) return rc < 0 ? rc : 0;
+  const char *p = v;
+  int neg = *p == '-';
+  if (neg) p++;
+  int64_t x = 0;
+  size_t digits = 0;
+  for (; *p >= '0' && *p <= '9' && digits < 18; p++, digits++) x = x * 10 + (*p - '0');
+  if (digits == 0 || *p)
+    rc = fail(REALM_E_BAD_MODEL, err, errlen, "model_meta(%s) = \"%.32s\": expected an integer",
+              key, v);
+  else
+    *ret_value = neg ? -x : x;
+  free(v);
+  return rc;
+}
+
+/* Reads the model's merge list into *ret_merges (pointing into *ret_text). Returns 0 with
+ * *ret_n = 0 when the host gives none (no merges, or no merge service). */
+static int read_merges(struct tok_bytes **ret_merges, uint32_t *ret_n, char **ret_text, char *err,
+                       size_t errlen) {
+  int32_t count = realm_merge_count();
+  if (count == REALM_GUEST_E_UNSUPPORTED || count == 0) {
+    *ret_n = 0;
+    return 0;
+  }
+  if (count < 0) return fail(REALM_E_BAD_MODEL, err, errlen, "merge_count failed with %d", (int)count);
+  if ((uint32_t)count > TOK_MAX_MERGES)
+    return fail(REALM_E_TOO_LARGE, err, errlen, "merge_count %d: limit %u", (int)count, TOK_MAX_MERGES);
+  uint32_t n = (uint32_t)count;
+  size_t len = 0, cap = (size_t)n * 8 + 64;
+  char *text = malloc(cap);
+  uint32_t *off = malloc((size_t)n * sizeof *off), *mlen = malloc((size_t)n * sizeof *mlen);
+  struct tok_bytes *merges = malloc((size_t)n * sizeof *merges);
+  int rc = 0;
+  if (!text || !off || !mlen || !merges)
+    rc = fail(REALM_E_NOMEM, err, errlen, "%u merges: out of memory", n);
+  for (uint32_t i = 0; rc == 0 && i < n; i++)
+    rc = read_indexed(get_merge, "merge", i, &text, &len, &cap, &off[i], &mlen[i], err, errlen);
+  if (rc == 0) {
+    for (uint32_t i = 0; i < n; i++) merges[i] = (struct tok_bytes){text + off[i], mlen[i]};
+    *ret_merges = merges;
+    *ret_n = n;
+    *ret_text = text;
+  } else {
+    free(merges);
+    free(text);
+  }
+  free(off);
+  free(mlen);
+  return rc;
+}
+
+/* The model's chat template, recognised once per instance (guest.c uses it when a request
+ * names none). An unrecognised one is logged and ignored. */
+static int load_model_template(struct guest_vocab *v, char *err, size_t errlen) {
+  char *jinja = NULL;
+  int rc = meta_get(REALM_META_CHAT_TEMPLATE, &jinja, err, errlen);
+  if (rc != 0) return rc < 0 ? rc : 0;
+  char why[256];
+  if (chat_template_detect(jinja, &v->model_template, why, sizeof why) == 0) {
+    v->has_model_template = 1;
+  } else {
+    char line[384];
+    int n = snprintf(line, sizeof line, "model chat template not recognised (%s); chats use the "
+                     "vocabulary's markers unless a request names a template", why);
+    if (n > 0) realm_log(REALM_GUEST_LOG_WARN, line, (uint32_t)((size_t)n < sizeof line ? (size_t)n : sizeof line - 1));
+  }
+  free(jinja);
+  return 0;
 }
 
 static int is_utf8_start(unsigned char c) {
@@ -143,6 +284,14 @@ static int reconstruct_merges(const struct tok *plain, const struct raw_vocab *r
   return 0;
 }
 
+static void log_fallback_pre(const char *pre) {
+  char line[160];
+  int n = snprintf(line, sizeof line,
+                   "pre-tokenizer \"%.64s\" is not implemented by the default guest; using gpt-2",
+                   pre);
+  if (n > 0) realm_log(REALM_GUEST_LOG_WARN, line, (uint32_t)((size_t)n < sizeof line ? (size_t)n : sizeof line - 1));
+}
+
 /* Sorting control ids by text length needs the tokenizer; qsort has no context argument, so
  * the sort is a small insertion sort (control tokens are few). */
 static void sort_control_longest_first(const struct tok *t, int32_t *ids, size_t n) {
@@ -162,12 +311,29 @@ static void sort_control_longest_first(const struct tok *t, int32_t *ids, size_t
   }
 }
 
+/* Builds the tokenizer of *d into *ret_tok. A BPE description without merges gets them
+ * reconstructed first (kept in *merges / *merge_text, which the caller frees; d points at
+ * them afterwards), through a merge-less tokenizer over the same vocabulary. */
+static int build_tokenizer(struct tok_desc *d, const struct raw_vocab *r, struct tok_bytes **merges,
+                           char **merge_text, struct tok **ret_tok, char *err, size_t errlen) {
+  if (d->model == TOK_MODEL_BPE && d->n_merges == 0) {
+    struct tok *plain = NULL;
+    int rc = tok_create(d, &plain, err, errlen);
+    if (rc < 0) return rc;
+    rc = reconstruct_merges(plain, r, d->n_tokens, merges, &d->n_merges, merge_text, err, errlen);
+    tok_destroy(plain);
+    if (rc < 0) return rc;
+    d->merges = *merges;
+  }
+  return tok_create(d, ret_tok, err, errlen);
+}
+
 int guest_vocab_load(struct guest_vocab **ret_vocab, char *err, size_t errlen) {
   struct guest_vocab *v = calloc(1, sizeof *v);
   if (!v) return fail(REALM_E_NOMEM, err, errlen, "vocabulary: out of memory");
   struct raw_vocab r = {0};
-  struct tok *plain = NULL;
   struct tok_bytes *merges = NULL;
+  char *pre = NULL;
   char *merge_text = NULL;
   int rc;
 
@@ -218,6 +384,25 @@ int guest_vocab_load(struct guest_vocab **ret_vocab, char *err, size_t errlen) {
   }
   for (int32_t id = 0; id < n; id++) r.tokens[id] = (struct tok_bytes){r.arena + r.off[id], r.len[id]};
 
+  /* Tokenizer metadata; absent keys keep llama.cpp's defaults. */
+  int is_spm = v->info.vocab_kind == REALM_GUEST_VOCAB_SPM;
+  int add_bos = is_spm, add_space_prefix = is_spm;
+  int64_t unk_meta = -2; /* -2: not given */
+  if ((rc = meta_bool(REALM_META_ADD_BOS, &add_bos, err, errlen)) < 0 ||
+      (rc = meta_bool(REALM_META_ADD_SPACE_PREFIX, &add_space_prefix, err, errlen)) < 0 ||
+      (rc = meta_int(REALM_META_UNK_ID, &unk_meta, err, errlen)) < 0)
+    goto out;
+  /* GGUF files write "none" as u32 0xffffffff; any id outside the vocabulary means none. */
+  if (unk_meta != -2) unk = unk_meta >= 0 && unk_meta < n ? (int32_t)unk_meta : -1;
+  v->unk = unk;
+  if (!is_spm) {
+    rc = meta_get(REALM_META_TOKENIZER_PRE, &pre, err, errlen);
+    if (rc < 0) goto out;
+    snprintf(v->pre, sizeof v->pre, "%s", rc == 0 ? pre : "gpt-2");
+    if (rc == 0 && strlen(pre) >= sizeof v->pre) snprintf(v->pre, sizeof v->pre, "(too long)");
+  }
+  if ((rc = load_model_template(v, err, errlen)) < 0) goto out;
+
   int32_t bos = v->info.bos, eos = v->info.eos;
   if (bos >= n || eos >= n || bos < -1 || eos < -1) {
     rc = fail(REALM_E_BAD_MODEL, err, errlen, "model_info bos %d / eos %d: outside the vocabulary of %d",
@@ -225,8 +410,8 @@ int guest_vocab_load(struct guest_vocab **ret_vocab, char *err, size_t errlen) {
     goto out;
   }
   struct tok_desc d = {
-      .model = v->info.vocab_kind == REALM_GUEST_VOCAB_SPM ? TOK_MODEL_SPM : TOK_MODEL_BPE,
-      .pre = v->info.vocab_kind == REALM_GUEST_VOCAB_SPM ? NULL : "gpt-2",
+      .model = is_spm ? TOK_MODEL_SPM : TOK_MODEL_BPE,
+      .pre = is_spm ? NULL : v->pre,
       .n_tokens = (uint32_t)n,
       .tokens = r.tokens,
       .scores = r.scores,
@@ -234,19 +419,27 @@ int guest_vocab_load(struct guest_vocab **ret_vocab, char *err, size_t errlen) {
       .bos_id = bos,
       .eos_id = eos,
       .unk_id = unk,
-      .add_space_prefix = v->info.vocab_kind == REALM_GUEST_VOCAB_SPM,
+      .add_space_prefix = is_spm && add_space_prefix,
   };
   if (d.model == TOK_MODEL_BPE) {
-    rc = tok_create(&d, &plain, err, errlen);
+    /* The model's merges when the host serves them; else reconstructed (file comment). */
+    rc = read_merges(&merges, &d.n_merges, &merge_text, err, errlen);
     if (rc < 0) goto out;
-    rc = reconstruct_merges(plain, &r, (uint32_t)n, &merges, &d.n_merges, &merge_text, err, errlen);
-    if (rc < 0) goto out;
+    v->merges_from_host = d.n_merges > 0;
     d.merges = merges;
-    v->n_merges = d.n_merges;
   }
-  rc = tok_create(&d, &v->tok, err, errlen);
+  rc = build_tokenizer(&d, &r, &merges, &merge_text, &v->tok, err, errlen);
+  if (rc == REALM_E_UNSUPPORTED && d.model == TOK_MODEL_BPE) {
+    /* A pre-tokenizer this tokenizer does not implement: GPT-2's is the closest common one.
+     * Said once per instance, so an operator sees why tokens may differ from llama.cpp. */
+    log_fallback_pre(v->pre);
+    snprintf(v->pre, sizeof v->pre, "gpt-2");
+    d.pre = v->pre;
+    rc = build_tokenizer(&d, &r, &merges, &merge_text, &v->tok, err, errlen);
+  }
   if (rc < 0) goto out;
-  v->add_bos = d.model == TOK_MODEL_SPM && bos >= 0;
+  v->n_merges = d.n_merges;
+  v->add_bos = add_bos && bos >= 0;
 
   v->control = malloc((n_control ? n_control : 1) * sizeof *v->control);
   if (!v->control) {
@@ -259,7 +452,7 @@ int guest_vocab_load(struct guest_vocab **ret_vocab, char *err, size_t errlen) {
   rc = 0;
 
 out:
-  tok_destroy(plain);
+  free(pre);
   free(merges);
   free(merge_text);
   raw_vocab_free(&r);

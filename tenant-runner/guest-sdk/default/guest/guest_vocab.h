@@ -2,11 +2,12 @@
  * guest_vocab.h — the default guest's tokenizer, built from the vocabulary the host exposes.
  *
  * ABI v1 gives a guest the vocabulary one token at a time (realm_vocab_size, realm_token_piece,
- * realm_token_info: text, score, kind) and a few model facts (realm_model_info: n_vocab, bos,
- * eos, n_ctx, vocab_kind). That is everything a SentencePiece tokenizer needs. A byte-level BPE
- * tokenizer also needs the merge list and the pre-tokenizer name, which ABI v1 does not expose:
- * for BPE vocabularies the merges are reconstructed from the vocabulary (see guest_vocab.c and
- * docs/default-guest.md) and the GPT-2 pre-tokenizer is assumed.
+ * realm_token_info: text, score, kind), a few model facts (realm_model_info: n_vocab, bos, eos,
+ * n_ctx, vocab_kind), the model's tokenizer metadata (realm_model_meta: pre-tokenizer name,
+ * add_bos / add_space_prefix, unknown token, chat template) and the BPE merge list
+ * (realm_merge_count, realm_merge). The last two are optional on the host side: what the host
+ * does not give is replaced by llama.cpp's defaults, merges reconstructed from the vocabulary
+ * and the GPT-2 pre-tokenizer (see guest_vocab.c and docs/default-guest.md).
  *
  * Building reads every token through the imports, so it is done once per instance and the
  * result is kept for all of the instance's requests (the vocabulary of an instance's model
@@ -18,6 +19,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "chat_template.h"
 #include "realm_guest.h"
 #include "tokenizer.h"
 
@@ -29,7 +31,12 @@ struct guest_vocab {
   int32_t *control;   /* [n_control] CONTROL tokens with non-empty text, longest text first:
                          the tokens a chat template may spell ("<|im_start|>", "<s>") */
   size_t n_control;
-  uint32_t n_merges;  /* BPE: merges reconstructed from the vocabulary */
+  uint32_t n_merges;  /* BPE: merges in use */
+  int merges_from_host; /* 1: the model's merges (realm_merge); 0: reconstructed */
+  char pre[64];         /* BPE: pre-tokenizer in use ("gpt-2", "deepseek-llm") */
+  int32_t unk;          /* unknown token, -1 when none */
+  int has_model_template; /* the model's tokenizer.chat_template was recognised ... */
+  enum chat_template_kind model_template; /* ... as this family */
 };
 
 /* Reads the vocabulary through the host imports and builds the tokenizer. Returns 0 and
