@@ -209,7 +209,7 @@ fi
 max_len_of() {
   case $1 in
     gguf) echo 65536 ;;
-    tokenizer) echo 2048 ;;
+    tokenizer) echo 1024 ;;
     gateway_request) echo 8192 ;;
     *) echo 4096 ;;
   esac
