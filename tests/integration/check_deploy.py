@@ -530,7 +530,10 @@ def gateway_accepts(gateway, path, where):
             if not line:
                 break
             log.append(line.strip())
-            m = re.search(r"listening on \S+ port (\d+)", line)
+            # Either the structured start-up line (msg="listening" ... port=N) or the older
+            # plain "listening on ADDR port N".
+            m = (re.search(r'msg="listening".*\bport=(\d+)', line)
+                 or re.search(r"listening on \S+ port (\d+)", line))
             if m:
                 port = int(m.group(1))
         if port is None:
