@@ -6,7 +6,9 @@
  * gateway-owned receiver of that request's events. The backend reports through three calls
  * on the sink, from any thread:
  *
- *   gw_sink_token(sink, text, len)           zero or more times: generated text, in order
+ *   gw_sink_token(sink, text, len, lp)       zero or more times: generated text, in order,
+ *                                            with the token's log probability when the
+ *                                            request asked for logprobs (lp NULL otherwise)
  *   gw_sink_finish(sink, reason, &usage)     terminal: "stop" | "length" | "content_filter"...
  *   gw_sink_error(sink, realm_code, message) terminal: the request failed
  *
@@ -102,10 +104,34 @@ struct gw_usage {
   uint32_t completion_tokens;
 };
 
+/* Log probabilities of one sampled token (OpenAI `logprobs`). Texts are the token's own bytes
+ * (they may be part of a multi-byte character); the sink copies them. A backend passes at
+ * most GW_MAX_TOP_LOGPROBS alternatives and tokens of at most GW_MAX_LOGPROB_TOKEN_BYTES:
+ * the sink drops alternatives past the first GW_MAX_TOP_LOGPROBS and cuts longer texts. */
+#define GW_MAX_TOP_LOGPROBS 20
+#define GW_MAX_LOGPROB_TOKEN_BYTES 256
+
+struct gw_top_logprob {
+  const char *text;
+  size_t len;
+  float logprob;
+};
+
+struct gw_token_logprob {
+  const char *text; /* the sampled token */
+  size_t len;
+  float logprob;
+  const struct gw_top_logprob *top; /* the most likely alternatives, best first */
+  size_t n_top;
+};
+
 struct gw_sink;    /* gateway-owned, opaque to backends */
 struct gw_tenants; /* tenants.h: a parsed tenants file (rule 6) */
 
-void gw_sink_token(struct gw_sink *sink, const char *text, size_t len);
+/* text may be empty (len 0) when the backend holds text back but the token still has a
+ * logprob entry; lp is NULL when there is none. */
+void gw_sink_token(struct gw_sink *sink, const char *text, size_t len,
+                   const struct gw_token_logprob *lp);
 void gw_sink_finish(struct gw_sink *sink, const char *finish_reason, const struct gw_usage *usage);
 void gw_sink_error(struct gw_sink *sink, int realm_code, const char *message);
 

@@ -653,6 +653,25 @@ static const char *finish_reason_name(Realm__V1__FinishReason r) {
   }
 }
 
+/* Hands one Token event to the sink, with its logprob entry when the runner attached one
+ * (the request asked for logprobs). The sink bounds counts and lengths (backend.h). */
+static void sink_token_event(struct gw_sink *sink, const Realm__V1__Token *t) {
+  const Realm__V1__TokenLogprob *l = t->logprob;
+  if (!l) {
+    if (t->text.len) gw_sink_token(sink, (const char *)t->text.data, t->text.len, NULL);
+    return;
+  }
+  struct gw_top_logprob top[GW_MAX_TOP_LOGPROBS];
+  size_t n_top = 0;
+  for (size_t i = 0; i < l->n_top && n_top < GW_MAX_TOP_LOGPROBS; i++) {
+    if (!l->top[i]) continue;
+    top[n_top++] = (struct gw_top_logprob){(const char *)l->top[i]->text.data,
+                                           l->top[i]->text.len, l->top[i]->logprob};
+  }
+  struct gw_token_logprob lp = {(const char *)l->text.data, l->text.len, l->logprob, top, n_top};
+  gw_sink_token(sink, (const char *)t->text.data, t->text.len, &lp);
+}
+
 /* Routes one GenerateEvent from p (note 3). Under mu. */
 static void handle_event_locked(struct gw_runners *rn, struct replica *p,
                                 const Realm__V1__GenerateEvent *ev) {
@@ -660,8 +679,7 @@ static void handle_event_locked(struct gw_runners *rn, struct replica *p,
   if (!e || e->rep != p) return; /* finished or failed here already, or not this replica's */
   switch (ev->kind_case) {
   case REALM__V1__GENERATE_EVENT__KIND_TOKEN:
-    if (ev->token && ev->token->text.len)
-      gw_sink_token(e->sink, (const char *)ev->token->text.data, ev->token->text.len);
+    if (ev->token) sink_token_event(e->sink, ev->token);
     break;
   case REALM__V1__GENERATE_EVENT__KIND_FINISH: {
     const Realm__V1__Finish *f = ev->finish;

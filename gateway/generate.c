@@ -7,6 +7,11 @@
  * Streaming (one connection thread, see http.c): the status is decided only after the first
  * backend event or one keep-alive period, so a request the backend refuses at once still gets
  * a proper error status; after that, errors travel in-stream as an OpenAI error object.
+ *
+ * Logprobs (when the request asked for them): each token event's entry is collected and
+ * rendered with the chunk that carries its text. Text held back (a character split across
+ * tokens) carries its entries along to the chunk that releases it; entries whose text never
+ * appears (held back for a stop string) ride on the finish chunk.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -33,6 +38,8 @@ struct gw_stream {
   struct gw_buf out;    /* bytes rendered, not yet handed to MHD */
   struct gw_buf pieces; /* token pieces taken from the sink, not yet rendered */
   struct gw_buf carry;  /* an incomplete UTF-8 character split across tokens */
+  bool want_logprobs;   /* the request asked for logprobs */
+  struct gw_logprobs_acc lp; /* entries not yet rendered */
 };
 
 static void cancel_backend(struct gw_server *srv, struct gw_sink *sink) {
@@ -53,36 +60,47 @@ static int emit(struct gw_stream *st, char *json) {
   return r;
 }
 
+/* The logprob entries pending for the next chunk (NULL: render null). */
+static json_t *take_logprobs(struct gw_stream *st, bool want_empty) {
+  return st->want_logprobs ? gw_logprobs_take(&st->lp, want_empty) : NULL;
+}
+
 /* Renders whatever the sink has produced into st->out. */
 static int stream_render(struct gw_stream *st) {
   struct gw_sink_state s;
   int r = 0;
   if (!st->started) {
     st->started = true;
-    if (st->rc.kind == GW_API_CHAT && (r = emit(st, gw_render_chunk(&st->rc, "assistant", "", 0, NULL))) < 0)
+    if (st->rc.kind == GW_API_CHAT &&
+        (r = emit(st, gw_render_chunk(&st->rc, "assistant", "", 0, NULL, NULL))) < 0)
       return r;
   }
   if ((r = gw_sink_take(st->sink, &st->pieces, &s)) < 0) return r;
   size_t off = 0;
-  const char *text;
-  size_t len;
+  struct gw_sink_piece pc;
   struct gw_buf clean = {0};
-  while (r == 0 && gw_sink_next_piece(&st->pieces, &off, &text, &len)) {
+  while (r == 0 && gw_sink_next_piece(&st->pieces, &off, &pc)) {
     clean.len = 0;
-    r = gw_buf_append(&st->carry, text, len);
+    if (st->want_logprobs && pc.has_logprob) gw_logprobs_add(&st->lp, &pc.lp);
+    if (st->lp.oom) r = REALM_E_NOMEM;
+    if (r == 0) r = gw_buf_append(&st->carry, pc.text, pc.len);
     if (r == 0) r = gw_utf8_drain(&st->carry, false, &clean);
-    if (r == 0 && clean.len) r = emit(st, gw_render_chunk(&st->rc, NULL, clean.data, clean.len, NULL));
+    if (r == 0 && clean.len)
+      r = emit(st, gw_render_chunk(&st->rc, NULL, clean.data, clean.len, NULL,
+                                   take_logprobs(st, false)));
   }
   gw_buf_consume(&st->pieces, off);
   if (r == 0 && s.done) {
     clean.len = 0;
     r = gw_utf8_drain(&st->carry, true, &clean);
-    if (r == 0 && clean.len) r = emit(st, gw_render_chunk(&st->rc, NULL, clean.data, clean.len, NULL));
+    if (r == 0 && clean.len)
+      r = emit(st, gw_render_chunk(&st->rc, NULL, clean.data, clean.len, NULL,
+                                   take_logprobs(st, false)));
     if (r == 0 && s.failed) {
       r = emit(st, gw_error_json(s.err_code, s.err_msg, NULL));
     } else if (r == 0) {
       r = emit(st, gw_render_chunk(&st->rc, NULL, st->rc.kind == GW_API_CHAT ? NULL : "", 0,
-                                   s.finish_reason));
+                                   s.finish_reason, take_logprobs(st, false)));
       struct gw_usage u = usage_of(&s, st->prompt_estimate);
       if (r == 0 && st->rc.include_usage) r = emit(st, gw_render_usage_chunk(&st->rc, &u));
       if (r == 0) r = gw_sse_done(&st->out);
@@ -119,6 +137,7 @@ static void stream_free(void *cls) {
   gw_buf_free(&st->out);
   gw_buf_free(&st->pieces);
   gw_buf_free(&st->carry);
+  gw_logprobs_free(&st->lp);
   free(st);
 }
 
@@ -135,6 +154,8 @@ static enum MHD_Result start_stream(struct gw_req *r, const struct gw_gen_reques
   st->rc = (struct gw_render_ctx){req->kind, st->id, r->srv->cfg.wall_s(r->srv->cfg.clock_ctx),
                                   st->model, req->include_usage};
   st->out.limit = 2 * (size_t)REALM_GUEST_MAX_OUTPUT_BYTES;
+  st->want_logprobs = req->logprobs;
+  gw_logprobs_init(&st->lp, req->kind);
 
   /* Decide the status: wait for the first event or one keep-alive period. */
   struct gw_sink_state s;
@@ -184,9 +205,13 @@ static enum MHD_Result answer_whole(struct gw_req *r, const struct gw_gen_reques
     goto out;
   }
   size_t off = 0;
-  const char *p;
-  size_t len;
-  while (gw_sink_next_piece(&pieces, &off, &p, &len)) gw_buf_append(&carry, p, len);
+  struct gw_sink_piece pc;
+  struct gw_logprobs_acc lp;
+  gw_logprobs_init(&lp, req->kind);
+  while (gw_sink_next_piece(&pieces, &off, &pc)) {
+    gw_buf_append(&carry, pc.text, pc.len);
+    if (req->logprobs && pc.has_logprob) gw_logprobs_add(&lp, &pc.lp);
+  }
   gw_utf8_drain(&carry, true, &text);
   gw_buf_appends(&text, ""); /* non-NULL data even when empty */
   char id[48];
@@ -194,7 +219,10 @@ static enum MHD_Result answer_whole(struct gw_req *r, const struct gw_gen_reques
   struct gw_render_ctx rc = {req->kind, id, r->srv->cfg.wall_s(r->srv->cfg.clock_ctx), req->model,
                              false};
   struct gw_usage u = usage_of(&s, req->prompt_tokens_estimate);
-  char *body = gw_render_response(&rc, text.data, text.len, s.finish_reason, &u);
+  json_t *lpj = req->logprobs ? gw_logprobs_take(&lp, true) : NULL;
+  char *body = lp.oom ? NULL : gw_render_response(&rc, text.data, text.len, s.finish_reason, &u, lpj);
+  if (lp.oom) json_decref(lpj);
+  gw_logprobs_free(&lp);
   if (!body) res = gw_reply_error(r, REALM_E_NOMEM, "", "out of memory rendering the answer");
   else res = gw_reply_body(r, 200, "application/json", body, strlen(body));
 out:

@@ -6,14 +6,32 @@
  * logged), SIGINT/SIGTERM stop. Signals are blocked in every thread before any thread starts
  * and taken synchronously with sigwait(), so no handler runs inside a connection or I/O thread.
  * Logging goes through realm/log.h (REALM_LOG_LEVEL, REALM_LOG_FORMAT).
+ *
+ * Jail (policy-gateway.c): once the listener is bound, the tenants file loaded and the runner
+ * backend's threads run, the whole process goes under the gateway's seccomp allowlist (TSYNC,
+ * every thread) before the first signal is taken; --no-jail skips it for debugging, loudly.
+ *
+ * When built with REALM_GATEWAY_TEST_HOOKS (realm-gateway-testhooks, used by
+ * tests/security/test_gateway_jail.c only; the installed realm-gateway has no such code)
+ * --test-escape makes a thread that existed before the jail attempt a forbidden syscall
+ * after it, to prove the jail (and its TSYNC reach) kills the process with SIGSYS.
  */
+#include <fcntl.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <zmq.h>
 
 #include "backend_runners.h"
 #include "gateway.h"
+#include "policy.h"
 #include "realm/config.h"
 #include "realm/limits.h"
 #include "realm/log.h"
@@ -26,10 +44,54 @@ static void log_bridge(void *ctx, enum gw_log_level level, const char *msg) {
   realm_log(l, msg);
 }
 
+#ifdef REALM_GATEWAY_TEST_HOOKS
+/* The hook thread: started before the jail, so only TSYNC puts it under the filter. It waits
+ * for the main thread's go (after the jail), attempts the syscall named by what, and exits 3
+ * if it was not stopped. Raw attempts, so nothing can be satisfied from a libc cache. */
+struct escape {
+  const char *what;
+  int go_fd;
+};
+
+static void *escape_main(void *arg) {
+  struct escape *e = arg;
+  uint64_t v;
+  while (read(e->go_fd, &v, sizeof v) != (ssize_t)sizeof v) {
+  }
+  realm_log_warn("TEST HOOK: attempting a forbidden syscall", RLOG_STR("syscall", e->what));
+  if (strcmp(e->what, "execve") == 0) {
+    char *const args[] = {"/bin/true", NULL};
+    execve("/bin/true", args, NULL);
+    realm_log_error("TEST HOOK: execve was not stopped");
+  } else if (strcmp(e->what, "openat-write") == 0) {
+    int fd = openat(AT_FDCWD, "/dev/null", O_WRONLY | O_CLOEXEC);
+    realm_log_error("TEST HOOK: openat for writing was not stopped", RLOG_INT("fd", fd));
+  } else if (strcmp(e->what, "fork") == 0) {
+    pid_t pid = fork();
+    if (pid == 0) _exit(0);
+    if (pid > 0) waitpid(pid, NULL, 0);
+    realm_log_error("TEST HOOK: fork was not stopped", RLOG_INT("pid", pid));
+  } else if (strcmp(e->what, "socket-netlink") == 0) {
+    int fd = socket(AF_NETLINK, SOCK_RAW, 0);
+    realm_log_error("TEST HOOK: socket(AF_NETLINK) was not stopped", RLOG_INT("fd", fd));
+  } else if (strcmp(e->what, "openat-read") == 0) {
+    /* Allowed (the tenants reload needs it): the control that read-only opens survive. */
+    int fd = openat(AT_FDCWD, "/dev/null", O_RDONLY | O_CLOEXEC);
+    realm_log_info("TEST HOOK: openat read-only", RLOG_INT("fd", fd));
+    if (fd >= 0) _exit(4);
+  }
+  _exit(3);
+}
+#endif
+
 int main(int argc, char **argv) {
   const char *tenants = NULL, *listen_addr = NULL;
   int64_t port = 0, ping_ms = 0, ping_misses = 0, cancel_grace_ms = 0, keepalive_ms = 0;
   int64_t max_connections = 0;
+  bool no_jail = false, print_policy = false;
+#ifdef REALM_GATEWAY_TEST_HOOKS
+  const char *test_escape_what = "";
+#endif
   const struct realm_option opts[] = {
       {"tenants", "REALM_TENANTS", REALM_OPT_STRING, NULL, 0, 0,
        "tenants JSON file (keys, limits, models, runner endpoints); SIGHUP reloads it", &tenants},
@@ -49,6 +111,15 @@ int main(int argc, char **argv) {
        "SSE keep-alive comment period on a silent stream", &keepalive_ms},
       {"max-connections", "REALM_GATEWAY_MAX_CONNECTIONS", REALM_OPT_INT64, "1024", 1,
        REALM_HTTP_MAX_CONNECTIONS, "concurrent HTTP connections", &max_connections},
+      {"no-jail", "REALM_GATEWAY_NO_JAIL", REALM_OPT_BOOL, "false", 0, 0,
+       "DEBUGGING ONLY: run without the seccomp allowlist", &no_jail},
+      {"print-policy", NULL, REALM_OPT_BOOL, "false", 0, 0,
+       "print the seccomp filter (libseccomp pseudo code) and exit", &print_policy},
+#ifdef REALM_GATEWAY_TEST_HOOKS
+      {"test-escape", NULL, REALM_OPT_STRING, "", 0, 0,
+       "TEST HOOK: after the jail, attempt execve|openat-write|openat-read|fork|socket-netlink",
+       &test_escape_what},
+#endif
   };
   char err[512];
   int rc = realm_config_parse(opts, REALM_COUNTOF(opts), argc, argv, NULL, err, sizeof err);
@@ -68,6 +139,11 @@ int main(int argc, char **argv) {
     realm_log_error("bad options", RLOG_STR("detail", err));
     return 2;
   }
+  if (print_policy) {
+    int pr = gw_policy_export(STDOUT_FILENO, err, sizeof err);
+    if (pr < 0) realm_log_error("cannot build the seccomp policy", RLOG_STR("detail", err));
+    return pr < 0 ? 1 : 0;
+  }
   if (!tenants || !tenants[0]) {
     realm_log_error("no tenants file: pass --tenants FILE or set REALM_TENANTS");
     return 2;
@@ -82,13 +158,35 @@ int main(int argc, char **argv) {
   pthread_sigmask(SIG_BLOCK, &set, NULL);
   signal(SIGPIPE, SIG_IGN);
 
+#ifdef REALM_GATEWAY_TEST_HOOKS
+  struct escape esc = {test_escape_what, -1};
+  pthread_t esc_thread;
+  if (test_escape_what[0]) {
+    esc.go_fd = eventfd(0, EFD_CLOEXEC);
+    if (esc.go_fd < 0 || pthread_create(&esc_thread, NULL, escape_main, &esc) != 0) return 1;
+  }
+#endif
+
+  /* The ZeroMQ context is ours so its I/O and reaper threads can be started now, before the
+   * jail (libzmq starts them with the first socket); a reload or reconnect later only adds
+   * sockets, never threads. */
+  void *zctx = zmq_ctx_new();
+  void *probe = zctx ? zmq_socket(zctx, ZMQ_PAIR) : NULL;
+  if (!probe) {
+    realm_log_error("cannot start ZeroMQ", RLOG_STR("detail", zmq_strerror(zmq_errno())));
+    if (zctx) zmq_ctx_term(zctx);
+    return 1;
+  }
+  zmq_close(probe);
   struct gw_runners_config rcfg = {.ping_ms = (uint32_t)ping_ms,
                                    .ping_misses = (uint32_t)ping_misses,
                                    .cancel_grace_ms = (uint32_t)cancel_grace_ms,
+                                   .zmq_ctx = zctx,
                                    .log = log_bridge};
   struct gw_runners *runners = NULL;
   if (gw_runners_create(&rcfg, &runners, err, sizeof err) < 0) {
     realm_log_error("cannot start the runner backend", RLOG_STR("detail", err));
+    zmq_ctx_term(zctx);
     return 1;
   }
   struct gw_config cfg = {.listen_addr = listen_addr,
@@ -102,11 +200,31 @@ int main(int argc, char **argv) {
   if (gw_server_start(&cfg, &srv, err, sizeof err) < 0) {
     realm_log_error("cannot start", RLOG_STR("detail", err));
     gw_runners_destroy(runners);
+    zmq_ctx_term(zctx);
     return 1;
   }
+  if (no_jail) {
+    realm_log_warn("!!! --no-jail: realm-gateway runs WITHOUT its seccomp allowlist; for "
+                   "debugging only, never in production !!!");
+  } else if (gw_jail(err, sizeof err) < 0) {
+    realm_log_error("cannot apply the jail (use --no-jail only to debug)",
+                    RLOG_STR("detail", err));
+    gw_server_stop(srv);
+    gw_runners_destroy(runners);
+    zmq_ctx_term(zctx);
+    return 1;
+  } else {
+    realm_log_info("jailed", RLOG_STR("policy", gw_policy_summary()));
+  }
+#ifdef REALM_GATEWAY_TEST_HOOKS
+  if (test_escape_what[0]) {
+    uint64_t one = 1;
+    if (write(esc.go_fd, &one, sizeof one) != (ssize_t)sizeof one) return 1;
+  }
+#endif
   realm_log_info("listening", RLOG_STR("addr", listen_addr), RLOG_UINT("port", gw_server_port(srv)),
                  RLOG_STR("tenants", tenants), RLOG_INT("ping_ms", ping_ms),
-                 RLOG_INT("ping_misses", ping_misses));
+                 RLOG_INT("ping_misses", ping_misses), RLOG_BOOL("jailed", !no_jail));
   for (;;) {
     int sig = 0;
     if (sigwait(&set, &sig) != 0) continue;
@@ -122,5 +240,6 @@ int main(int argc, char **argv) {
   }
   gw_server_stop(srv);       /* connections first: their requests are cancelled ... */
   gw_runners_destroy(runners); /* ... then whatever is left gets its terminal event */
+  zmq_ctx_term(zctx);
   return 0;
 }

@@ -1,7 +1,13 @@
 /*
  * sink.c — the event queue of one generation request (see sink.h and backend.h's contract).
  * A backend that keeps emitting after the output limit gets its request failed rather than
- * letting it grow gateway memory.
+ * letting it grow gateway memory; logprob entries have their own, larger, limit.
+ *
+ * Record layout of one queued token event (host byte order; only this file reads it):
+ *   u32 text_len, text bytes,
+ *   u32 n_top or GW_NO_LOGPROB,
+ *   [logprob present:] f32 logprob, u32 token_len, token bytes,
+ *                      n_top × (f32 logprob, u32 len, bytes)
  */
 #include "sink.h"
 
@@ -17,6 +23,11 @@
 #include "realm/error.h"
 #include "realm/limits.h"
 
+#define GW_NO_LOGPROB 0xffffffffu
+/* Logprob entries of one request: at most ~5.5 KiB per token with 20 alternatives; this
+ * allows thousands of tokens at full width while bounding gateway memory. */
+#define GW_SINK_MAX_LOGPROB_BYTES (16u << 20)
+
 struct gw_sink {
   pthread_mutex_t mu;
   int refs; /* under mu */
@@ -24,7 +35,8 @@ struct gw_sink {
   gw_clock_fn clock;
   void *clock_ctx;
   struct gw_buf pieces; /* under mu: queued token texts */
-  uint64_t total_bytes; /* under mu */
+  uint64_t total_bytes; /* under mu: text bytes so far */
+  uint64_t lp_bytes;    /* under mu: logprob record bytes so far */
   bool cancelled;       /* under mu */
   bool backend_done;    /* under mu: the backend delivered its terminal event */
   struct gw_sink_state st; /* under mu */
@@ -43,7 +55,7 @@ int gw_sink_create(gw_clock_fn clock, void *clock_ctx, struct gw_sink **ret) {
   s->refs = 2;
   s->clock = clock;
   s->clock_ctx = clock_ctx;
-  s->pieces.limit = REALM_GUEST_MAX_OUTPUT_BYTES + 4096;
+  s->pieces.limit = REALM_GUEST_MAX_OUTPUT_BYTES + GW_SINK_MAX_LOGPROB_BYTES + 4096;
   *ret = s;
   return 0;
 }
@@ -81,23 +93,69 @@ static bool sink_finish_locked(struct gw_sink *s) {
   return true;
 }
 
-void gw_sink_token(struct gw_sink *s, const char *text, size_t len) {
+static size_t lp_record_bytes(const struct gw_token_logprob *lp, size_t n_top) {
+  size_t n = 4 + 4 + (lp->len < GW_MAX_LOGPROB_TOKEN_BYTES ? lp->len : GW_MAX_LOGPROB_TOKEN_BYTES);
+  for (size_t i = 0; i < n_top; i++)
+    n += 4 + 4 + (lp->top[i].len < GW_MAX_LOGPROB_TOKEN_BYTES ? lp->top[i].len
+                                                              : GW_MAX_LOGPROB_TOKEN_BYTES);
+  return n;
+}
+
+static int append_u32(struct gw_buf *b, uint32_t v) { return gw_buf_append(b, &v, sizeof v); }
+static int append_f32(struct gw_buf *b, float v) { return gw_buf_append(b, &v, sizeof v); }
+
+/* Token text cut to the per-token limit (see backend.h). */
+static int append_token_text(struct gw_buf *b, const char *text, size_t len) {
+  uint32_t l = (uint32_t)(len < GW_MAX_LOGPROB_TOKEN_BYTES ? len : GW_MAX_LOGPROB_TOKEN_BYTES);
+  int r = append_u32(b, l);
+  return r == 0 ? gw_buf_append(b, l ? text : "", l) : r;
+}
+
+/* Appends one record; on failure the buffer is rolled back to where it was. */
+static int append_record(struct gw_buf *b, const char *text, size_t len,
+                         const struct gw_token_logprob *lp, size_t n_top) {
+  size_t mark = b->len;
+  int r = append_u32(b, (uint32_t)len);
+  if (r == 0) r = gw_buf_append(b, len ? text : "", len);
+  if (r == 0) r = append_u32(b, lp ? (uint32_t)n_top : GW_NO_LOGPROB);
+  if (r == 0 && lp) {
+    r = append_f32(b, lp->logprob);
+    if (r == 0) r = append_token_text(b, lp->text, lp->len);
+    for (size_t i = 0; r == 0 && i < n_top; i++) {
+      r = append_f32(b, lp->top[i].logprob);
+      if (r == 0) r = append_token_text(b, lp->top[i].text, lp->top[i].len);
+    }
+  }
+  if (r < 0) b->len = mark;
+  return r;
+}
+
+void gw_sink_token(struct gw_sink *s, const char *text, size_t len,
+                   const struct gw_token_logprob *lp) {
+  size_t n_top = lp ? (lp->top ? lp->n_top : 0) : 0;
+  if (n_top > GW_MAX_TOP_LOGPROBS) n_top = GW_MAX_TOP_LOGPROBS;
+  size_t lp_bytes = lp ? lp_record_bytes(lp, n_top) : 0;
   pthread_mutex_lock(&s->mu);
   if (!s->st.done) {
-    uint32_t l = (uint32_t)len;
-    if (len > REALM_GUEST_MAX_OUTPUT_BYTES || s->total_bytes + len > REALM_GUEST_MAX_OUTPUT_BYTES ||
-        gw_buf_append(&s->pieces, &l, sizeof l) < 0 ||
-        gw_buf_append(&s->pieces, text, len) < 0) {
+    bool text_over = len > REALM_GUEST_MAX_OUTPUT_BYTES ||
+                     s->total_bytes + len > REALM_GUEST_MAX_OUTPUT_BYTES;
+    bool lp_over = s->lp_bytes + lp_bytes > GW_SINK_MAX_LOGPROB_BYTES;
+    if (text_over || lp_over || append_record(&s->pieces, text, len, lp, n_top) < 0) {
       /* Not terminal for the backend: it still owes its own terminal event (contract 2), which
        * will then be ignored. The client sees the failure now. */
       s->st.failed = true;
       s->st.err_code = REALM_E_TOO_LARGE;
-      snprintf(s->st.err_msg, sizeof s->st.err_msg, "the output exceeded %u bytes",
-               (unsigned)REALM_GUEST_MAX_OUTPUT_BYTES);
+      if (lp_over)
+        snprintf(s->st.err_msg, sizeof s->st.err_msg, "the logprobs exceeded %u bytes",
+                 (unsigned)GW_SINK_MAX_LOGPROB_BYTES);
+      else
+        snprintf(s->st.err_msg, sizeof s->st.err_msg, "the output exceeded %u bytes",
+                 (unsigned)REALM_GUEST_MAX_OUTPUT_BYTES);
       s->st.done = true;
       s->st.done_ns = s->clock(s->clock_ctx);
     } else {
       s->total_bytes += len;
+      s->lp_bytes += lp_bytes;
       if (s->st.n_tokens++ == 0) s->st.first_token_ns = s->clock(s->clock_ctx);
     }
   }
@@ -166,15 +224,51 @@ int gw_sink_take(struct gw_sink *s, struct gw_buf *pieces, struct gw_sink_state 
   return r;
 }
 
-bool gw_sink_next_piece(const struct gw_buf *pieces, size_t *off, const char **ret_text,
-                        size_t *ret_len) {
+/* Bounded readers over the record stream: each fails (false) instead of reading past len. */
+static bool read_u32(const struct gw_buf *b, size_t *off, uint32_t *v) {
+  if (b->len - *off < sizeof *v) return false;
+  memcpy(v, b->data + *off, sizeof *v);
+  *off += sizeof *v;
+  return true;
+}
+
+static bool read_f32(const struct gw_buf *b, size_t *off, float *v) {
+  if (b->len - *off < sizeof *v) return false;
+  memcpy(v, b->data + *off, sizeof *v);
+  *off += sizeof *v;
+  return true;
+}
+
+static bool read_bytes(const struct gw_buf *b, size_t *off, const char **p, size_t *len) {
   uint32_t l;
-  if (*off + sizeof l > pieces->len) return false;
-  memcpy(&l, pieces->data + *off, sizeof l);
-  if (*off + sizeof l + l > pieces->len) return false;
-  *ret_text = pieces->data + *off + sizeof l;
-  *ret_len = l;
-  *off += sizeof l + l;
+  if (!read_u32(b, off, &l) || b->len - *off < l) return false;
+  *p = b->data + *off;
+  *len = l;
+  *off += l;
+  return true;
+}
+
+bool gw_sink_next_piece(const struct gw_buf *pieces, size_t *off, struct gw_sink_piece *ret) {
+  size_t o = *off;
+  uint32_t n_top;
+  if (o > pieces->len || !read_bytes(pieces, &o, &ret->text, &ret->len) ||
+      !read_u32(pieces, &o, &n_top))
+    return false;
+  ret->has_logprob = n_top != GW_NO_LOGPROB;
+  ret->lp = (struct gw_token_logprob){0};
+  if (ret->has_logprob) {
+    if (n_top > GW_MAX_TOP_LOGPROBS) return false;
+    if (!read_f32(pieces, &o, &ret->lp.logprob) ||
+        !read_bytes(pieces, &o, &ret->lp.text, &ret->lp.len))
+      return false;
+    for (uint32_t i = 0; i < n_top; i++)
+      if (!read_f32(pieces, &o, &ret->top[i].logprob) ||
+          !read_bytes(pieces, &o, &ret->top[i].text, &ret->top[i].len))
+        return false;
+    ret->lp.top = ret->top;
+    ret->lp.n_top = n_top;
+  }
+  *off = o;
   return true;
 }
 

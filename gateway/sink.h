@@ -3,7 +3,8 @@
  * connection thread that turns events into a response (the gw_sink of backend.h).
  *
  * Token texts are queued as separate pieces so each token becomes its own SSE chunk
- * regardless of scheduling; the terminal event sets the state. An eventfd is signalled on every
+ * regardless of scheduling; a piece also carries the token's logprob entry when the backend
+ * gave one (copied: texts, logprob, up to GW_MAX_TOP_LOGPROBS alternatives); the terminal event sets the state. An eventfd is signalled on every
  * event so the connection thread can poll it together with the client socket and notice a
  * disconnect while waiting. Refcounted: one reference for the HTTP side, one for the backend
  * (dropped by the terminal event).
@@ -40,11 +41,21 @@ struct gw_sink *gw_sink_ref(struct gw_sink *s);
  * REALM_E_CANCELLED if client_fd (>= 0) shows the peer hung up. */
 int gw_sink_wait(struct gw_sink *s, int client_fd, int timeout_ms);
 
-/* Moves queued token pieces into pieces (each: uint32 length, bytes) and copies the state. */
+/* Moves queued token pieces into pieces (an opaque record stream read with
+ * gw_sink_next_piece) and copies the state. */
 int gw_sink_take(struct gw_sink *s, struct gw_buf *pieces, struct gw_sink_state *ret_state);
-/* Iterates pieces taken by gw_sink_take; *off starts at 0. */
-bool gw_sink_next_piece(const struct gw_buf *pieces, size_t *off, const char **ret_text,
-                        size_t *ret_len);
+
+/* One queued token event; pointers into the pieces buffer. */
+struct gw_sink_piece {
+  const char *text; /* text released by this event (may be empty) */
+  size_t len;
+  bool has_logprob;
+  struct gw_token_logprob lp; /* lp.top points at top[] below */
+  struct gw_top_logprob top[GW_MAX_TOP_LOGPROBS];
+};
+/* Iterates pieces taken by gw_sink_take; *off starts at 0. False at the end (or at an
+ * incomplete record, which gw_sink_take never produces). */
+bool gw_sink_next_piece(const struct gw_buf *pieces, size_t *off, struct gw_sink_piece *ret);
 
 /* Marks the request cancelled by the client. True when the caller should call the backend's
  * cancel (no terminal event yet and not cancelled before). */

@@ -35,6 +35,8 @@ struct fr_stream {
   const char *error_code;
   uint32_t prompt_tokens, completion_tokens;
   const char *finish;
+  bool logprobs;         /* the request asked for logprobs: attach TokenLogprob entries */
+  uint32_t top_logprobs; /* alternatives per entry */
 };
 
 struct fake_runner {
@@ -194,6 +196,8 @@ static void start_stream(struct fake_runner *fr, const realm_ipc_peer *peer,
     s->completion_tokens = sc->completion_tokens;
   }
   s->hang = sc->hang;
+  s->logprobs = sp && sp->logprobs;
+  s->top_logprobs = sp ? sp->top_logprobs : 0;
   s->error_code = sc->error_code ? fr->script_error : NULL;
   s->finish = sc->finish;
   s->due_ns = mono_ns();
@@ -266,6 +270,35 @@ static long pump_streams(struct fake_runner *fr) {
         t.text.data = (uint8_t *)s->texts[s->next];
         t.text.len = strlen(s->texts[s->next]);
         t.token_id = (int32_t)s->next;
+        /* Logprobs as the real runner sends them: the token's own bytes and a made-up but
+         * predictable logprob -0.5 × (position + 1); alternatives: the token itself first,
+         * then "alt1", "alt2", ... each one nat less likely. */
+        Realm__V1__TokenLogprob lp;
+        Realm__V1__TopLogprob tops[20], *top_p[20];
+        char alt_names[20][8];
+        if (s->logprobs) {
+          realm__v1__token_logprob__init(&lp);
+          lp.token_id = t.token_id;
+          lp.text = t.text;
+          lp.logprob = -0.5f * (float)(s->next + 1);
+          size_t n_top = s->top_logprobs < 20 ? s->top_logprobs : 20;
+          for (size_t k = 0; k < n_top; k++) {
+            realm__v1__top_logprob__init(&tops[k]);
+            tops[k].token_id = (int32_t)(1000 + k);
+            if (k == 0) {
+              tops[k].text = t.text;
+            } else {
+              snprintf(alt_names[k], sizeof alt_names[k], "alt%zu", k);
+              tops[k].text.data = (uint8_t *)alt_names[k];
+              tops[k].text.len = strlen(alt_names[k]);
+            }
+            tops[k].logprob = lp.logprob - (float)k;
+            top_p[k] = &tops[k];
+          }
+          lp.n_top = n_top;
+          lp.top = top_p;
+          t.logprob = &lp;
+        }
         Realm__V1__GenerateEvent g;
         realm__v1__generate_event__init(&g);
         g.request_id = s->id;

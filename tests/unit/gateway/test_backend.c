@@ -15,7 +15,7 @@ static void *call_main(void *arg) {
   struct tb_call *c = arg;
   struct test_backend *tb = c->tb;
   for (size_t i = 0; i < c->script.n_tokens; i++)
-    gw_sink_token(c->sink, c->script.tokens[i], strlen(c->script.tokens[i]));
+    gw_sink_token(c->sink, c->script.tokens[i], strlen(c->script.tokens[i]), NULL);
   pthread_mutex_lock(&tb->mu);
   if (c->script.hang) {
     /* Bounded: a test that forgets to cancel still ends. */

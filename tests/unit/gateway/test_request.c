@@ -236,14 +236,14 @@ TEST(completion_prompts) {
 TEST(render_shapes_match_openai) {
   struct gw_render_ctx c = {GW_API_CHAT, "chatcmpl-X", 1700000000, "m1", false};
   struct gw_usage u = {3, 2};
-  char *s = gw_render_response(&c, "Hi!", 3, "stop", &u);
+  char *s = gw_render_response(&c, "Hi!", 3, "stop", &u, NULL);
   CHECK_STR_EQ(s, "{\"id\":\"chatcmpl-X\",\"object\":\"chat.completion\",\"created\":1700000000,"
                   "\"model\":\"m1\",\"choices\":[{\"index\":0,\"message\":{\"role\":\"assistant\","
                   "\"content\":\"Hi!\"},\"logprobs\":null,\"finish_reason\":\"stop\"}],\"usage\":"
                   "{\"prompt_tokens\":3,\"completion_tokens\":2,\"total_tokens\":5}}");
   free(s);
   struct gw_render_ctx t = {GW_API_COMPLETION, "cmpl-Y", 5, "m1", false};
-  s = gw_render_response(&t, "ab", 2, "length", &u);
+  s = gw_render_response(&t, "ab", 2, "length", &u, NULL);
   CHECK_STR_EQ(s, "{\"id\":\"cmpl-Y\",\"object\":\"text_completion\",\"created\":5,\"model\":\"m1\","
                   "\"choices\":[{\"text\":\"ab\",\"index\":0,\"logprobs\":null,\"finish_reason\":"
                   "\"length\"}],\"usage\":{\"prompt_tokens\":3,\"completion_tokens\":2,"
@@ -252,6 +252,59 @@ TEST(render_shapes_match_openai) {
   char id[48];
   gw_completion_id(GW_API_CHAT, id, sizeof id);
   CHECK(strncmp(id, "chatcmpl-", 9) == 0 && strlen(id) == 9 + 24);
+}
+
+TEST(logprobs_render_in_openai_shapes) {
+  /* Chat: one entry per token with its alternatives; a partial UTF-8 token is written with
+   * \xNN escapes in `token` and its exact bytes in `bytes`. */
+  struct gw_logprobs_acc a;
+  gw_logprobs_init(&a, GW_API_CHAT);
+  struct gw_top_logprob top[2] = {{"Hi", 2, -0.25f}, {"Ho", 2, -1.5f}};
+  struct gw_token_logprob hi = {"Hi", 2, -0.25f, top, 2};
+  struct gw_token_logprob half = {"\xE2\x82", 2, -2.0f, NULL, 0};
+  gw_logprobs_add(&a, &hi);
+  gw_logprobs_add(&a, &half);
+  struct gw_render_ctx c = {GW_API_CHAT, "chatcmpl-X", 1, "m1", false};
+  char *s = gw_render_chunk(&c, NULL, "Hi", 2, NULL, gw_logprobs_take(&a, false));
+  CHECK_STR_CONTAINS(s, "\"logprobs\":{\"content\":[{\"token\":\"Hi\",\"logprob\":-0.25,\"bytes\":"
+                        "[72,105],\"top_logprobs\":[{\"token\":\"Hi\",\"logprob\":-0.25,\"bytes\":"
+                        "[72,105]},{\"token\":\"Ho\",\"logprob\":-1.5,\"bytes\":[72,111]}]},"
+                        "{\"token\":\"\\\\xe2\\\\x82\",\"logprob\":-2.0,\"bytes\":[226,130],"
+                        "\"top_logprobs\":[]}],\"refusal\":null}");
+  free(s);
+  /* Taken: the next chunk without entries renders null, or an empty shape when asked. */
+  CHECK(gw_logprobs_take(&a, false) == NULL);
+  json_t *empty = gw_logprobs_take(&a, true);
+  s = json_dumps(empty, JSON_COMPACT);
+  CHECK_STR_EQ(s, "{\"content\":[],\"refusal\":null}");
+  free(s);
+  json_decref(empty);
+  CHECK(!a.oom);
+  gw_logprobs_free(&a);
+
+  /* Completions: parallel arrays, alternatives as a {token: logprob} object, text_offset in
+   * characters carried across takes (one per streamed chunk). */
+  gw_logprobs_init(&a, GW_API_COMPLETION);
+  struct gw_token_logprob e1 = {"\xC3\xA9t", 3, -0.5f, top, 1};
+  struct gw_token_logprob e2 = {"\xC3\xA9", 2, -1.0f, top + 1, 1};
+  gw_logprobs_add(&a, &e1);
+  json_t *j1 = gw_logprobs_take(&a, false);
+  gw_logprobs_add(&a, &e2);
+  json_t *j2 = gw_logprobs_take(&a, false);
+  char *s1 = json_dumps(j1, JSON_COMPACT), *s2 = json_dumps(j2, JSON_COMPACT);
+  CHECK_STR_EQ(s1, "{\"tokens\":[\"\xC3\xA9t\"],\"token_logprobs\":[-0.5],\"top_logprobs\":"
+                   "[{\"Hi\":-0.25}],\"text_offset\":[0]}");
+  CHECK_STR_EQ(s2, "{\"tokens\":[\"\xC3\xA9\"],\"token_logprobs\":[-1.0],\"top_logprobs\":"
+                   "[{\"Ho\":-1.5}],\"text_offset\":[2]}");
+  free(s1);
+  free(s2);
+  json_decref(j1);
+  struct gw_render_ctx t = {GW_API_COMPLETION, "cmpl-Y", 5, "m1", false};
+  struct gw_usage u = {1, 1};
+  s = gw_render_response(&t, "x", 1, "stop", &u, j2);
+  CHECK_STR_CONTAINS(s, "\"index\":0,\"logprobs\":{\"tokens\":");
+  free(s);
+  gw_logprobs_free(&a);
 }
 
 TEST(sse_framing_and_error_body) {
