@@ -74,9 +74,10 @@ void worker_send_reply(struct worker *w, const realm_ipc_peer *to, Realm__V1__Wo
   int rc = realm_ipc_send(w->router, to, REALM_FRAME_WORKER_REPLY, &reply->base, ZMQ_DONTWAIT,
                           err, sizeof err);
   if (rc == 0) return;
-  realm_log_warn("reply not delivered", RLOG_ERR(rc), RLOG_STR("detail", err),
-                 RLOG_UINT("request_id", reply->request_id),
-                 RLOG_UINT("conn", c ? c->id : 0));
+  /* Notices (request_id 0, e.g. at shutdown) to runners already gone are expected. */
+  realm_log(reply->request_id ? REALM_LOG_WARN : REALM_LOG_DEBUG, "reply not delivered",
+            RLOG_ERR(rc), RLOG_STR("detail", err), RLOG_UINT("request_id", reply->request_id),
+            RLOG_UINT("conn", c ? c->id : 0));
   /* Gone (EHOSTUNREACH) or stuck at its high-water mark: either way the runner can no longer
    * follow this connection's replies, so its sessions are released — by the loop, once no
    * request of it is half handled (conn_reap). */

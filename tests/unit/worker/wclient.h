@@ -37,7 +37,7 @@ struct wclient {
 #define WC_MAX_PAYLOAD ((size_t)REALM_MAX_FRAME_BYTES + REALM_MAX_INLINE_TENSOR_BYTES)
 
 /* Waits up to timeout_ms for one reply; returns it (free with realm_frame_msg_free) or NULL. */
-static Realm__V1__WorkerReply *wc_recv(struct wclient *c, int timeout_ms) {
+static inline Realm__V1__WorkerReply *wc_recv(struct wclient *c, int timeout_ms) {
   zmq_pollitem_t it = {.socket = c->sock, .events = ZMQ_POLLIN};
   if (zmq_poll(&it, 1, timeout_ms) <= 0) {
     snprintf(c->err, sizeof c->err, "no reply within %d ms", timeout_ms);
@@ -51,14 +51,14 @@ static Realm__V1__WorkerReply *wc_recv(struct wclient *c, int timeout_ms) {
 }
 
 /* Sends req with a fresh request id (stored in req->request_id); returns 0 or an error. */
-static int wc_send(struct wclient *c, Realm__V1__WorkerRequest *req) {
+static inline int wc_send(struct wclient *c, Realm__V1__WorkerRequest *req) {
   req->request_id = ++c->next_rid;
   return realm_ipc_send(c->sock, NULL, REALM_FRAME_WORKER_REQUEST, &req->base, 0, c->err,
                         sizeof c->err);
 }
 
 /* Sends req and waits (10 s at most) for its reply. */
-static Realm__V1__WorkerReply *wc_call(struct wclient *c, Realm__V1__WorkerRequest *req) {
+static inline Realm__V1__WorkerReply *wc_call(struct wclient *c, Realm__V1__WorkerRequest *req) {
   if (wc_send(c, req) < 0) return NULL;
   for (int i = 0; i < 64; i++) {
     Realm__V1__WorkerReply *r = wc_recv(c, 10000);
@@ -70,7 +70,7 @@ static Realm__V1__WorkerReply *wc_call(struct wclient *c, Realm__V1__WorkerReque
 }
 
 /* Fetches the memfd for a HelloReply over the side socket. */
-static int wc_fetch_shm(struct wclient *c, const Realm__V1__HelloReply *hr) {
+static inline int wc_fetch_shm(struct wclient *c, const Realm__V1__HelloReply *hr) {
   int fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
   struct sockaddr_un sa = {.sun_family = AF_UNIX};
   snprintf(sa.sun_path, sizeof sa.sun_path, "%s", hr->shm_socket_path);
@@ -101,7 +101,7 @@ static int wc_fetch_shm(struct wclient *c, const Realm__V1__HelloReply *hr) {
 }
 
 /* Connects, says Hello (shm_bytes 0 = inline mode) and fetches the region. */
-static int wc_open(struct wclient *c, void *zctx, const char *endpoint, const char *tenant,
+static inline int wc_open(struct wclient *c, void *zctx, const char *endpoint, const char *tenant,
                    const char *replica, uint32_t weight, uint64_t quota, uint64_t shm_bytes) {
   memset(c, 0, sizeof *c);
   if (realm_ipc_socket_new(zctx, ZMQ_DEALER, WC_MAX_PAYLOAD, &c->sock, c->err, sizeof c->err) < 0)
@@ -143,14 +143,14 @@ static int wc_open(struct wclient *c, void *zctx, const char *endpoint, const ch
   return rc;
 }
 
-static void wc_close(struct wclient *c) {
+static inline void wc_close(struct wclient *c) {
   realm_ipc_socket_close(c->sock);
   realm_shm_destroy(c->shm);
   memset(c, 0, sizeof *c);
 }
 
 /* Opens a session; returns its id or 0 (and *ret_code the error code when given). */
-static uint64_t wc_session_open(struct wclient *c, uint32_t max_tokens, int *ret_code) {
+static inline uint64_t wc_session_open(struct wclient *c, uint32_t max_tokens, int *ret_code) {
   Realm__V1__SessionOpen so;
   realm__v1__session_open__init(&so);
   so.max_tokens = max_tokens;
@@ -173,7 +173,7 @@ static uint64_t wc_session_open(struct wclient *c, uint32_t max_tokens, int *ret
 }
 
 /* Error code of a whole reply (0 when it is not an error). */
-static int wc_reply_code(const Realm__V1__WorkerReply *r) {
+static inline int wc_reply_code(const Realm__V1__WorkerReply *r) {
   if (!r) return REALM_E_TIMEOUT;
   return r->body_case == REALM__V1__WORKER_REPLY__BODY_ERROR ? realm_proto_error_code(r->error) : 0;
 }
