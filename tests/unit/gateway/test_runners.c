@@ -5,7 +5,8 @@
  * pings taken out and put back, a replica killed mid-stream failing its stream promptly, all
  * replicas down giving 503 with the OpenAI error body, cancel on client disconnect reaching
  * the runner, runner errors mapped to HTTP statuses, and a tenants reload that adds and
- * removes replicas without dropping an unchanged replica's stream.
+ * removes replicas without dropping an unchanged replica's stream; per-token logprobs in the
+ * chat and completions shapes, streamed and not.
  *
  * Waits are bounded condition waits (fake runner counters, replica state polled from the
  * backend); the fake runner's token delays simulate decode time, they never synchronise.
@@ -17,6 +18,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <jansson.h>
 #include <zmq.h>
 
 #include "auth.h"
@@ -249,6 +251,84 @@ TEST(request_routed_and_streamed_with_every_parameter) {
   CHECK_STR_EQ(s.user, "u1");
   CHECK(s.stream);
   CHECK(s.include_usage);
+}
+
+/* ---- logprobs: the runner's TokenLogprob entries reach the client in OpenAI's shapes ---- */
+
+TEST(chat_logprobs_non_streaming) {
+  CHECK(stack());
+  script(g.s0, "Hel", "lo", NULL, false);
+  struct http_resp r;
+  CHECK_EQ_INT(http_call(g.port, "POST", "/v1/chat/completions", KEY_SOLO, NULL,
+                         CHAT_BODY(",\"logprobs\":true,\"top_logprobs\":2"), &r), 0);
+  CHECK_EQ_INT(r.status, 200);
+  json_error_t je;
+  json_t *root = json_loads(r.body ? r.body : "", 0, &je);
+  CHECK(root != NULL);
+  json_t *content = json_object_get(
+      json_object_get(json_array_get(json_object_get(root, "choices"), 0), "logprobs"), "content");
+  CHECK_EQ_INT((int)json_array_size(content), 2);
+  json_t *e1 = json_array_get(content, 1);
+  CHECK_STR_EQ(json_string_value(json_object_get(e1, "token")), "lo");
+  CHECK_NEAR(json_number_value(json_object_get(e1, "logprob")), -1.0, 1e-6);
+  CHECK_EQ_INT((int)json_array_size(json_object_get(e1, "bytes")), 2);
+  CHECK_EQ_INT((int)json_integer_value(json_array_get(json_object_get(e1, "bytes"), 0)), 'l');
+  json_t *top = json_object_get(e1, "top_logprobs");
+  CHECK_EQ_INT((int)json_array_size(top), 2);
+  CHECK_STR_EQ(json_string_value(json_object_get(json_array_get(top, 1), "token")), "alt1");
+  CHECK_NEAR(json_number_value(json_object_get(json_array_get(top, 1), "logprob")), -2.0, 1e-6);
+  json_decref(root);
+  http_resp_free(&r);
+
+  /* Not asked for: null, even though a runner might send entries. */
+  CHECK_EQ_INT(http_call(g.port, "POST", "/v1/chat/completions", KEY_SOLO, NULL, CHAT_BODY(""), &r), 0);
+  CHECK_EQ_INT(r.status, 200);
+  CHECK_STR_CONTAINS(r.body, "\"logprobs\":null");
+  http_resp_free(&r);
+}
+
+TEST(chat_logprobs_streamed_follow_split_characters) {
+  CHECK(stack());
+  /* U+20AC in two tokens: the chunk that releases the character carries both entries. */
+  script(g.s0, "a", "\xE2\x82", "\xAC", false);
+  struct http_resp r;
+  CHECK_EQ_INT(http_call(g.port, "POST", "/v1/chat/completions", KEY_SOLO, NULL,
+                         CHAT_BODY(",\"stream\":true,\"logprobs\":true"), &r), 0);
+  CHECK_EQ_INT(r.status, 200);
+  const char *p = strstr(r.body, "\"delta\":{\"content\":\"a\"},\"logprobs\":{\"content\":[{\"token\":"
+                                 "\"a\",\"logprob\":-0.5,\"bytes\":[97],\"top_logprobs\":[]}]");
+  CHECK(p != NULL);
+  CHECK((p = strstr(p ? p : "", "\"delta\":{\"content\":\"\xE2\x82\xAC\"},\"logprobs\":{\"content\":"
+                                "[{\"token\":\"\\\\xe2\\\\x82\",\"logprob\":-1.0,\"bytes\":[226,130],"
+                                "\"top_logprobs\":[]},{\"token\":\"\\\\xac\",\"logprob\":-1.5,"
+                                "\"bytes\":[172],\"top_logprobs\":[]}]")) != NULL);
+  CHECK((p = strstr(p ? p : "", "\"finish_reason\":\"stop\"")) != NULL);
+  if (!p) printf("# body: %s\n", r.body);
+  http_resp_free(&r);
+}
+
+TEST(completion_logprobs_streamed_and_not) {
+  CHECK(stack());
+  script(g.s0, "Once", " up", NULL, false);
+  struct http_resp r;
+  CHECK_EQ_INT(http_call(g.port, "POST", "/v1/completions", KEY_SOLO, NULL,
+                         "{\"model\":\"m1\",\"prompt\":\"Tell\",\"logprobs\":2}", &r), 0);
+  CHECK_EQ_INT(r.status, 200);
+  CHECK_STR_CONTAINS(r.body, "\"logprobs\":{\"tokens\":[\"Once\",\" up\"],\"token_logprobs\":"
+                             "[-0.5,-1.0],\"top_logprobs\":[{\"Once\":-0.5,\"alt1\":-1.5},"
+                             "{\" up\":-1.0,\"alt1\":-2.0}],\"text_offset\":[0,4]}");
+  http_resp_free(&r);
+  /* Streamed: one entry per chunk, text_offset running across chunks. */
+  CHECK_EQ_INT(http_call(g.port, "POST", "/v1/completions", KEY_SOLO, NULL,
+                         "{\"model\":\"m1\",\"prompt\":\"Tell\",\"logprobs\":0,\"stream\":true}", &r), 0);
+  CHECK_EQ_INT(r.status, 200);
+  const char *p = strstr(r.body, "\"text\":\"Once\",\"index\":0,\"logprobs\":{\"tokens\":[\"Once\"],"
+                                 "\"token_logprobs\":[-0.5],\"top_logprobs\":[{}],\"text_offset\":[0]}");
+  CHECK(p != NULL);
+  CHECK((p = strstr(p ? p : "", "\"text\":\" up\",\"index\":0,\"logprobs\":{\"tokens\":[\" up\"],"
+                                "\"token_logprobs\":[-1.0],\"top_logprobs\":[{}],\"text_offset\":[4]}")) != NULL);
+  if (!p) printf("# body: %s\n", r.body);
+  http_resp_free(&r);
 }
 
 TEST(completion_non_streaming_and_unset_parameters) {
