@@ -26,7 +26,8 @@
 struct kv_cache {
   uint32_t n_layer, kv_dim, block_tokens, n_blocks, max_seq_tokens;
   size_t block_floats; /* floats per block: 2 * n_layer * block_tokens * kv_dim */
-  float *pool;         /* n_blocks * block_floats */
+  float *pool;         /* n_blocks * block_floats, host or storage memory */
+  const struct kv_storage *storage; /* NULL: host */
   uint32_t *free_stack;
   uint32_t free_count;
 };
@@ -60,8 +61,11 @@ int kv_cache_create(const struct kv_cache_config *cfg, struct kv_cache **ret_cac
   kv->n_blocks = cfg->n_blocks;
   kv->max_seq_tokens = cfg->max_seq_tokens;
   kv->block_floats = block_floats;
+  kv->storage = cfg->storage;
   /* Pages are touched lazily: blocks are zeroed when handed out, not here. */
-  kv->pool = aligned_alloc(64, (block_floats * sizeof(float) * cfg->n_blocks + 63) & ~(size_t)63);
+  size_t pool_bytes = (block_floats * sizeof(float) * cfg->n_blocks + 63) & ~(size_t)63;
+  kv->pool = kv->storage ? kv->storage->alloc(kv->storage->ctx, pool_bytes)
+                         : aligned_alloc(64, pool_bytes);
   kv->free_stack = malloc(sizeof(uint32_t) * cfg->n_blocks);
   if (!kv->pool || !kv->free_stack) {
     kv_cache_destroy(kv);
@@ -80,7 +84,8 @@ nomem:
 
 void kv_cache_destroy(struct kv_cache *kv) {
   if (!kv) return;
-  free(kv->pool);
+  if (kv->storage) kv->storage->free(kv->storage->ctx, kv->pool);
+  else free(kv->pool);
   free(kv->free_stack);
   free(kv);
 }
@@ -126,7 +131,9 @@ int kv_seq_reserve(struct kv_cache *kv, struct kv_seq *s, uint32_t n_tokens) {
   }
   while (s->n_blocks < need) {
     uint32_t b = kv->free_stack[--kv->free_count];
-    memset(kv->pool + (size_t)b * kv->block_floats, 0, kv->block_floats * sizeof(float));
+    float *blk = kv->pool + (size_t)b * kv->block_floats;
+    if (kv->storage) kv->storage->zero(kv->storage->ctx, blk, kv->block_floats * sizeof(float));
+    else memset(blk, 0, kv->block_floats * sizeof(float));
     s->blocks[s->n_blocks++] = b;
     if (s->quota) s->quota->used_blocks++;
   }
@@ -166,4 +173,11 @@ uint32_t kv_cache_total_blocks(const struct kv_cache *kv) { return kv->n_blocks;
 uint32_t kv_cache_block_tokens(const struct kv_cache *kv) { return kv->block_tokens; }
 size_t kv_cache_block_bytes(const struct kv_cache *kv) {
   return kv->block_floats * sizeof(float);
+}
+
+float *kv_cache_pool(struct kv_cache *kv) { return kv->pool; }
+
+const uint32_t *kv_seq_blocks(const struct kv_seq *s, uint32_t *ret_n) {
+  *ret_n = s->n_blocks;
+  return s->blocks;
 }

@@ -19,12 +19,24 @@
 struct kv_cache;
 struct kv_seq;
 
+/* Where the block pool lives. NULL in kv_cache_config means host memory (aligned_alloc,
+ * memset). A device backend (CUDA) passes its own: the pool is then device memory, the
+ * pointers kv_k/kv_v/kv_cache_pool return are device addresses the host must not read, and
+ * zero() is queued on the backend's stream so it is ordered before the next step's writes. */
+struct kv_storage {
+  void *ctx;
+  void *(*alloc)(void *ctx, size_t bytes);          /* NULL on failure */
+  void (*free)(void *ctx, void *p);                 /* accepts NULL */
+  void (*zero)(void *ctx, void *p, size_t bytes);   /* errors are recorded by the owner */
+};
+
 struct kv_cache_config {
   uint32_t n_layer;        /* layers of the model */
   uint32_t kv_dim;         /* n_head_kv * head_dim */
   uint32_t block_tokens;   /* positions per block; 0 = 16 */
   uint32_t n_blocks;       /* blocks in the pool (allocated up front) */
   uint32_t max_seq_tokens; /* longest sequence (the model's context); 0 = unlimited */
+  const struct kv_storage *storage; /* NULL: host memory; must outlive the cache */
 };
 
 /* A block budget shared by the sequences opened with it. The caller owns it and must keep
@@ -64,5 +76,11 @@ uint32_t kv_cache_total_blocks(const struct kv_cache *kv);
 uint32_t kv_cache_block_tokens(const struct kv_cache *kv);
 /* Bytes of one block (K and V, all layers). */
 size_t kv_cache_block_bytes(const struct kv_cache *kv);
+/* First byte of the pool (a device address with a device kv_storage). Block b starts
+ * kv_cache_block_bytes() * b bytes in; the layout is the one at the top of this file. */
+float *kv_cache_pool(struct kv_cache *kv);
+/* The block table of SEQ: *ret_n pool indices, block i holding positions
+ * [i * block_tokens, (i + 1) * block_tokens). Valid until the next reserve/set_len/close. */
+const uint32_t *kv_seq_blocks(const struct kv_seq *seq, uint32_t *ret_n);
 
 #endif /* REALM_ENGINE_KV_H */

@@ -29,6 +29,9 @@
 struct engine;
 
 struct engine_config {
+  const char *backend;      /* NULL or "cpu": CPU; "cuda": CUDA device (error when not built
+                               or no device); "auto": CUDA when a device is present, else CPU */
+  int cuda_device;          /* CUDA device ordinal (backend "cuda"/"auto") */
   int n_threads;            /* <= 0: online CPUs */
   const char *isa;          /* NULL or "auto", "scalar", "avx2", "avx512" */
   uint32_t kv_blocks;       /* KV pool size in blocks; 0: one full context (n_ctx tokens) */
@@ -61,8 +64,13 @@ void engine_destroy(struct engine *e); /* accepts NULL; close sequences first */
 
 struct kv_cache *engine_kv(struct engine *e);
 const struct engine_model *engine_model(const struct engine *e);
-const char *engine_backend_name(const struct engine *e); /* e.g. "cpu/avx512" */
-int engine_threads(const struct engine *e);
+const char *engine_backend_name(const struct engine *e); /* e.g. "cpu/avx512", "cuda/NVIDIA H200" */
+int engine_threads(const struct engine *e); /* CPU threads; 1 for a device backend */
+/* The backend the engine runs on, for callers that run single ops over the engine's KV cache
+ * (the worker's Attention requests must use this one when the KV lives on a device). */
+const struct engine_backend *engine_get_backend(const struct engine *e);
+/* Weights as the backend sees them (device copies on CUDA; the model's own on CPU). */
+const struct engine_layer *engine_bound_layer(const struct engine *e, uint32_t layer);
 uint32_t engine_max_step_tokens(const struct engine *e);
 
 /* Runs one step. RET_LOGITS receives n_seqs × n_vocab floats (sequence order), or
@@ -70,7 +78,9 @@ uint32_t engine_max_step_tokens(const struct engine *e);
  * pos + n_tokens. Errors (nothing changed, ret_logits untouched): REALM_E_INVALID_ARGUMENT
  * (empty batch, token id out of range, pos past the sequence, a sequence twice),
  * REALM_E_TOO_LARGE (more than max_step_tokens or REALM_MAX_BATCH_SEQS),
- * REALM_E_OUT_OF_RANGE (past max_ctx), REALM_E_QUOTA / REALM_E_NOMEM (KV blocks). */
+ * REALM_E_OUT_OF_RANGE (past max_ctx), REALM_E_QUOTA / REALM_E_NOMEM (KV blocks),
+ * REALM_E_UNAVAILABLE (the device backend failed: err names the CUDA call; the engine is
+ * unusable from then on — destroy it and restart the process). */
 int engine_forward(struct engine *e, const struct engine_batch *batch, float *ret_logits,
                    char *err, size_t errlen);
 
