@@ -12,6 +12,7 @@
 #pragma weak realmctl_cmd_generate
 #pragma weak realmctl_cmd_module
 #pragma weak realmctl_cmd_tenant
+#pragma weak realmctl_cmd_up
 
 struct verb {
   const char *name;
@@ -33,6 +34,7 @@ int main(int argc, char **argv) {
       {"generate", realmctl_cmd_generate, "run the engine in-process and print tokens"},
       {"module", realmctl_cmd_module, "validate and compile a tenant WebAssembly module"},
       {"tenant", realmctl_cmd_tenant, "add, list, rotate keys of, remove tenants"},
+      {"up", realmctl_cmd_up, "run worker, runners and gateway on this machine, supervised"},
   };
   const size_t n = sizeof verbs / sizeof verbs[0];
   if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
