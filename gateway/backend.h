@@ -33,6 +33,9 @@
  *     only during the call: copy what you keep. Returning < 0 refuses the reload (the running
  *     configuration stays) with err saying why. Requests already submitted must not be
  *     dropped by it.
+ *  7. metrics() (optional, may be NULL) appends the backend's own series to the /metrics page
+ *     in the Prometheus text format (HELP and TYPE lines included, names not used by the
+ *     gateway's metrics.c); returns 0 or a buffer error.
  *
  * The product's implementation is backend_runners.h (ZeroMQ DEALER per runner replica, least
  * outstanding requests, health pings, fail-fast on a dead replica). gw_backend_no_runner()
@@ -127,6 +130,7 @@ struct gw_token_logprob {
 
 struct gw_sink;    /* gateway-owned, opaque to backends */
 struct gw_tenants; /* tenants.h: a parsed tenants file (rule 6) */
+struct gw_buf;     /* buf.h: a bounded growable buffer (rule 7) */
 
 /* text may be empty (len 0) when the backend holds text back but the token still has a
  * logprob entry; lp is NULL when there is none. */
@@ -141,6 +145,7 @@ struct gw_backend_ops {
   void (*cancel)(void *self, struct gw_sink *sink);
   bool (*ready)(void *self, char *why, size_t whylen);
   int (*set_tenants)(void *self, const struct gw_tenants *snap, char *err, size_t errlen);
+  int (*metrics)(void *self, struct gw_buf *out);
 };
 
 struct gw_backend {

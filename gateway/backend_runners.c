@@ -49,6 +49,8 @@
 
 #include <zmq.h>
 
+#include "buf.h"
+#include "metrics.h"
 #include "realm/error.h"
 #include "realm/ipc.h"
 #include "realm/proto.h"
@@ -68,6 +70,8 @@ struct replica {
   uint32_t outstanding;
   uint64_t routed_total;
   uint64_t failed_down_total;
+  uint64_t down_total;      /* times taken out after answering pings (up or not ready) */
+  uint64_t failovers_total; /* ... of which another replica of the tenant was up to take over */
   /* I/O thread only */
   void *sock;
   void *mon;
@@ -515,11 +519,55 @@ static int rn_set_tenants(void *self, const struct gw_tenants *snap, char *err, 
   return 0;
 }
 
+/* Backend rule 7: one series per configured replica (label replica = its endpoint). */
+static int rn_metrics(void *self, struct gw_buf *out) {
+  struct gw_runners *rn = self;
+  static const struct {
+    const char *name, *type, *help;
+  } fams[] = {
+      {"realm_runner_up", "gauge",
+       "1 when the runner replica answers health pings and is ready (receives traffic)."},
+      {"realm_runner_in_flight_requests", "gauge",
+       "Requests routed to the replica and not finished."},
+      {"realm_runner_requests_total", "counter", "Requests routed to the replica."},
+      {"realm_runner_failures_total", "counter",
+       "Times the replica was taken out after answering pings (missed pings, lost connection, "
+       "unreadable frame)."},
+      {"realm_runner_failovers_total", "counter",
+       "Failures of the replica while another replica of its tenant was up to take the traffic."},
+      {"realm_runner_failed_requests_total", "counter",
+       "In-flight requests failed because their replica was taken out."},
+  };
+  int r = 0;
+  pthread_mutex_lock(&rn->mu);
+  for (size_t f = 0; f < sizeof fams / sizeof fams[0] && r == 0; f++) {
+    r = gw_buf_appendf(out, "# HELP %s %s\n# TYPE %s %s\n", fams[f].name, fams[f].help,
+                       fams[f].name, fams[f].type);
+    /* Removed replicas that still drain are listed too: (tenant, endpoint) is unique. */
+    for (struct replica *p = rn->replicas; p && r == 0; p = p->next) {
+      uint64_t v = f == 0   ? (uint64_t)(p->state == GW_REPLICA_UP)
+                   : f == 1 ? p->outstanding
+                   : f == 2 ? p->routed_total
+                   : f == 3 ? p->down_total
+                   : f == 4 ? p->failovers_total
+                            : p->failed_down_total;
+      r = gw_buf_appendf(out, "%s{tenant=\"", fams[f].name);
+      if (r == 0) r = gw_metrics_label(out, p->tenant);
+      if (r == 0) r = gw_buf_appends(out, "\",replica=\"");
+      if (r == 0) r = gw_metrics_label(out, p->endpoint);
+      if (r == 0) r = gw_buf_appendf(out, "\"} %llu\n", (unsigned long long)v);
+    }
+  }
+  pthread_mutex_unlock(&rn->mu);
+  return r;
+}
+
 static const struct gw_backend_ops runners_ops = {
     .submit = rn_submit,
     .cancel = rn_cancel,
     .ready = rn_ready,
     .set_tenants = rn_set_tenants,
+    .metrics = rn_metrics,
 };
 
 /* ---- the I/O thread ---- */
@@ -543,6 +591,13 @@ static void send_cancel(struct gw_runners *rn, struct replica *p, const char *wi
 
 /* Note 5: takes p out and fails its in-flight requests now. Under mu. */
 static void mark_down_locked(struct gw_runners *rn, struct replica *p, const char *reason) {
+  if (p->state == GW_REPLICA_UP || p->state == GW_REPLICA_NOT_READY) {
+    p->down_total++;
+    bool other_up = false;
+    for (struct replica *o = rn->replicas; o && !other_up; o = o->next)
+      other_up = o != p && !o->removed && o->state == GW_REPLICA_UP && !strcmp(o->tenant, p->tenant);
+    if (other_up) p->failovers_total++;
+  }
   if (p->state != GW_REPLICA_DOWN)
     rn_log(rn, GW_LOG_WARN, "runner %s of tenant %s is down: %s (%u in-flight failed)",
            p->endpoint, p->tenant, reason, p->outstanding);
@@ -981,7 +1036,7 @@ int gw_runners_replica_stats(struct gw_runners *rn, const char *tenant, const ch
   for (struct replica *p = rn->replicas; p; p = p->next)
     if (!strcmp(p->tenant, tenant) && !strcmp(p->endpoint, endpoint)) {
       *ret = (struct gw_runner_stats){p->state, p->outstanding, p->routed_total,
-                                      p->failed_down_total};
+                                      p->failed_down_total, p->down_total, p->failovers_total};
       r = 0;
       break;
     }

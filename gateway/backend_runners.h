@@ -49,6 +49,8 @@ struct gw_runner_stats {
   uint32_t outstanding;      /* requests routed to it and not finished */
   uint64_t routed_total;     /* requests ever routed to it */
   uint64_t failed_down_total; /* requests failed because it went down */
+  uint64_t down_total;        /* times taken out after answering pings */
+  uint64_t failovers_total;   /* ... while another replica of the tenant was up */
 };
 
 struct gw_runners;

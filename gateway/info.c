@@ -33,6 +33,17 @@ enum MHD_Result gw_handle_metrics(struct gw_req *r) {
   size_t len = 0;
   char *text = gw_metrics_render(r->srv->metrics, &len);
   if (!text) return gw_reply_error(r, REALM_E_NOMEM, "", "cannot render metrics");
+  /* backend.h rule 7: the backend's series (runner replicas) follow the gateway's own. */
+  const struct gw_backend *be = r->srv->backend;
+  if (be->ops->metrics) {
+    struct gw_buf b = {.data = text, .len = len, .cap = len + 1};
+    int rc = be->ops->metrics(be->self, &b);
+    text = gw_buf_steal(&b, &len);
+    if (rc < 0) {
+      free(text);
+      return gw_reply_error(r, REALM_E_NOMEM, "", "cannot render the backend's metrics");
+    }
+  }
   return gw_reply_body(r, 200, "text/plain; version=0.0.4; charset=utf-8", text, len);
 }
 

@@ -137,7 +137,7 @@ void gw_metrics_in_flight(struct gw_metrics *m, const char *tenant, int delta) {
 }
 
 /* Label value with \ " and newline escaped as the exposition format requires. */
-static int append_label(struct gw_buf *b, const char *v) {
+int gw_metrics_label(struct gw_buf *b, const char *v) {
   int r = 0;
   for (const char *p = v; *p && r == 0; p++) {
     if (*p == '\\') r = gw_buf_appends(b, "\\\\");
@@ -155,17 +155,17 @@ static int render_hist(struct gw_buf *b, const char *name, const struct series *
   for (size_t i = 0; i < N_BUCKETS && r == 0; i++) {
     cum += h->counts[i];
     r |= gw_buf_appendf(b, "%s_bucket{tenant=\"", name);
-    r |= append_label(b, s->tenant);
+    r |= gw_metrics_label(b, s->tenant);
     r |= gw_buf_appendf(b, "\",le=\"%g\"} %llu\n", latency_buckets[i], (unsigned long long)cum);
   }
   r |= gw_buf_appendf(b, "%s_bucket{tenant=\"", name);
-  r |= append_label(b, s->tenant);
+  r |= gw_metrics_label(b, s->tenant);
   r |= gw_buf_appendf(b, "\",le=\"+Inf\"} %llu\n", (unsigned long long)h->count);
   r |= gw_buf_appendf(b, "%s_sum{tenant=\"", name);
-  r |= append_label(b, s->tenant);
+  r |= gw_metrics_label(b, s->tenant);
   r |= gw_buf_appendf(b, "\"} %.9g\n", h->sum);
   r |= gw_buf_appendf(b, "%s_count{tenant=\"", name);
-  r |= append_label(b, s->tenant);
+  r |= gw_metrics_label(b, s->tenant);
   r |= gw_buf_appendf(b, "\"} %llu\n", (unsigned long long)h->count);
   return r;
 }
@@ -173,7 +173,7 @@ static int render_hist(struct gw_buf *b, const char *name, const struct series *
 static int render_counter(struct gw_buf *b, const char *name, const struct series *s,
                           const char *extra_label, uint64_t v) {
   int r = gw_buf_appendf(b, "%s{tenant=\"", name);
-  r |= append_label(b, s->tenant);
+  r |= gw_metrics_label(b, s->tenant);
   r |= gw_buf_appendf(b, "\"%s} %llu\n", extra_label ? extra_label : "", (unsigned long long)v);
   return r;
 }

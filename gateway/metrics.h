@@ -22,6 +22,10 @@ void gw_metrics_request(struct gw_metrics *m, const char *tenant, int status,
 void gw_metrics_rate_limited(struct gw_metrics *m, const char *tenant, const char *limit);
 void gw_metrics_in_flight(struct gw_metrics *m, const char *tenant, int delta);
 
+struct gw_buf;
+/* Appends v as a label value, escaped per the exposition format (\\, \", \n). */
+int gw_metrics_label(struct gw_buf *b, const char *v);
+
 /* Renders the exposition text; the caller frees it. NULL on allocation failure. */
 char *gw_metrics_render(struct gw_metrics *m, size_t *ret_len);
 

@@ -14,6 +14,7 @@
 #include "auth.h"
 #include "gateway.h"
 #include "http_client.h"
+#include "prom_check.h"
 #include "realm/error.h"
 #include "realm_test.h"
 #include "test_backend.h"
@@ -451,7 +452,41 @@ TEST(metrics_count_requests) {
   CHECK_STR_CONTAINS(r.body, "realm_gateway_request_duration_seconds_bucket{tenant=\"limited\",le=\"+Inf\"} 3\n");
   CHECK_STR_CONTAINS(r.body, "realm_gateway_request_duration_seconds_count{tenant=\"limited\"} 3\n");
   CHECK_STR_CONTAINS(r.body, "realm_gateway_in_flight_requests{tenant=\"limited\"} 0\n");
+  char err[256] = "";
+  bool valid = prom_check(r.body, err, sizeof err);
+  if (!valid) printf("# %s\n", err);
+  CHECK(valid);
   http_resp_free(&r);
+}
+
+TEST(prom_checker_refuses_what_promtool_would) {
+  char err[256];
+  const char *good = "# HELP a_total A.\n# TYPE a_total counter\na_total{x=\"1\"} 2\n"
+                     "# TYPE h histogram\nh_bucket{le=\"1\"} 1\nh_bucket{le=\"+Inf\"} 2\n"
+                     "h_sum 3.5\nh_count 2\n";
+  CHECK(prom_check(good, err, sizeof err));
+  static const char *const bad[] = {
+      "a_total 1",                                           /* no final newline */
+      "# TYPE a counter\na 1\n",                             /* counter without _total */
+      "# TYPE a_total counter\na_total -1\n",                 /* negative counter */
+      "a{x=\"1\",x=\"2\"} 1\n",                               /* repeated label */
+      "a{x=\"\\q\"} 1\n",                                   /* bad escape */
+      "a 1\na 2\n",                                          /* repeated series */
+      "a 1\nb 1\na{x=\"y\"} 1\n",                             /* family not contiguous */
+      "a 1\n# TYPE a gauge\n",                               /* TYPE after samples */
+      "a one\n",                                             /* value */
+      "1a 1\n",                                              /* name */
+      "# TYPE h histogram\nh_bucket{le=\"1\"} 2\nh_bucket{le=\"+Inf\"} 1\nh_sum 1\nh_count 1\n",
+      "# TYPE h histogram\nh_bucket{le=\"+Inf\"} 2\nh_sum 1\nh_count 3\n",
+      "# TYPE h histogram\nh_bucket{le=\"1\"} 1\nh_sum 1\nh_count 1\n", /* no +Inf */
+      "a 1\n\n",                                             /* empty line */
+      "a{x=\"1\",} 1\n",                                      /* trailing comma */
+  };
+  for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+    bool ok = prom_check(bad[i], err, sizeof err);
+    if (ok) printf("# accepted bad case %zu\n", i);
+    CHECK(!ok);
+  }
 }
 
 TEST(reload_rotates_keys_and_refuses_bad_files) {

@@ -26,6 +26,7 @@
 #include "fake_runner.h"
 #include "gateway.h"
 #include "http_client.h"
+#include "prom_check.h"
 #include "realm/error.h"
 #include "realm_test.h"
 
@@ -573,6 +574,84 @@ TEST(replica_of_another_tenant_is_never_used) {
   CHECK_EQ_INT(write_tenants(false), 0);
   CHECK_EQ_INT(gw_server_reload_tenants(g.srv, err, sizeof err), 0);
   CHECK(wait_gone("alpha", g.ep_s1, 5000));
+}
+
+/* Per-replica series on /metrics, in a page the strict exposition checker accepts. */
+static bool scrape(char **ret) {
+  struct http_resp r;
+  if (http_call(g.port, "GET", "/metrics", NULL, NULL, NULL, &r) != 0 || r.status != 200) return false;
+  *ret = r.body;
+  r.body = NULL;
+  http_resp_free(&r);
+  return true;
+}
+
+static double series(const char *page, const char *name, const char *ep) {
+  char labels[400];
+  snprintf(labels, sizeof labels, "{tenant=\"alpha\",replica=\"%s\"}", ep);
+  double v = -1;
+  if (!prom_value(page, name, labels, &v)) printf("# no %s%s\n", name, labels);
+  return v;
+}
+
+TEST(runner_metrics_up_in_flight_failures_failovers) {
+  CHECK(stack());
+  CHECK(wait_state("alpha", g.ep_a0, GW_REPLICA_UP, 5000));
+  CHECK(wait_state("alpha", g.ep_a1, GW_REPLICA_UP, 5000));
+  script(g.a0, "x", NULL, NULL, true);
+  script(g.a1, "x", NULL, NULL, true);
+  int fd = open_stream(KEY_ALPHA); /* one hanging request: in flight on one replica */
+  CHECK(fd >= 0);
+  static char buf[8192];
+  CHECK(http_read_until(fd, buf, sizeof buf, "\"content\":\"x\"") > 0);
+  char *page = NULL, err[256] = "";
+  CHECK(scrape(&page));
+  bool valid = prom_check(page ? page : "", err, sizeof err);
+  if (!valid) printf("# %s\n", err);
+  CHECK(valid);
+  CHECK_STR_CONTAINS(page, "# TYPE realm_runner_up gauge\n");
+  CHECK_STR_CONTAINS(page, "# TYPE realm_runner_failovers_total counter\n");
+  CHECK_NEAR(series(page, "realm_runner_up", g.ep_a0), 1, 0);
+  CHECK_NEAR(series(page, "realm_runner_up", g.ep_a1), 1, 0);
+  CHECK_NEAR(series(page, "realm_runner_in_flight_requests", g.ep_a0) +
+                 series(page, "realm_runner_in_flight_requests", g.ep_a1), 1, 0);
+  CHECK(series(page, "realm_runner_requests_total", g.ep_a0) >= 1);
+  double fail0 = series(page, "realm_runner_failures_total", g.ep_a1);
+  double over0 = series(page, "realm_runner_failovers_total", g.ep_a1);
+  free(page);
+  /* The replica holding the stream dies while the other is up: a failure, a failover and a
+   * failed request on the dead one. */
+  struct gw_runner_stats st;
+  CHECK(gw_runners_replica_stats(g.rn, "alpha", g.ep_a1, &st) == 0);
+  bool on_a1 = st.outstanding == 1;
+  const char *dead_ep = on_a1 ? g.ep_a1 : g.ep_a0;
+  struct fake_runner *dead = on_a1 ? g.a1 : g.a0;
+  if (!on_a1) {
+    CHECK(scrape(&page));
+    fail0 = series(page, "realm_runner_failures_total", g.ep_a0);
+    over0 = series(page, "realm_runner_failovers_total", g.ep_a0);
+    free(page);
+  }
+  double failed_req0 = -1;
+  CHECK(scrape(&page));
+  failed_req0 = series(page, "realm_runner_failed_requests_total", dead_ep);
+  free(page);
+  fr_kill(dead);
+  CHECK(wait_state("alpha", dead_ep, GW_REPLICA_DOWN, 5000));
+  read_all(fd, buf, sizeof buf);
+  close(fd);
+  CHECK(scrape(&page));
+  CHECK(prom_check(page ? page : "", err, sizeof err));
+  CHECK_NEAR(series(page, "realm_runner_up", dead_ep), 0, 0);
+  CHECK_NEAR(series(page, "realm_runner_failures_total", dead_ep), fail0 + 1, 0);
+  CHECK_NEAR(series(page, "realm_runner_failovers_total", dead_ep), over0 + 1, 0);
+  CHECK_NEAR(series(page, "realm_runner_failed_requests_total", dead_ep), failed_req0 + 1, 0);
+  CHECK_NEAR(series(page, "realm_runner_in_flight_requests", dead_ep), 0, 0);
+  free(page);
+  CHECK_EQ_INT(fr_revive(dead), 0);
+  CHECK(wait_state("alpha", dead_ep, GW_REPLICA_UP, 5000));
+  script(g.a0, "ok", NULL, NULL, false);
+  script(g.a1, "ok", NULL, NULL, false);
 }
 
 TEST(reload_adds_and_removes_replicas_keeping_streams) {
