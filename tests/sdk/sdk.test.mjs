@@ -154,6 +154,65 @@ test('completion_streaming', async () => {
   assertEq(finish, 'stop', 'finish_reason');
 });
 
+// Logprobs: the fake runner attaches to each token logprob -0.5 × (position + 1) and, as
+// alternatives, the token itself then "alt1", "alt2", ... one nat apart.
+test('chat_logprobs_non_streaming', async () => {
+  const c = await good.chat.completions.create({
+    model: 'm1',
+    messages: [{ role: 'user', content: 'probe' }],
+    logprobs: true,
+    top_logprobs: 2,
+  });
+  const lp = c.choices[0].logprobs;
+  assert(lp && Array.isArray(lp.content), `logprobs: ${JSON.stringify(lp)}`);
+  assertEq(lp.content.length, 2, 'one entry per token');
+  assertEq(lp.content.map((e) => e.token).join(''), c.choices[0].message.content, 'tokens spell the text');
+  assertEq(lp.content[0].token, 'You said: ', 'first token');
+  assertEq(lp.content[0].logprob, -0.5, 'first logprob');
+  assertEq(lp.content[1].logprob, -1, 'second logprob');
+  assertEq(JSON.stringify(lp.content[1].bytes), JSON.stringify([...Buffer.from('probe')]), 'bytes');
+  assertEq(lp.content[0].top_logprobs.length, 2, 'top_logprobs');
+  assertEq(lp.content[0].top_logprobs[1].token, 'alt1', 'alternative');
+  assertEq(lp.content[0].top_logprobs[1].logprob, -1.5, 'alternative logprob');
+});
+
+test('chat_logprobs_streaming', async () => {
+  const stream = await good.chat.completions.create({
+    model: 'm1',
+    messages: [{ role: 'user', content: 'flow' }],
+    stream: true,
+    logprobs: true,
+    top_logprobs: 1,
+  });
+  const entries = [];
+  let text = '';
+  for await (const chunk of stream) {
+    for (const ch of chunk.choices) {
+      if (ch.delta && ch.delta.content) text += ch.delta.content;
+      if (ch.logprobs && ch.logprobs.content) entries.push(...ch.logprobs.content);
+    }
+  }
+  assertEq(text, 'You said: flow', 'content');
+  assertEq(entries.length, 2, 'entries across chunks');
+  assertEq(entries.map((e) => e.token).join(''), text, 'tokens spell the text');
+  assertEq(entries[1].top_logprobs[0].token, 'flow', 'best alternative is the token');
+});
+
+test('completion_logprobs', async () => {
+  const c = await good.completions.create({ model: 'm1', prompt: 'odds', logprobs: 2 });
+  const lp = c.choices[0].logprobs;
+  assert(lp, 'logprobs present');
+  assertEq(JSON.stringify(lp.tokens), JSON.stringify(['You said: ', 'odds']), 'tokens');
+  assertEq(JSON.stringify(lp.token_logprobs), JSON.stringify([-0.5, -1]), 'token_logprobs');
+  assertEq(JSON.stringify(lp.text_offset), JSON.stringify([0, 10]), 'text_offset');
+  assertEq(lp.top_logprobs[1].alt1, -2, 'top_logprobs as {token: logprob}');
+});
+
+test('no_logprobs_unless_asked', async () => {
+  const c = await good.chat.completions.create({ model: 'm1', messages: [{ role: 'user', content: 'x' }] });
+  assertEq(c.choices[0].logprobs, null, 'logprobs');
+});
+
 test('bad_key_is_authentication_error', async () => {
   const e = await expectError(
     bad.chat.completions.create({ model: 'm1', messages: [{ role: 'user', content: 'hi' }] }),
