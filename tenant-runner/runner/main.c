@@ -78,6 +78,10 @@ int main(int argc, char **argv) {
       {"vocab", "REALM_VOCAB", REALM_OPT_STRING, "", 0, 0,
        "GGUF file with the model's tokenizer.ggml.* vocabulary (pieces for guests)",
        &cfg.vocab_path},
+      {"chat-template", "REALM_CHAT_TEMPLATE", REALM_OPT_STRING, "", 0, 0,
+       "tenant chat template for chat requests: a family name (chatml, llama2, llama3, mistral, "
+       "zephyr, raw), Jinja text, or @FILE; empty = the model's",
+       &cfg.chat_template},
       {"max-inflight", "REALM_MAX_INFLIGHT", REALM_OPT_INT64, "64", 1,
        1024, "requests served at once; more are refused with unavailable", &cfg.max_inflight},
       {"max-prompt-tokens", NULL, REALM_OPT_INT64, "8192", 1, 131072,

@@ -69,6 +69,7 @@ void runner_config_defaults(struct runner_config *c) {
   c->module_path = "";
   c->module_cache = "";
   c->vocab_path = "";
+  c->chat_template = "";
   c->max_inflight = 64;
   c->max_prompt_tokens = 8192;
   c->max_tokens = 4096;
@@ -110,44 +111,75 @@ static void send_event(struct rreq *q, Realm__V1__GenerateEvent *ge) {
   }
 }
 
-static void send_token_event(struct rreq *q, int32_t token, float logprob, const char *text,
-                             uint32_t len, bool with_logprob) {
+/* Sends the held emit_text bytes as a Token event without a token (token_id -1). */
+static void send_held_text(struct rreq *q) {
+  if (!q->n_hold) return;
   Realm__V1__GenerateEvent ge;
   realm__v1__generate_event__init(&ge);
   ge.request_id = q->id;
   Realm__V1__Token tok;
   realm__v1__token__init(&tok);
+  tok.text.data = (uint8_t *)q->hold;
+  tok.text.len = q->n_hold;
+  tok.token_id = -1;
+  ge.kind_case = REALM__V1__GENERATE_EVENT__KIND_TOKEN;
+  ge.token = &tok;
+  send_event(q, &ge);
+  q->n_hold = 0;
+}
+
+/* Longest display text kept for one logprob entry (a token's own bytes; pieces are short). */
+#define LOGPROB_TEXT_BYTES 256
+
+/* Sends the held Token event (invariant 5), with its TokenLogprob and alternatives when the
+ * request asked for logprobs. The chosen token's logprob text is the token's own bytes (what
+ * OpenAI reports per token), not the text the guest released with it, which can be empty
+ * (held back for a stop string) or carry earlier tokens' bytes. */
+static void flush_token(struct rreq *q) {
+  if (!q->tok_pending) return;
+  q->tok_pending = false;
+  const struct runner_vocab *v = q->runner->vocab;
+  Realm__V1__GenerateEvent ge;
+  realm__v1__generate_event__init(&ge);
+  ge.request_id = q->id;
+  Realm__V1__Token tok;
+  realm__v1__token__init(&tok);
+  tok.text.data = (uint8_t *)q->tok_text;
+  tok.text.len = q->tok_len;
+  tok.token_id = q->tok_id;
   Realm__V1__TokenLogprob lp;
   realm__v1__token_logprob__init(&lp);
-  /* Held emit_text bytes go out in front of this token's text, in one event. */
-  char *joined = NULL;
-  if (q->n_hold) {
-    joined = malloc((size_t)q->n_hold + len + 1);
-    if (!joined) {
-      q->gateway_gone = true; /* cannot build the event; treated like a lost stream */
-      return;
+  Realm__V1__TopLogprob top[REALM_GUEST_MAX_TOP_LOGPROBS];
+  Realm__V1__TopLogprob *top_ptrs[REALM_GUEST_MAX_TOP_LOGPROBS];
+  char texts[REALM_GUEST_MAX_TOP_LOGPROBS + 1][LOGPROB_TEXT_BYTES];
+  if (q->want_logprobs) {
+    lp.token_id = q->tok_id;
+    lp.logprob = q->tok_logprob;
+    if (v) {
+      lp.text.len = runner_vocab_token_text(v, q->tok_id, texts[0], LOGPROB_TEXT_BYTES);
+      lp.text.data = (uint8_t *)texts[0];
+    } else {
+      lp.text.data = (uint8_t *)q->tok_text;
+      lp.text.len = q->tok_len;
     }
-    memcpy(joined, q->hold, q->n_hold);
-    if (len) memcpy(joined + q->n_hold, text, len);
-    tok.text.data = (uint8_t *)joined;
-    tok.text.len = (size_t)q->n_hold + len;
-    q->n_hold = 0;
-  } else {
-    tok.text.data = (uint8_t *)text;
-    tok.text.len = len;
-  }
-  tok.token_id = token;
-  if (with_logprob) {
-    lp.token_id = token;
-    lp.text.data = (uint8_t *)text;
-    lp.text.len = len;
-    lp.logprob = logprob;
+    for (uint32_t i = 0; i < q->tok_n_top; i++) {
+      realm__v1__top_logprob__init(&top[i]);
+      top[i].token_id = q->tok_top[i].token;
+      top[i].logprob = q->tok_top[i].logprob;
+      top[i].text.len =
+          runner_vocab_token_text(v, q->tok_top[i].token, texts[i + 1], LOGPROB_TEXT_BYTES);
+      top[i].text.data = (uint8_t *)texts[i + 1];
+      top_ptrs[i] = &top[i];
+    }
+    lp.top = top_ptrs;
+    lp.n_top = q->tok_n_top;
     tok.logprob = &lp;
   }
   ge.kind_case = REALM__V1__GENERATE_EVENT__KIND_TOKEN;
   ge.token = &tok;
   send_event(q, &ge);
-  free(joined);
+  q->tok_len = 0;
+  q->tok_n_top = 0;
 }
 
 /* A request-level Error event (no Finish follows). */
@@ -169,8 +201,11 @@ enum end_kind { END_FINISH, END_ERROR };
 static void req_end(struct rreq *q, enum end_kind kind, Realm__V1__FinishReason reason, int code,
                     const char *msg, const char *param) {
   struct runner *r = q->runner;
+  /* What the guest produced before the end goes out first (invariant 5); held text is only
+   * worth sending when the request finishes. */
+  flush_token(q);
   if (kind == END_FINISH) {
-    if (q->n_hold) send_token_event(q, -1, 0.0f, "", 0, false);
+    send_held_text(q);
     Realm__V1__GenerateEvent ge;
     realm__v1__generate_event__init(&ge);
     ge.request_id = q->id;
@@ -226,6 +261,7 @@ static void req_end(struct rreq *q, enum end_kind kind, Realm__V1__FinishReason 
   free(q->id);
   free(q->pending);
   free(q->hold);
+  free(q->tok_text);
   struct runner *keep = r;
   memset(q, 0, sizeof *q);
   q->runner = keep;
@@ -325,13 +361,65 @@ static int host_emit_text(void *user, uint32_t req_id, const char *text, uint32_
   return REALM_GUEST_OK;
 }
 
+/* Holds the token's event (invariant 5): its top logprobs may follow. Held emit_text bytes
+ * lead its text. */
 static int host_emit_token(void *user, uint32_t req_id, int32_t token, float logprob,
                            const char *text, uint32_t len) {
   struct rreq *q = user;
   (void)req_id;
-  send_token_event(q, token, logprob, text, len, q->want_logprobs);
+  flush_token(q);
+  uint64_t need = (uint64_t)q->n_hold + len;
+  if (need > q->runner->cfg.guest_output) return REALM_GUEST_E_INVALID;
+  if (need > q->cap_tok_text) {
+    uint32_t cap = q->cap_tok_text ? q->cap_tok_text : 64;
+    while (cap < need) cap *= 2;
+    char *p = realloc(q->tok_text, cap);
+    if (!p) return REALM_GUEST_E_INTERNAL;
+    q->tok_text = p;
+    q->cap_tok_text = cap;
+  }
+  if (q->n_hold) memcpy(q->tok_text, q->hold, q->n_hold);
+  if (len) memcpy(q->tok_text + q->n_hold, text, len);
+  q->tok_len = (uint32_t)need;
+  q->n_hold = 0;
+  q->tok_id = token;
+  q->tok_logprob = logprob;
+  q->tok_n_top = 0;
+  q->tok_pending = true;
+  q->emitted_in_call = true;
   q->runner->tokens_total++;
   return REALM_GUEST_OK;
+}
+
+/* Alternatives of the token just emitted; kept up to what the request asked for (the Token
+ * event carries at most top_logprobs entries), dropped when it asked for none. */
+static int host_emit_top_logprobs(void *user, uint32_t req_id,
+                                  const struct realm_top_logprob *top, uint32_t n) {
+  struct rreq *q = user;
+  (void)req_id;
+  if (n > REALM_GUEST_MAX_TOP_LOGPROBS) return REALM_GUEST_E_INVALID;
+  if (!q->tok_pending) return REALM_GUEST_E_INVALID; /* no emit_token in this call to attach to */
+  if (!q->want_logprobs) return REALM_GUEST_OK;
+  uint32_t keep = n < q->top_logprobs ? n : q->top_logprobs;
+  memcpy(q->tok_top, top, (size_t)keep * sizeof *top);
+  q->tok_n_top = keep;
+  return REALM_GUEST_OK;
+}
+
+static int host_model_meta(void *user, const char *key, const char **ret_value,
+                           uint32_t *ret_len) {
+  struct rreq *q = user;
+  return runner_vocab_meta(q->runner->vocab, key, ret_value, ret_len);
+}
+
+static int host_merge_count(void *user) {
+  struct rreq *q = user;
+  return q->runner->vocab ? (int)q->runner->vocab->n_merges : 0;
+}
+
+static int host_merge(void *user, uint32_t i, const char **ret_merge, uint32_t *ret_len) {
+  struct rreq *q = user;
+  return runner_vocab_merge(q->runner->vocab, i, ret_merge, ret_len);
 }
 
 static void host_log(void *user, int level, const char *msg, uint32_t len) {
@@ -355,7 +443,8 @@ static struct rreq *find_req(struct runner *r, const char *id) {
 }
 
 /* Builds the guest's request blob (realm_guest.h) from the GenerateRequest. */
-static int build_blob(const Realm__V1__GenerateRequest *g, uint32_t max_tokens, uint8_t **ret,
+static int build_blob(const Realm__V1__GenerateRequest *g, uint32_t max_tokens,
+                      const char *chat_template, uint32_t chat_template_len, uint8_t **ret,
                       uint32_t *ret_len) {
   const Realm__V1__SamplingParams *s = g->sampling;
   uint64_t cap = REALM_REQ_HEADER_BYTES + 16 * 16;
@@ -365,6 +454,7 @@ static int build_blob(const Realm__V1__GenerateRequest *g, uint32_t max_tokens, 
       cap += 8 + strlen(g->chat->messages[i]->role) + 1 + strlen(g->chat->messages[i]->content);
   for (size_t i = 0; i < s->n_stop; i++) cap += 8 + strlen(s->stop[i]);
   cap += (uint64_t)s->n_stop_token_ids * 12 + (g->model ? strlen(g->model) + 8 : 0);
+  cap += (uint64_t)s->n_logit_bias * 8 + 8 + chat_template_len + 8;
   if (cap > REALM_MAX_FRAME_BYTES) return REALM_E_TOO_LARGE;
   uint8_t *b = malloc(cap);
   if (!b) return REALM_E_NOMEM;
@@ -416,6 +506,24 @@ static int build_blob(const Realm__V1__GenerateRequest *g, uint32_t max_tokens, 
     realm_req_add(b, c, &len, REALM_REQ_STOP_TOKEN, &s->stop_token_ids[i], 4);
   if (g->model && g->model[0])
     realm_req_add(b, c, &len, REALM_REQ_MODEL, g->model, (uint32_t)strlen(g->model));
+  if (s->n_logit_bias) {
+    /* One LOGIT_BIAS field with every entry: {i32 token, f32 bias} little-endian (the blob
+     * is little-endian; so is every host we build for). validate_generate checked them. */
+    uint32_t n = (uint32_t)s->n_logit_bias;
+    uint8_t *ent = malloc((size_t)n * 8);
+    if (!ent) {
+      free(b);
+      return REALM_E_NOMEM;
+    }
+    for (uint32_t i = 0; i < n; i++) {
+      memcpy(ent + 8 * i, &s->logit_bias[i]->key, 4);
+      memcpy(ent + 8 * i + 4, &s->logit_bias[i]->value, 4);
+    }
+    realm_req_add(b, c, &len, REALM_REQ_LOGIT_BIAS, ent, n * 8);
+    free(ent);
+  }
+  if (chat_template_len)
+    realm_req_add(b, c, &len, REALM_REQ_CHAT_TEMPLATE, chat_template, chat_template_len);
   *ret = b;
   *ret_len = len;
   return REALM_OK;
@@ -473,6 +581,28 @@ static int validate_generate(struct runner *r, const Realm__V1__GenerateRequest 
     *param = "max_tokens";
     return REALM_E_OUT_OF_RANGE;
   }
+  if (g->sampling->top_logprobs > REALM_GUEST_MAX_TOP_LOGPROBS) {
+    set_err(msg, msglen, "top_logprobs %u is above %d", g->sampling->top_logprobs,
+            REALM_GUEST_MAX_TOP_LOGPROBS);
+    *param = "top_logprobs";
+    return REALM_E_OUT_OF_RANGE;
+  }
+  if (g->sampling->n_logit_bias > r->vocab_size) {
+    set_err(msg, msglen, "logit_bias has %zu entries, the vocabulary %u tokens",
+            g->sampling->n_logit_bias, r->vocab_size);
+    *param = "logit_bias";
+    return REALM_E_TOO_LARGE;
+  }
+  for (size_t i = 0; i < g->sampling->n_logit_bias; i++) {
+    const Realm__V1__SamplingParams__LogitBiasEntry *e = g->sampling->logit_bias[i];
+    if (!e || e->key < 0 || (uint32_t)e->key >= r->vocab_size || !(e->value >= -100.0f) ||
+        !(e->value <= 100.0f)) {
+      set_err(msg, msglen, "logit_bias entry %d: %g (token ids 0..%u, biases -100..100)",
+              e ? e->key : -1, e ? (double)e->value : 0.0, r->vocab_size - 1);
+      *param = "logit_bias";
+      return REALM_E_INVALID_ARGUMENT;
+    }
+  }
   if (g->n > 1) {
     set_err(msg, msglen, "n = %u: this runner serves one choice per request", g->n);
     *param = "n";
@@ -520,6 +650,7 @@ static void handle_generate(struct runner *r, const realm_ipc_peer *peer,
   q->peer = *peer;
   q->state = RREQ_OPENING;
   q->want_logprobs = g->sampling->logprobs;
+  q->top_logprobs = g->sampling->logprobs ? g->sampling->top_logprobs : 0;
   q->deadline_unix_ms = g->deadline_unix_ms;
   q->max_tokens = g->sampling->max_tokens ? g->sampling->max_tokens : (uint32_t)r->cfg.max_tokens;
   q->host = (struct sandbox_host){
@@ -531,6 +662,12 @@ static void handle_generate(struct runner *r, const realm_ipc_peer *peer,
       .emit_text = host_emit_text,
       .emit_token = host_emit_token,
       .log = host_log,
+      .model_meta = host_model_meta,
+      .merge_count = host_merge_count,
+      .merge = host_merge,
+      .emit_top_logprobs = host_emit_top_logprobs,
+      /* finish stays NULL: the sandbox records the reason and deliver_logits reads it with
+       * sandbox_instance_finish_reason. */
   };
   r->n_active++;
   r->requests_total++;
@@ -549,7 +686,7 @@ static void handle_generate(struct runner *r, const realm_ipc_peer *peer,
   }
   uint8_t *blob = NULL;
   uint32_t blob_len = 0;
-  rc = build_blob(g, q->max_tokens, &blob, &blob_len);
+  rc = build_blob(g, q->max_tokens, r->chat_template, r->chat_template_len, &blob, &blob_len);
   if (rc < 0) {
     req_fail(q, rc, "the request does not fit the guest request blob");
     return;
@@ -558,6 +695,7 @@ static void handle_generate(struct runner *r, const realm_ipc_peer *peer,
   rc = sandbox_call_request_begin(q->inst, RUNNER_GUEST_REQ_ID, blob, blob_len, &status, msg,
                                   sizeof msg);
   free(blob);
+  flush_token(q);
   if (rc < 0) {
     realm_log_warn("guest failed in request_begin", RLOG_STR("request", q->id), RLOG_ERR(rc),
                    RLOG_STR("detail", msg));
@@ -696,8 +834,10 @@ static void deliver_logits(struct runner *r, struct rreq *q, const float *logits
   int32_t action = 0;
   uint32_t at = q->n_pending; /* the chosen token goes before anything fed during the call */
   q->generating = true;
+  q->emitted_in_call = false;
   int rc = sandbox_call_logits(q->inst, RUNNER_GUEST_REQ_ID, logits, r->vocab_size, &action, msg,
                                sizeof msg);
+  flush_token(q);
   if (rc < 0) {
     realm_log_warn("guest failed in on_logits", RLOG_STR("request", q->id), RLOG_ERR(rc),
                    RLOG_STR("detail", msg));
@@ -709,7 +849,20 @@ static void deliver_logits(struct runner *r, struct rreq *q, const float *logits
     return;
   }
   if (action == REALM_GUEST_STOP) {
-    req_end(q, END_FINISH, REALM__V1__FINISH_REASON__FINISH_REASON_STOP, 0, NULL, NULL);
+    /* A token emitted in this call is part of the completion (the default guest emits the
+     * last token before stopping for a stop string or max_tokens); a stop token it does not
+     * emit (EOS) is not. */
+    if (q->emitted_in_call) q->completion_tokens++;
+    /* The guest's own reason (realm_finish); NONE (an older guest) reads as stop. The
+     * protocol has no content-filter reason yet, so CONTENT_FILTER is reported as stop. */
+    int32_t why = sandbox_instance_finish_reason(q->inst, RUNNER_GUEST_REQ_ID);
+    if (why == REALM_GUEST_FINISH_CONTENT_FILTER)
+      realm_log_info("guest finished for content_filter; reported as stop",
+                     RLOG_STR("request", q->id));
+    req_end(q, END_FINISH,
+            why == REALM_GUEST_FINISH_LENGTH ? REALM__V1__FINISH_REASON__FINISH_REASON_LENGTH
+                                             : REALM__V1__FINISH_REASON__FINISH_REASON_STOP,
+            0, NULL, NULL);
     return;
   }
   if (action < 0 || (uint32_t)action >= r->vocab_size) {
@@ -1041,6 +1194,43 @@ int runner_run_until(struct runner *r, volatile sig_atomic_t *stop, uint64_t don
 
 /* ---- set-up ---- */
 
+/* Keeps the tenant's chat template: the text itself, or "@PATH" read now (the jail forbids
+ * opening files later). At most REALM_GUEST_MAX_META_VALUE_BYTES, like a model's template. */
+static int load_chat_template(struct runner *r, const char *spec, char *err, size_t errlen) {
+  size_t len;
+  char *text = NULL;
+  if (spec[0] == '@') {
+    FILE *fp = fopen(spec + 1, "rb");
+    if (!fp) {
+      set_err(err, errlen, "--chat-template %s: %s", spec, strerror(errno));
+      return REALM_E_INVALID_ARGUMENT;
+    }
+    text = malloc(REALM_GUEST_MAX_META_VALUE_BYTES + 1);
+    len = text ? fread(text, 1, REALM_GUEST_MAX_META_VALUE_BYTES + 1, fp) : 0;
+    bool bad = text && ferror(fp);
+    fclose(fp);
+    if (!text) return REALM_E_NOMEM;
+    if (bad || len == 0 || len > REALM_GUEST_MAX_META_VALUE_BYTES) {
+      set_err(err, errlen, "--chat-template %s: %s", spec,
+              bad ? "read error" : len == 0 ? "empty file" : "larger than 1 MiB");
+      free(text);
+      return REALM_E_INVALID_ARGUMENT;
+    }
+  } else {
+    len = strlen(spec);
+    if (len > REALM_GUEST_MAX_META_VALUE_BYTES) {
+      set_err(err, errlen, "--chat-template is %zu bytes, at most %u", len,
+              REALM_GUEST_MAX_META_VALUE_BYTES);
+      return REALM_E_INVALID_ARGUMENT;
+    }
+    text = strdup(spec);
+    if (!text) return REALM_E_NOMEM;
+  }
+  r->chat_template = text;
+  r->chat_template_len = (uint32_t)len;
+  return REALM_OK;
+}
+
 int runner_new(const struct runner_config *cfg, struct runner **ret_runner, char *err,
                size_t errlen) {
   if (!cfg->tenant_id[0] || !cfg->worker_endpoint[0] || !cfg->listen_endpoint[0] ||
@@ -1067,6 +1257,10 @@ int runner_new(const struct runner_config *cfg, struct runner **ret_runner, char
   for (int64_t i = 0; i < cfg->max_inflight; i++) r->reqs[i].runner = r;
   if (cfg->vocab_path[0]) {
     rc = runner_vocab_load(cfg->vocab_path, &r->vocab, err, errlen);
+    if (rc < 0) goto fail;
+  }
+  if (cfg->chat_template && cfg->chat_template[0]) {
+    rc = load_chat_template(r, cfg->chat_template, err, errlen);
     if (rc < 0) goto fail;
   }
   rc = sandbox_module_load_file(cfg->module_path, cfg->module_cache, &r->module, err, errlen);
@@ -1122,6 +1316,7 @@ void runner_free(struct runner *r) {
   if (r->zctx) zmq_ctx_term(r->zctx);
   sandbox_module_free(r->module);
   runner_vocab_free(r->vocab);
+  free(r->chat_template);
   free(r->reqs);
   free(r->step);
   free(r);

@@ -41,6 +41,10 @@ struct runner_config {
   int64_t connect_timeout_ms;  /* how long set-up waits for the worker's HelloReply */
   int64_t worker_timeout_ms;   /* a Step unanswered this long means the worker is gone */
   int64_t prefill_chunk;       /* prompt tokens of one request per Step */
+  /* The tenant's chat template, sent to the guest as REALM_REQ_CHAT_TEMPLATE with every
+   * request: a family name ("chatml", "llama3", ...) or Jinja text; "@PATH" reads the text
+   * from a file at set-up (before the jail). "" = none (the guest uses the model's). */
+  const char *chat_template;
 };
 
 /* Exit status of realm-runner when the worker connection was lost while jailed: a jailed

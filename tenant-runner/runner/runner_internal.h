@@ -11,6 +11,9 @@
  *  3. Each request ends with exactly one terminal event to the gateway (Finish or Error),
  *     unless the gateway connection is gone, and its guest instance is freed with it.
  *  4. Guest code runs only on the loop thread, never from inside a host callback.
+ *  5. Events of one request leave in the order the guest produced them: a held Token event
+ *     (tok_pending) goes out before any later token, held text or terminal event; it never
+ *     outlives the guest call that made it.
  */
 #ifndef REALM_RUNNER_INTERNAL_H
 #define REALM_RUNNER_INTERNAL_H
@@ -57,6 +60,19 @@ struct rreq {
   bool gateway_gone;              /* sending an event failed: finish silently */
   char *hold;                     /* emit_text bytes waiting for the next token event */
   uint32_t n_hold, cap_hold;
+  uint32_t top_logprobs;          /* alternatives per token the request asked for (0..20) */
+  bool emitted_in_call;           /* the guest emitted a token during the current on_logits */
+
+  /* The Token event of the guest's last emit_token, held until its top logprobs may have
+   * arrived (emit_top_logprobs follows emit_token): sent at the next emit_token, when the
+   * guest call returns, or before the request's terminal event (invariant 5). */
+  bool tok_pending;
+  int32_t tok_id;
+  float tok_logprob;
+  char *tok_text;                 /* held emit_text bytes + the token's text */
+  uint32_t tok_len, cap_tok_text;
+  struct realm_top_logprob tok_top[REALM_GUEST_MAX_TOP_LOGPROBS];
+  uint32_t tok_n_top;
 };
 
 struct step_slot {
@@ -76,6 +92,8 @@ struct runner {
   realm_shm *shm;                /* NULL in inline mode */
   struct sandbox_module *module;
   struct runner_vocab *vocab;    /* NULL when no vocabulary was given */
+  char *chat_template;           /* the tenant's CHAT_TEMPLATE (read before the jail), or NULL */
+  uint32_t chat_template_len;
 
   /* From HelloReply. */
   bool worker_up;

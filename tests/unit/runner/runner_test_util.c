@@ -591,8 +591,26 @@ int gw_collect(struct gw_client *c, const char *const *ids, struct gw_result *re
         struct gw_result *r = &res[i];
         r->n_events++;
         if (ge->kind_case == REALM__V1__GENERATE_EVENT__KIND_TOKEN && ge->token) {
-          if (ge->token->token_id >= 0 && r->n_tokens < 256)
-            r->tokens[r->n_tokens++] = ge->token->token_id;
+          if (ge->token->token_id >= 0 && r->n_tokens < 256) {
+            uint32_t k = r->n_tokens++;
+            r->tokens[k] = ge->token->token_id;
+            const Realm__V1__TokenLogprob *lp = ge->token->logprob;
+            if (lp) {
+              r->has_logprob[k] = true;
+              r->logprob[k] = lp->logprob;
+              snprintf(r->lp_text[k], sizeof r->lp_text[k], "%.*s",
+                       (int)(lp->text.len < 31 ? lp->text.len : 31), (const char *)lp->text.data);
+              r->n_top[k] = (uint32_t)lp->n_top;
+              for (size_t t = 0; t < lp->n_top && t < 4; t++) {
+                r->top_id[k][t] = lp->top[t]->token_id;
+                r->top_logprob[k][t] = lp->top[t]->logprob;
+              }
+              if (lp->n_top)
+                snprintf(r->top_text[k], sizeof r->top_text[k], "%.*s",
+                         (int)(lp->top[0]->text.len < 31 ? lp->top[0]->text.len : 31),
+                         (const char *)lp->top[0]->text.data);
+            }
+          }
           size_t l = ge->token->text.len;
           if (r->text_len + l < sizeof r->text) {
             memcpy(r->text + r->text_len, ge->token->text.data, l);

@@ -84,6 +84,14 @@ struct gw_result {
   uint32_t prompt_tokens, completion_tokens;
   int32_t tokens[256];       /* token ids of token events with id >= 0 */
   uint32_t n_tokens;
+  /* Per token event with id >= 0 (index as in tokens[]): its TokenLogprob, when present. */
+  bool has_logprob[256];
+  float logprob[256];
+  char lp_text[256][32];     /* TokenLogprob.text (the token's own bytes), cut to 31 */
+  uint32_t n_top[256];       /* alternatives carried */
+  int32_t top_id[256][4];    /* the first 4 alternatives' ids */
+  float top_logprob[256][4];
+  char top_text[256][32];    /* the best alternative's text, cut to 31 */
   char text[4096];           /* concatenated token texts */
   size_t text_len;
   uint32_t n_events;
