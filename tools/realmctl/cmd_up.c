@@ -703,8 +703,7 @@ static int parse_int_arg(const char *flag, const char *v, long lo, long hi, long
  * path would not fit a Unix socket address. */
 static int make_run_dir(struct up *u, char *err, size_t errlen) {
   sfmt(u->run_dir, sizeof u->run_dir, "%s/run", u->state_dir);
-  /* the longest name in it: "/runner-<64-char id>-<2 digits>.sock" */
-  if (strlen(u->run_dir) + 1 + 7 + 64 + 8 > UP_IPC_PATH_MAX) {
+  if (strlen(u->run_dir) + UP_RUNNER_SOCK_NAME_MAX > UP_IPC_PATH_MAX) {
     char tmpl[] = "/tmp/realm-up-XXXXXX";
     if (!mkdtemp(tmpl)) {
       sfmt(err, errlen, "mkdtemp: %s", strerror(errno));

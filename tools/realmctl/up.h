@@ -23,7 +23,9 @@
 #define UP_MAX_CONFIG_BYTES (1u << 20)
 #define UP_MAX_EXTRA_ARGS 32     /* "args" entries per daemon section */
 #define UP_PATH_MAX 512
-#define UP_IPC_PATH_MAX 100      /* sockaddr_un holds 108 bytes; keep a margin */
+#define UP_IPC_PATH_MAX 107      /* sun_path holds 108 bytes with the NUL */
+/* The longest socket name in the run dir: "/runner-" + 64-char id + "-15" + ".sock". */
+#define UP_RUNNER_SOCK_NAME_MAX (8 + 64 + 3 + 5)
 
 /* ---- config (up_config.c) ------------------------------------------------------------------ */
 
