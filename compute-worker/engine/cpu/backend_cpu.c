@@ -29,7 +29,7 @@ struct cpu_ctx {
   int n_threads;
   int f32_activations; /* use k->matmul_f32act for every type */
   uint32_t max_tokens, max_in;
-  struct engine_q8_act *xq; /* (max_tokens, max_in / 32) quantized activations */
+  uint8_t *xq;              /* (max_tokens) q8 activation rows of up to max_in elements */
   float *scratch;           /* (n_threads, scratch_floats) */
   size_t scratch_floats;
 };
@@ -73,8 +73,9 @@ static void matmul_task(void *arg, int64_t begin, int64_t end, int thread) {
 }
 
 struct quant_job {
+  const struct engine_cpu_kernels *k;
   const float *x;
-  struct engine_q8_act *xq;
+  uint8_t *xq;
   uint32_t n_in;
 };
 
@@ -82,8 +83,8 @@ static void quant_task(void *arg, int64_t begin, int64_t end, int thread) {
   (void)thread;
   const struct quant_job *q = arg;
   for (int64_t t = begin; t < end; t++)
-    engine_quantize_q8_act(q->x + (size_t)t * q->n_in, (int)q->n_in,
-                           q->xq + (size_t)t * (q->n_in / ENGINE_QK));
+    q->k->quantize_q8_act(q->x + (size_t)t * q->n_in, (int)q->n_in,
+                          q->xq + (size_t)t * engine_q8_act_row_bytes((int)q->n_in));
 }
 
 static void cpu_matmul(void *ctx, const struct engine_weight *w, const float *x, uint32_t n_tok,
@@ -93,11 +94,11 @@ static void cpu_matmul(void *ctx, const struct engine_weight *w, const float *x,
                          .n_tok = n_tok, .y = y};
   if (engine_wtype_wants_q8(w->type) && !c->f32_activations) {
     /* Activations quantized once per matmul, used by every row: the integer dot products
-     * drift from f32 activations by the int8 rounding of x (see quant_blocks.h). */
-    struct quant_job q = {.x = x, .xq = c->xq, .n_in = w->n_in};
+     * drift from f32 activations by the int8 rounding of x (see kernels.h). */
+    struct quant_job q = {.k = c->k, .x = x, .xq = c->xq, .n_in = w->n_in};
     engine_threadpool_run(c->pool, n_tok, n_tok >= 64 ? 16 : n_tok, quant_task, &q);
     j.x = c->xq;
-    j.x_stride = sizeof(struct engine_q8_act) * (w->n_in / ENGINE_QK);
+    j.x_stride = engine_q8_act_row_bytes((int)w->n_in);
   }
   /* About 4 chunks per thread so a slow (shared) core does not hold the step back, but at
    * least 16 rows so per-chunk overhead stays small. */
@@ -302,10 +303,23 @@ static const struct engine_backend_ops cpu_ops = {
 
 int engine_backend_cpu_create(const struct engine_cpu_options *opt, struct engine_backend *ret,
                               char *err, size_t errlen) {
+  /* "auto" can be pinned by the operator with REALM_ENGINE_ISA (scalar, avx2, avx512,
+   * avx512vnni): for comparing kernels on one machine, or working around a kernel. */
+  int isa = opt->isa;
+  const char *env = isa < 0 ? getenv("REALM_ENGINE_ISA") : NULL;
+  if (env && *env) {
+    isa = engine_cpu_isa_from_name(env);
+    if (isa == -2) {
+      snprintf(err, errlen,
+               "cpu backend: REALM_ENGINE_ISA=\"%.32s\" unknown (auto, scalar, avx2, avx512, "
+               "avx512vnni)", env);
+      return REALM_E_INVALID_ARGUMENT;
+    }
+  }
   const struct engine_cpu_kernels *k =
-      opt->isa < 0 ? engine_cpu_kernels_best() : engine_cpu_kernels_get((enum engine_isa)opt->isa);
+      isa < 0 ? engine_cpu_kernels_best() : engine_cpu_kernels_get((enum engine_isa)isa);
   if (!k) {
-    snprintf(err, errlen, "cpu backend: instruction set %d is not supported by this CPU", opt->isa);
+    snprintf(err, errlen, "cpu backend: instruction set %d is not supported by this CPU", isa);
     return REALM_E_UNSUPPORTED;
   }
   struct cpu_ctx *c = calloc(1, sizeof *c);
@@ -321,8 +335,9 @@ int engine_backend_cpu_create(const struct engine_cpu_options *opt, struct engin
   c->n_threads = engine_threadpool_size(c->pool);
   c->max_tokens = opt->max_tokens;
   c->max_in = opt->max_in;
-  size_t nblk = (size_t)(opt->max_in + ENGINE_QK - 1) / ENGINE_QK;
-  c->xq = malloc(sizeof(struct engine_q8_act) * nblk * (opt->max_tokens ? opt->max_tokens : 1));
+  uint32_t max_in_blocks = (opt->max_in + ENGINE_QK - 1) / ENGINE_QK * ENGINE_QK;
+  c->xq = aligned_alloc(64, (engine_q8_act_row_bytes((int)max_in_blocks) *
+                                 (opt->max_tokens ? opt->max_tokens : 1) + 63) & ~(size_t)63);
   c->scratch_floats = opt->max_ctx > opt->max_head_dim ? opt->max_ctx : opt->max_head_dim;
   c->scratch_floats = (c->scratch_floats + 15) & ~(size_t)15;
   c->scratch = malloc(sizeof(float) * c->scratch_floats * (size_t)c->n_threads);

@@ -1,15 +1,19 @@
 /*
  * kernels.h — CPU matmul kernels: one table per instruction set (scalar reference, AVX2/FMA,
- * AVX-512), picked at run time from what the CPU supports.
+ * AVX-512, AVX-512 VNNI), picked at run time from what the CPU supports.
  *
  * Every kernel computes, for a range of weight rows [row0, row1) and a batch of NB activation
- * vectors, y[b * y_stride + j] = dot(row_j, x_b). The loop order is the point: each weight
- * row is loaded once and used for all NB activations while it sits in L1, so a decode step
- * for a batch of sequences costs about the same memory traffic as for one sequence.
+ * vectors, y[b * y_stride + j] = dot(row_j, x_b). The loop order is the point: the SIMD
+ * kernels take a tile of weight rows and a tile of activations at once, so each weight block
+ * is loaded once and used for every activation of the batch while it sits in registers, and
+ * a decode step for a batch of sequences costs about the same memory traffic as for one.
  * Float weight types (F32/F16/BF16) take f32 activations; Q8_0/Q4_0 take activations
- * quantized once per matmul to struct engine_q8_act blocks (integer dot products, like ggml).
+ * quantized once per matmul to an engine "q8 activation row" (integer dot products).
  * All kernels compute every output from the same data in the same order whatever the thread
  * split, so results do not depend on the number of threads.
+ *
+ * Block layouts and fp16 conversions are the model's (model/quant.h, model/fp16.h): the
+ * weights are used in place, exactly as GGUF stores them.
  */
 #ifndef REALM_ENGINE_CPU_KERNELS_H
 #define REALM_ENGINE_CPU_KERNELS_H
@@ -17,7 +21,12 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "quant_blocks.h"
+/* Relative paths: the kernel library is built without the model's include directory. */
+#include "../../model/fp16.h"
+#include "../../model/quant.h"
+
+#define ENGINE_QK 32 /* elements per Q8_0 / Q4_0 block (REALM_QK8_0 == REALM_QK4_0) */
+_Static_assert(REALM_QK8_0 == ENGINE_QK && REALM_QK4_0 == ENGINE_QK, "block sizes");
 
 /* Weight types the kernels handle, dense-indexed. */
 enum engine_wtype {
@@ -29,11 +38,33 @@ enum engine_wtype {
   ENGINE_W_COUNT
 };
 
-enum engine_isa { ENGINE_ISA_SCALAR = 0, ENGINE_ISA_AVX2, ENGINE_ISA_AVX512, ENGINE_ISA_COUNT };
+/* AVX512 is the AVX-512 table without VNNI (integer dots with maddubs); AVX512_VNNI adds
+ * vpdpbusd for Q8_0/Q4_0 and is what "best" picks when the CPU has it. */
+enum engine_isa {
+  ENGINE_ISA_SCALAR = 0,
+  ENGINE_ISA_AVX2,
+  ENGINE_ISA_AVX512,
+  ENGINE_ISA_AVX512_VNNI,
+  ENGINE_ISA_COUNT
+};
+
+/* A quantized activation row of N elements (N a multiple of 32), written once per matmul by
+ * engine_quantize_q8_act and read by every weight row:
+ *   bytes [0, N):           u8 = q + 128 for the int8 q of element i (x_i ≈ d_blk * q),
+ *                           q in [-127, 127], so u8 is in [1, 255];
+ *   then N/32 blocks of 8 floats: block k's scale d_k repeated 8 times.
+ * Unsigned quants feed vpdpbusd (unsigned × signed) directly; the +128 bias is removed by a
+ * per-weight-block correction that is shared by the whole batch. The repeated scale is one
+ * aligned-size vector load per block instead of a broadcast and a shuffle in the hot loop. */
+static inline size_t engine_q8_act_row_bytes(int n) { return (size_t)n * 2; }
+static inline const uint8_t *engine_q8_act_qs(const void *row) { return (const uint8_t *)row; }
+static inline const float *engine_q8_act_d(const void *row, int n) {
+  return (const float *)((const uint8_t *)row + n);
+}
 
 /* w: first byte of row 0; row_bytes: bytes per row; n_in: elements per row (a multiple of 32
  * for the quantized types). x: activation b starts at (const char *)x + b * x_stride bytes,
- * either n_in floats or n_in/32 engine_q8_act blocks. */
+ * either n_in floats or one q8 activation row of n_in elements. */
 typedef void (*engine_matmul_fn)(const void *w, size_t row_bytes, int n_in, int row0, int row1,
                                  const void *x, size_t x_stride, int nb, float *y,
                                  size_t y_stride);
@@ -45,9 +76,11 @@ struct engine_cpu_kernels {
    * by block in registers). Same as matmul[] for the float types. Slower for batches, but
    * free of the activation-quantization drift. */
   engine_matmul_fn matmul_f32act[ENGINE_W_COUNT];
+  /* Quantizes n floats into one q8 activation row (same result in every table). */
+  void (*quantize_q8_act)(const float *x, int n, void *out);
 };
 
-/* Whether the activations for a weight type are quantized to Q8 blocks first. */
+/* Whether the activations for a weight type are quantized to a q8 activation row first. */
 static inline int engine_wtype_wants_q8(enum engine_wtype t) {
   return t == ENGINE_W_Q8_0 || t == ENGINE_W_Q4_0;
 }
@@ -56,9 +89,12 @@ static inline int engine_wtype_wants_q8(enum engine_wtype t) {
 const struct engine_cpu_kernels *engine_cpu_kernels_get(enum engine_isa isa);
 /* The best table this CPU supports. */
 const struct engine_cpu_kernels *engine_cpu_kernels_best(void);
+/* "scalar", "avx2", "avx512", "avx512vnni" → enum engine_isa; "auto"/NULL → -1; unknown →
+ * -2. The CPU backend also reads REALM_ENGINE_ISA (same names) when asked for "auto". */
+int engine_cpu_isa_from_name(const char *name);
 
-/* Quantizes n floats (n a multiple of 32) into n/32 activation blocks. */
-void engine_quantize_q8_act(const float *x, int n, struct engine_q8_act *out);
+/* Scalar reference: quantizes n floats (n a multiple of 32) into one q8 activation row. */
+void engine_quantize_q8_act(const float *x, int n, void *out);
 /* Dequantizes N elements of a weight row of type T starting at element 0 of SRC into DST. */
 void engine_dequantize_row(enum engine_wtype t, const void *src, int n, float *dst);
 
@@ -66,5 +102,6 @@ void engine_dequantize_row(enum engine_wtype t, const void *src, int n, float *d
 const struct engine_cpu_kernels *engine_cpu_kernels_scalar(void);
 const struct engine_cpu_kernels *engine_cpu_kernels_avx2(void);
 const struct engine_cpu_kernels *engine_cpu_kernels_avx512(void);
+const struct engine_cpu_kernels *engine_cpu_kernels_avx512_vnni(void);
 
 #endif /* REALM_ENGINE_CPU_KERNELS_H */

@@ -9,15 +9,19 @@
 #include "kernels.h"
 
 #include <math.h>
+#include <string.h>
 
-void engine_quantize_q8_act(const float *x, int n, struct engine_q8_act *out) {
+void engine_quantize_q8_act(const float *x, int n, void *out) {
+  uint8_t *qs = out;
+  float *d = (float *)((uint8_t *)out + n);
   for (int b = 0; b < n / ENGINE_QK; b++) {
     const float *xb = x + b * ENGINE_QK;
     float amax = 0.0f;
     for (int i = 0; i < ENGINE_QK; i++) amax = fmaxf(amax, fabsf(xb[i]));
-    float d = amax / 127.0f, id = d != 0.0f ? 1.0f / d : 0.0f;
-    out[b].d = d;
-    for (int i = 0; i < ENGINE_QK; i++) out[b].qs[i] = (int8_t)lrintf(xb[i] * id);
+    float db = amax / 127.0f, id = db != 0.0f ? 1.0f / db : 0.0f;
+    for (int i = 0; i < 8; i++) d[b * 8 + i] = db;
+    for (int i = 0; i < ENGINE_QK; i++)
+      qs[b * ENGINE_QK + i] = (uint8_t)((int)lrintf(xb[i] * id) + 128);
   }
 }
 
@@ -28,33 +32,20 @@ void engine_dequantize_row(enum engine_wtype t, const void *src, int n, float *d
     break;
   case ENGINE_W_F16: {
     const uint16_t *s = src;
-    for (int i = 0; i < n; i++) dst[i] = engine_fp16_to_f32(s[i]);
+    for (int i = 0; i < n; i++) dst[i] = realm_fp16_to_f32(s[i]);
     break;
   }
   case ENGINE_W_BF16: {
     const uint16_t *s = src;
-    for (int i = 0; i < n; i++) dst[i] = engine_bf16_to_f32(s[i]);
+    for (int i = 0; i < n; i++) dst[i] = realm_bf16_to_f32(s[i]);
     break;
   }
-  case ENGINE_W_Q8_0: {
-    const struct engine_block_q8_0 *b = src;
-    for (int i = 0; i < n / ENGINE_QK; i++) {
-      float d = engine_fp16_to_f32(b[i].d);
-      for (int j = 0; j < ENGINE_QK; j++) dst[i * ENGINE_QK + j] = d * (float)b[i].qs[j];
-    }
+  case ENGINE_W_Q8_0:
+    dequantize_row_q8_0(src, dst, n);
     break;
-  }
-  case ENGINE_W_Q4_0: {
-    const struct engine_block_q4_0 *b = src;
-    for (int i = 0; i < n / ENGINE_QK; i++) {
-      float d = engine_fp16_to_f32(b[i].d);
-      for (int j = 0; j < ENGINE_QK / 2; j++) {
-        dst[i * ENGINE_QK + j] = d * (float)((b[i].qs[j] & 0x0f) - 8);
-        dst[i * ENGINE_QK + j + 16] = d * (float)((b[i].qs[j] >> 4) - 8);
-      }
-    }
+  case ENGINE_W_Q4_0:
+    dequantize_row_q4_0(src, dst, n);
     break;
-  }
   default:
     break;
   }
@@ -78,8 +69,8 @@ void engine_dequantize_row(enum engine_wtype t, const void *src, int n, float *d
 
 #define IDENT(v) (v)
 SCALAR_FLOAT_KERNEL(matmul_f32_scalar, float, IDENT)
-SCALAR_FLOAT_KERNEL(matmul_f16_scalar, uint16_t, engine_fp16_to_f32)
-SCALAR_FLOAT_KERNEL(matmul_bf16_scalar, uint16_t, engine_bf16_to_f32)
+SCALAR_FLOAT_KERNEL(matmul_f16_scalar, uint16_t, realm_fp16_to_f32)
+SCALAR_FLOAT_KERNEL(matmul_bf16_scalar, uint16_t, realm_bf16_to_f32)
 
 /* ---- quantized weights × Q8 activations ---- */
 
@@ -88,16 +79,17 @@ static void matmul_q8_0_scalar(const void *w, size_t row_bytes, int n_in, int ro
                                size_t y_stride) {
   int nblk = n_in / ENGINE_QK;
   for (int j = row0; j < row1; j++) {
-    const struct engine_block_q8_0 *row =
-        (const struct engine_block_q8_0 *)((const char *)w + (size_t)j * row_bytes);
+    const struct realm_block_q8_0 *row =
+        (const struct realm_block_q8_0 *)((const char *)w + (size_t)j * row_bytes);
     for (int b = 0; b < nb; b++) {
-      const struct engine_q8_act *xb =
-          (const struct engine_q8_act *)((const char *)x + (size_t)b * x_stride);
+      const uint8_t *xq = engine_q8_act_qs((const char *)x + (size_t)b * x_stride);
+      const float *xd = engine_q8_act_d((const char *)x + (size_t)b * x_stride, n_in);
       float sum = 0.0f;
       for (int k = 0; k < nblk; k++) {
         int32_t s = 0;
-        for (int i = 0; i < ENGINE_QK; i++) s += (int32_t)row[k].qs[i] * (int32_t)xb[k].qs[i];
-        sum += (float)s * (engine_fp16_to_f32(row[k].d) * xb[k].d);
+        for (int i = 0; i < ENGINE_QK; i++)
+          s += (int32_t)row[k].qs[i] * (xq[k * ENGINE_QK + i] - 128);
+        sum += (float)s * (realm_fp16_to_f32(row[k].d) * xd[k * 8]);
       }
       y[(size_t)b * y_stride + j] = sum;
     }
@@ -109,19 +101,19 @@ static void matmul_q4_0_scalar(const void *w, size_t row_bytes, int n_in, int ro
                                size_t y_stride) {
   int nblk = n_in / ENGINE_QK;
   for (int j = row0; j < row1; j++) {
-    const struct engine_block_q4_0 *row =
-        (const struct engine_block_q4_0 *)((const char *)w + (size_t)j * row_bytes);
+    const struct realm_block_q4_0 *row =
+        (const struct realm_block_q4_0 *)((const char *)w + (size_t)j * row_bytes);
     for (int b = 0; b < nb; b++) {
-      const struct engine_q8_act *xb =
-          (const struct engine_q8_act *)((const char *)x + (size_t)b * x_stride);
+      const uint8_t *xq = engine_q8_act_qs((const char *)x + (size_t)b * x_stride);
+      const float *xd = engine_q8_act_d((const char *)x + (size_t)b * x_stride, n_in);
       float sum = 0.0f;
       for (int k = 0; k < nblk; k++) {
         int32_t s = 0;
         for (int i = 0; i < ENGINE_QK / 2; i++) {
-          s += ((row[k].qs[i] & 0x0f) - 8) * (int32_t)xb[k].qs[i];
-          s += ((row[k].qs[i] >> 4) - 8) * (int32_t)xb[k].qs[i + 16];
+          s += ((row[k].qs[i] & 0x0f) - 8) * (xq[k * ENGINE_QK + i] - 128);
+          s += ((row[k].qs[i] >> 4) - 8) * (xq[k * ENGINE_QK + i + 16] - 128);
         }
-        sum += (float)s * (engine_fp16_to_f32(row[k].d) * xb[k].d);
+        sum += (float)s * (realm_fp16_to_f32(row[k].d) * xd[k * 8]);
       }
       y[(size_t)b * y_stride + j] = sum;
     }
@@ -142,7 +134,7 @@ static void matmul_q4_0_scalar(const void *w, size_t row_bytes, int n_in, int ro
         for (int k = 0; k < nblk; k++) {                                                   \
           float s = 0.0f;                                                                  \
           for (int i = 0; i < ENGINE_QK; i++) s += (float)GETQ(row[k], i) * xb[k * ENGINE_QK + i]; \
-          sum += s * engine_fp16_to_f32(row[k].d);                                         \
+          sum += s * realm_fp16_to_f32(row[k].d);                                         \
         }                                                                                  \
         y[(size_t)b * y_stride + j] = sum;                                                 \
       }                                                                                    \
@@ -150,8 +142,8 @@ static void matmul_q4_0_scalar(const void *w, size_t row_bytes, int n_in, int ro
   }
 #define GETQ8(blk, i) ((blk).qs[i])
 #define GETQ4(blk, i) ((i) < 16 ? ((blk).qs[i] & 0x0f) - 8 : ((blk).qs[(i)-16] >> 4) - 8)
-SCALAR_QF_KERNEL(matmul_q8_0_f32act_scalar, struct engine_block_q8_0, GETQ8)
-SCALAR_QF_KERNEL(matmul_q4_0_f32act_scalar, struct engine_block_q4_0, GETQ4)
+SCALAR_QF_KERNEL(matmul_q8_0_f32act_scalar, struct realm_block_q8_0, GETQ8)
+SCALAR_QF_KERNEL(matmul_q4_0_f32act_scalar, struct realm_block_q4_0, GETQ4)
 
 static const struct engine_cpu_kernels scalar_kernels = {
     .isa_name = "scalar",
@@ -159,6 +151,7 @@ static const struct engine_cpu_kernels scalar_kernels = {
                matmul_q4_0_scalar},
     .matmul_f32act = {matmul_f32_scalar, matmul_f16_scalar, matmul_bf16_scalar,
                       matmul_q8_0_f32act_scalar, matmul_q4_0_f32act_scalar},
+    .quantize_q8_act = engine_quantize_q8_act,
 };
 
 const struct engine_cpu_kernels *engine_cpu_kernels_scalar(void) { return &scalar_kernels; }
@@ -171,14 +164,25 @@ const struct engine_cpu_kernels *engine_cpu_kernels_get(enum engine_isa isa) {
     return engine_cpu_kernels_avx2();
   case ENGINE_ISA_AVX512:
     return engine_cpu_kernels_avx512();
+  case ENGINE_ISA_AVX512_VNNI:
+    return engine_cpu_kernels_avx512_vnni();
   default:
     return NULL;
   }
 }
 
 const struct engine_cpu_kernels *engine_cpu_kernels_best(void) {
-  const struct engine_cpu_kernels *k = engine_cpu_kernels_avx512();
+  const struct engine_cpu_kernels *k = engine_cpu_kernels_avx512_vnni();
+  if (!k) k = engine_cpu_kernels_avx512();
   if (!k) k = engine_cpu_kernels_avx2();
   if (!k) k = engine_cpu_kernels_scalar();
   return k;
+}
+
+int engine_cpu_isa_from_name(const char *name) {
+  static const char *const names[ENGINE_ISA_COUNT] = {"scalar", "avx2", "avx512", "avx512vnni"};
+  if (!name || !*name || strcmp(name, "auto") == 0) return -1;
+  for (int i = 0; i < ENGINE_ISA_COUNT; i++)
+    if (strcmp(name, names[i]) == 0) return i;
+  return -2;
 }

@@ -1,24 +1,25 @@
 /*
- * kernels_x86.c — AVX2/FMA and AVX-512 matmul kernels.
+ * kernels_x86.c — AVX2/FMA, AVX-512 and AVX-512 VNNI matmul kernels.
  *
  * Each function carries its own __attribute__((target(...))) so the file compiles in the
- * portable baseline build; engine_cpu_kernels_avx2()/avx512() hand out a table only when
- * __builtin_cpu_supports says the running CPU has the instructions.
+ * portable baseline build; engine_cpu_kernels_avx2()/avx512()/avx512_vnni() hand out a table
+ * only when __builtin_cpu_supports says the running CPU has the instructions.
  *
- * Register tiling: one weight row against up to 4 activation vectors at once (4 independent
+ * Float weights: one weight row against up to 4 activation vectors at once (4 independent
  * accumulators, each weight vector loaded once and used 4 times), then the remaining
- * activations one by one. Q8_0/Q4_0 blocks are multiplied as int8 with the usual
- * sign/maddubs trick: |w| (unsigned) times sign(w)·x (signed) gives the exact pair sums,
- * which madd widens to int32 before a single float scale per block.
+ * activations one by one. Quantized weights: tiles of weight rows × activations with integer
+ * block dot products (maddubs on AVX2, vpdpbusd on VNNI); see the section comment below.
  */
 #include "kernels.h"
 
 #if defined(__x86_64__) || defined(__i386__)
 
 #include <immintrin.h>
+#include <string.h>
 
 #define T_AVX2 __attribute__((target("avx2,fma,f16c")))
 #define T_AVX512 __attribute__((target("avx512f,avx512bw,avx512vl,avx2,fma,f16c")))
+#define T_VNNI __attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")))
 
 /* ---------------- AVX2 ---------------- */
 
@@ -92,91 +93,254 @@ static inline float conv_f32(float v) { return v; }
   }
 
 AVX2_FLOAT_KERNEL(matmul_f32_avx2, float, load8_f32, conv_f32)
-AVX2_FLOAT_KERNEL(matmul_f16_avx2, uint16_t, load8_f16, engine_fp16_to_f32)
-AVX2_FLOAT_KERNEL(matmul_bf16_avx2, uint16_t, load8_bf16, engine_bf16_to_f32)
+AVX2_FLOAT_KERNEL(matmul_f16_avx2, uint16_t, load8_f16, realm_fp16_to_f32)
+AVX2_FLOAT_KERNEL(matmul_bf16_avx2, uint16_t, load8_bf16, realm_bf16_to_f32)
 
-/* Exact int8·int8 block dot product as 8 int32 lanes converted to float. */
-T_AVX2 static inline __m256 dot_i8x32(__m256i w, __m256i x) {
-  __m256i aw = _mm256_sign_epi8(w, w);
-  __m256i sx = _mm256_sign_epi8(x, w);
-  __m256i p16 = _mm256_maddubs_epi16(aw, sx);
-  return _mm256_cvtepi32_ps(_mm256_madd_epi16(p16, _mm256_set1_epi16(1)));
-}
+/* ---------------- integer kernels for Q8_0 / Q4_0 (AVX2 and AVX-512 VNNI) ----------------
+ *
+ * Tiling: a tile is R weight rows × NB activations (R*NB ≤ 16 accumulators). For every weight
+ * block the R rows are prepared once (loaded, Q4_0 nibbles unpacked, the bias correction
+ * computed, the fp16 scale converted) and then used against all NB activations, so at batch
+ * B a step reads each weight byte from memory once and does B cheap integer dots on it.
+ * Batch 1 takes 4-row tiles (4 independent accumulator chains hide the FMA latency); larger
+ * batches take 2-row tiles of up to 8 activations.
+ *
+ * Integer dot of a weight block w (signed int8) with an activation block stored as
+ * u = q + 128 (unsigned, see kernels.h):   Σ w·q = Σ w·u − 128·Σ w.
+ * The correction −128·Σw depends only on the weight block, so it is computed once per block
+ * and used as the starting value of the accumulating dot for every activation. Q4_0 weights
+ * are used as q − 8 ∈ [−8, 7] the same way. Each block's exact int32 sum is then scaled by
+ * d_w·d_x in f32 and accumulated with FMA, as the scalar reference does. */
 
-T_AVX2 static inline __m256i load_q8_0(const struct engine_block_q8_0 *b) {
-  return _mm256_loadu_si256((const __m256i *)b->qs);
-}
-T_AVX2 static inline __m256i load_q4_0(const struct engine_block_q4_0 *b) {
-  __m128i t = _mm_loadu_si128((const __m128i *)b->qs);
+#define ALWAYS_INLINE __attribute__((always_inline)) inline
+
+enum { QT_Q8 = 0, QT_Q4 = 1 };
+
+/* Software prefetch distance along each weight row. Several rows stream at once (one per
+ * row of the tile), and at batch 8 the integer work per byte is high enough that the
+ * hardware prefetcher alone falls behind; ~1 KiB ahead measured best here. */
+#ifndef ENGINE_PREFETCH_BYTES
+#define ENGINE_PREFETCH_BYTES 1024
+#endif
+
+T_AVX2 static inline __m256i q4_unpack_avx2(const uint8_t *qs) {
+  __m128i t = _mm_loadu_si128((const __m128i *)qs);
   __m256i v = _mm256_set_m128i(_mm_srli_epi16(t, 4), t);
-  v = _mm256_and_si256(v, _mm256_set1_epi8(0x0f));
-  return _mm256_sub_epi8(v, _mm256_set1_epi8(8));
+  return _mm256_sub_epi8(_mm256_and_si256(v, _mm256_set1_epi8(0x0f)), _mm256_set1_epi8(8));
 }
 
-#define AVX2_QUANT_KERNEL(name, block_t, LOADQ)                                               \
-  T_AVX2 static void name(const void *w, size_t row_bytes, int n_in, int row0, int row1,   \
+/* AVX2 flavour. Q8_0 uses the sign trick (maddubs(|w|, sign(q, w))): with u = q + 128 and
+ * w up to ±128 the direct maddubs(u, w) would saturate int16. Q4_0 weights are small
+ * (|w| ≤ 8), so maddubs(u, w) is exact and the bias correction applies. */
+T_AVX2 static ALWAYS_INLINE void qtile_avx2(const int type, const int R, const int NB,
+                                            const char *w, size_t row_bytes, int nblk,
+                                            const char *x, size_t x_stride, int n_in, float *y,
+                                            size_t y_stride) {
+  const size_t bsz = type == QT_Q8 ? sizeof(struct realm_block_q8_0)
+                                   : sizeof(struct realm_block_q4_0);
+  const __m256i ones = _mm256_set1_epi16(1), bias = _mm256_set1_epi8((char)0x80);
+  __m256 acc[4][8];
+  _Pragma("GCC unroll 8") for (int r = 0; r < R; r++)
+    _Pragma("GCC unroll 8") for (int b = 0; b < NB; b++) acc[r][b] = _mm256_setzero_ps();
+  for (int k = 0; k < nblk; k++) {
+    __m256i wa[4], wc[4];
+    __m256 ws[4];
+    _Pragma("GCC unroll 8") for (int r = 0; r < R; r++) {
+      const char *blk = w + (size_t)r * row_bytes + (size_t)k * bsz;
+      if (k % 2 == 0) _mm_prefetch(blk + ENGINE_PREFETCH_BYTES, _MM_HINT_T0);
+      uint16_t d;
+      memcpy(&d, blk, 2);
+      ws[r] = _mm256_set1_ps(_cvtsh_ss(d));
+      if (type == QT_Q8) {
+        __m256i q = _mm256_loadu_si256((const __m256i *)(blk + 2));
+        wa[r] = _mm256_sign_epi8(q, q); /* |w| */
+        wc[r] = q;
+      } else {
+        wa[r] = q4_unpack_avx2((const uint8_t *)blk + 2);
+        wc[r] = _mm256_sub_epi32(_mm256_setzero_si256(),
+                                 _mm256_madd_epi16(_mm256_maddubs_epi16(bias, wa[r]), ones));
+      }
+    }
+    _Pragma("GCC unroll 8") for (int b = 0; b < NB; b++) {
+      const char *xr = x + (size_t)b * x_stride;
+      __m256i u = _mm256_loadu_si256((const __m256i *)(xr + (size_t)k * 32));
+      __m256 xs = _mm256_loadu_ps((const float *)(xr + n_in) + (size_t)k * 8);
+      __m256i q = type == QT_Q8 ? _mm256_xor_si256(u, bias) : u;
+      _Pragma("GCC unroll 8") for (int r = 0; r < R; r++) {
+        __m256i dot;
+        if (type == QT_Q8)
+          dot = _mm256_madd_epi16(_mm256_maddubs_epi16(wa[r], _mm256_sign_epi8(q, wc[r])), ones);
+        else
+          dot = _mm256_add_epi32(_mm256_madd_epi16(_mm256_maddubs_epi16(q, wa[r]), ones), wc[r]);
+        acc[r][b] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot), _mm256_mul_ps(ws[r], xs), acc[r][b]);
+      }
+    }
+  }
+  for (int b = 0; b < NB; b++)
+    _Pragma("GCC unroll 8") for (int r = 0; r < R; r++) y[(size_t)b * y_stride + r] = hsum256(acc[r][b]);
+}
+
+/* AVX-512 VNNI flavour: two blocks per 512-bit vpdpbusd. A row with an odd block count
+ * finishes with a half-width step (upper 256 bits of the weights zero, so the upper
+ * lanes add nothing). */
+T_VNNI static inline __m512i q8_pair_vnni(const char *blk, int two) {
+  __m256i lo = _mm256_loadu_si256((const __m256i *)(blk + 2));
+  if (!two) return _mm512_zextsi256_si512(lo);
+  __m256i hi = _mm256_loadu_si256((const __m256i *)(blk + 34 + 2));
+  return _mm512_inserti64x4(_mm512_castsi256_si512(lo), hi, 1);
+}
+
+T_VNNI static inline __m512i q4_pair_vnni(const char *blk, int two) {
+  __m128i a = _mm_loadu_si128((const __m128i *)(blk + 2));
+  __m128i b = two ? _mm_loadu_si128((const __m128i *)(blk + 18 + 2)) : _mm_setzero_si128();
+  __m256i ab = _mm256_set_m128i(b, a);
+  __m256i lo = _mm256_and_si256(ab, _mm256_set1_epi8(0x0f));
+  __m256i hi = _mm256_and_si256(_mm256_srli_epi16(ab, 4), _mm256_set1_epi8(0x0f));
+  /* [a.lo a.hi b.lo b.hi]: element order of two consecutive blocks */
+  const __m512i idx = _mm512_set_epi64(11, 10, 3, 2, 9, 8, 1, 0);
+  __m512i v = _mm512_permutex2var_epi64(_mm512_castsi256_si512(lo), idx,
+                                        _mm512_castsi256_si512(hi));
+  v = _mm512_sub_epi8(v, _mm512_set1_epi8(8));
+  return two ? v : _mm512_zextsi256_si512(_mm512_castsi512_si256(v));
+}
+
+T_VNNI static inline __m512 scale_pair_vnni(const char *blk, size_t bsz, int two) {
+  uint16_t da, db = 0;
+  memcpy(&da, blk, 2);
+  if (two) memcpy(&db, blk + bsz, 2);
+  __m256i h = _mm256_set_m128i(_mm_set1_epi16((short)db), _mm_set1_epi16((short)da));
+  return _mm512_cvtph_ps(h);
+}
+
+T_VNNI static ALWAYS_INLINE void qtile_vnni(const int type, const int R, const int NB,
+                                            const char *w, size_t row_bytes, int nblk,
+                                            const char *x, size_t x_stride, int n_in, float *y,
+                                            size_t y_stride) {
+  const size_t bsz = type == QT_Q8 ? sizeof(struct realm_block_q8_0)
+                                   : sizeof(struct realm_block_q4_0);
+  const __m512i bias = _mm512_set1_epi8((char)0x80);
+  __m512 acc[4][8];
+  _Pragma("GCC unroll 8") for (int r = 0; r < R; r++)
+    _Pragma("GCC unroll 8") for (int b = 0; b < NB; b++) acc[r][b] = _mm512_setzero_ps();
+  for (int k = 0; k < nblk; k += 2) {
+    const int two = k + 1 < nblk;
+    __m512i wq[4], wc[4];
+    __m512 ws[4];
+    _Pragma("GCC unroll 8") for (int r = 0; r < R; r++) {
+      const char *blk = w + (size_t)r * row_bytes + (size_t)k * bsz;
+      _mm_prefetch(blk + ENGINE_PREFETCH_BYTES, _MM_HINT_T0);
+      wq[r] = type == QT_Q8 ? q8_pair_vnni(blk, two) : q4_pair_vnni(blk, two);
+      wc[r] = _mm512_sub_epi32(_mm512_setzero_si512(),
+                               _mm512_dpbusd_epi32(_mm512_setzero_si512(), bias, wq[r]));
+      ws[r] = scale_pair_vnni(blk, bsz, two);
+    }
+    _Pragma("GCC unroll 8") for (int b = 0; b < NB; b++) {
+      const char *xr = x + (size_t)b * x_stride;
+      const float *xd = (const float *)(xr + n_in) + (size_t)k * 8;
+      __m512i u;
+      __m512 xs;
+      if (two) {
+        u = _mm512_loadu_si512((const void *)(xr + (size_t)k * 32));
+        xs = _mm512_loadu_ps(xd);
+      } else {
+        u = _mm512_zextsi256_si512(_mm256_loadu_si256((const __m256i *)(xr + (size_t)k * 32)));
+        xs = _mm512_zextps256_ps512(_mm256_loadu_ps(xd));
+      }
+      _Pragma("GCC unroll 8") for (int r = 0; r < R; r++) {
+        __m512i dot = _mm512_dpbusd_epi32(wc[r], u, wq[r]);
+        acc[r][b] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot), _mm512_mul_ps(ws[r], xs), acc[r][b]);
+      }
+    }
+  }
+  for (int b = 0; b < NB; b++)
+    _Pragma("GCC unroll 8") for (int r = 0; r < R; r++) y[(size_t)b * y_stride + r] = _mm512_reduce_add_ps(acc[r][b]);
+}
+
+/* Tile dispatch with compile-time R and NB so the accumulators live in registers. */
+#define QT_CALL(TILE, TYPE, R, NB)                                                            \
+  TILE(TYPE, R, NB, w + (size_t)j * row_bytes, row_bytes, nblk,                             \
+       (const char *)x + (size_t)b * x_stride, x_stride, n_in, y + (size_t)b * y_stride + j, \
+       y_stride)
+#define QT_CASES8(TILE, TYPE, R)                                                              \
+  case 1: QT_CALL(TILE, TYPE, R, 1); break;                                                 \
+  case 2: QT_CALL(TILE, TYPE, R, 2); break;                                                 \
+  case 3: QT_CALL(TILE, TYPE, R, 3); break;                                                 \
+  case 4: QT_CALL(TILE, TYPE, R, 4); break;                                                 \
+  case 5: QT_CALL(TILE, TYPE, R, 5); break;                                                 \
+  case 6: QT_CALL(TILE, TYPE, R, 6); break;                                                 \
+  case 7: QT_CALL(TILE, TYPE, R, 7); break;                                                 \
+  default: QT_CALL(TILE, TYPE, R, 8); break;
+
+#define QUANT_KERNEL(name, TARGET, TILE, TYPE)                                                \
+  TARGET static void name(const void *wv, size_t row_bytes, int n_in, int row0, int row1,  \
                           const void *x, size_t x_stride, int nb, float *y,                \
                           size_t y_stride) {                                               \
+    const char *w = wv;                                                                    \
     const int nblk = n_in / ENGINE_QK;                                                     \
-    for (int j = row0; j < row1; j++) {                                                    \
-      const block_t *row = (const block_t *)((const char *)w + (size_t)j * row_bytes);      \
-      int b = 0;                                                                           \
-      for (; b + 4 <= nb; b += 4) {                                                        \
-        const struct engine_q8_act *x0 =                                                   \
-            (const struct engine_q8_act *)((const char *)x + (size_t)b * x_stride);        \
-        const struct engine_q8_act *x1 =                                                   \
-            (const struct engine_q8_act *)((const char *)x0 + x_stride);                   \
-        const struct engine_q8_act *x2 =                                                   \
-            (const struct engine_q8_act *)((const char *)x1 + x_stride);                   \
-        const struct engine_q8_act *x3 =                                                   \
-            (const struct engine_q8_act *)((const char *)x2 + x_stride);                   \
-        __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;                        \
-        for (int k = 0; k < nblk; k++) {                                                   \
-          __m256i wq = LOADQ(&row[k]);                                                     \
-          float dw = fp16_hw(row[k].d);                                         \
-          a0 = _mm256_fmadd_ps(                                                            \
-              dot_i8x32(wq, _mm256_loadu_si256((const __m256i *)x0[k].qs)),               \
-              _mm256_set1_ps(dw * x0[k].d), a0);                                           \
-          a1 = _mm256_fmadd_ps(                                                            \
-              dot_i8x32(wq, _mm256_loadu_si256((const __m256i *)x1[k].qs)),               \
-              _mm256_set1_ps(dw * x1[k].d), a1);                                           \
-          a2 = _mm256_fmadd_ps(                                                            \
-              dot_i8x32(wq, _mm256_loadu_si256((const __m256i *)x2[k].qs)),               \
-              _mm256_set1_ps(dw * x2[k].d), a2);                                           \
-          a3 = _mm256_fmadd_ps(                                                            \
-              dot_i8x32(wq, _mm256_loadu_si256((const __m256i *)x3[k].qs)),               \
-              _mm256_set1_ps(dw * x3[k].d), a3);                                           \
+    const int rows_per_tile = nb <= 4 ? 4 : 2;                                             \
+    for (int j = row0; j < row1;) {                                                        \
+      const int r = row1 - j >= rows_per_tile ? rows_per_tile : 1;                         \
+      for (int b = 0; b < nb;) {                                                           \
+        const int nbt = nb - b < 8 ? nb - b : 8;                                           \
+        if (r == 4) {                                                                      \
+          switch (nbt) {                                                                   \
+          case 1: QT_CALL(TILE, TYPE, 4, 1); break;                                        \
+          case 2: QT_CALL(TILE, TYPE, 4, 2); break;                                        \
+          case 3: QT_CALL(TILE, TYPE, 4, 3); break;                                        \
+          default: QT_CALL(TILE, TYPE, 4, 4); break;                                       \
+          }                                                                                \
+        } else if (r == 2) {                                                               \
+          switch (nbt) { QT_CASES8(TILE, TYPE, 2) }                                        \
+        } else {                                                                           \
+          switch (nbt) { QT_CASES8(TILE, TYPE, 1) }                                        \
         }                                                                                  \
-        y[(size_t)b * y_stride + j] = hsum256(a0);                                         \
-        y[(size_t)(b + 1) * y_stride + j] = hsum256(a1);                                   \
-        y[(size_t)(b + 2) * y_stride + j] = hsum256(a2);                                   \
-        y[(size_t)(b + 3) * y_stride + j] = hsum256(a3);                                   \
+        b += nbt;                                                                          \
       }                                                                                    \
-      for (; b < nb; b++) {                                                                \
-        const struct engine_q8_act *x0 =                                                   \
-            (const struct engine_q8_act *)((const char *)x + (size_t)b * x_stride);        \
-        __m256 a0 = _mm256_setzero_ps(), a1 = a0;                                          \
-        int k = 0;                                                                         \
-        for (; k + 2 <= nblk; k += 2) {                                                    \
-          a0 = _mm256_fmadd_ps(                                                            \
-              dot_i8x32(LOADQ(&row[k]), _mm256_loadu_si256((const __m256i *)x0[k].qs)),   \
-              _mm256_set1_ps(fp16_hw(row[k].d) * x0[k].d), a0);                 \
-          a1 = _mm256_fmadd_ps(dot_i8x32(LOADQ(&row[k + 1]),                               \
-                                         _mm256_loadu_si256((const __m256i *)x0[k + 1].qs)), \
-                               _mm256_set1_ps(fp16_hw(row[k + 1].d) * x0[k + 1].d), \
-                               a1);                                                        \
-        }                                                                                  \
-        for (; k < nblk; k++)                                                              \
-          a0 = _mm256_fmadd_ps(                                                            \
-              dot_i8x32(LOADQ(&row[k]), _mm256_loadu_si256((const __m256i *)x0[k].qs)),   \
-              _mm256_set1_ps(fp16_hw(row[k].d) * x0[k].d), a0);                 \
-        y[(size_t)b * y_stride + j] = hsum256(_mm256_add_ps(a0, a1));                      \
-      }                                                                                    \
+      j += r;                                                                              \
     }                                                                                      \
   }
 
-AVX2_QUANT_KERNEL(matmul_q8_0_avx2, struct engine_block_q8_0, load_q8_0)
-AVX2_QUANT_KERNEL(matmul_q4_0_avx2, struct engine_block_q4_0, load_q4_0)
+QUANT_KERNEL(matmul_q8_0_avx2, T_AVX2, qtile_avx2, QT_Q8)
+QUANT_KERNEL(matmul_q4_0_avx2, T_AVX2, qtile_avx2, QT_Q4)
+QUANT_KERNEL(matmul_q8_0_vnni, T_VNNI, qtile_vnni, QT_Q8)
+QUANT_KERNEL(matmul_q4_0_vnni, T_VNNI, qtile_vnni, QT_Q4)
+
+/* Activation quantization, vectorised; bit-identical to engine_quantize_q8_act (same max,
+ * same division, same product, round-to-nearest-even conversion). */
+T_AVX2 static void quantize_q8_act_avx2(const float *x, int n, void *out) {
+  uint8_t *qs = out;
+  float *d = (float *)((uint8_t *)out + n);
+  const __m256 absmask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
+  for (int k = 0; k < n / ENGINE_QK; k++) {
+    const float *xb = x + k * ENGINE_QK;
+    __m256 v0 = _mm256_loadu_ps(xb), v1 = _mm256_loadu_ps(xb + 8);
+    __m256 v2 = _mm256_loadu_ps(xb + 16), v3 = _mm256_loadu_ps(xb + 24);
+    __m256 m = _mm256_max_ps(_mm256_max_ps(_mm256_and_ps(v0, absmask), _mm256_and_ps(v1, absmask)),
+                             _mm256_max_ps(_mm256_and_ps(v2, absmask), _mm256_and_ps(v3, absmask)));
+    __m128 h = _mm_max_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps(m, 1));
+    h = _mm_max_ps(h, _mm_movehl_ps(h, h));
+    h = _mm_max_ss(h, _mm_movehdup_ps(h));
+    float amax = _mm_cvtss_f32(h);
+    float db = amax / 127.0f, id = db != 0.0f ? 1.0f / db : 0.0f;
+    __m256 vid = _mm256_set1_ps(id);
+    __m256i i0 = _mm256_cvtps_epi32(_mm256_mul_ps(v0, vid));
+    __m256i i1 = _mm256_cvtps_epi32(_mm256_mul_ps(v1, vid));
+    __m256i i2 = _mm256_cvtps_epi32(_mm256_mul_ps(v2, vid));
+    __m256i i3 = _mm256_cvtps_epi32(_mm256_mul_ps(v3, vid));
+    /* packs work per 128-bit lane: the permute restores element order */
+    __m256i p = _mm256_packs_epi16(_mm256_packs_epi32(i0, i1), _mm256_packs_epi32(i2, i3));
+    p = _mm256_permutevar8x32_epi32(p, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+    _mm256_storeu_si256((__m256i *)(qs + k * ENGINE_QK), _mm256_xor_si256(p, _mm256_set1_epi8((char)0x80)));
+    _mm256_storeu_ps(d + k * 8, _mm256_set1_ps(db));
+  }
+}
+
+T_AVX2 static inline __m256i load_q8_0(const struct realm_block_q8_0 *b) {
+  return _mm256_loadu_si256((const __m256i *)b->qs);
+}
+T_AVX2 static inline __m256i load_q4_0(const struct realm_block_q4_0 *b) {
+  return q4_unpack_avx2(b->qs);
+}
 
 /* Quantized weights × f32 activations: the 32 int8 weights of a block become 4 vectors of
  * 8 floats once, reused for up to 4 activations; the block's f32 partial dot is scaled by d. */
@@ -222,8 +386,8 @@ T_AVX2 static inline __m256 block_dot_f32(const __m256 wf[4], const float *x) {
     }                                                                                      \
   }
 
-AVX2_QF_KERNEL(matmul_q8_0_f32act_avx2, struct engine_block_q8_0, load_q8_0)
-AVX2_QF_KERNEL(matmul_q4_0_f32act_avx2, struct engine_block_q4_0, load_q4_0)
+AVX2_QF_KERNEL(matmul_q8_0_f32act_avx2, struct realm_block_q8_0, load_q8_0)
+AVX2_QF_KERNEL(matmul_q4_0_f32act_avx2, struct realm_block_q4_0, load_q4_0)
 
 static const struct engine_cpu_kernels avx2_kernels = {
     .isa_name = "avx2",
@@ -231,6 +395,7 @@ static const struct engine_cpu_kernels avx2_kernels = {
                matmul_q4_0_avx2},
     .matmul_f32act = {matmul_f32_avx2, matmul_f16_avx2, matmul_bf16_avx2,
                       matmul_q8_0_f32act_avx2, matmul_q4_0_f32act_avx2},
+    .quantize_q8_act = quantize_q8_act_avx2,
 };
 
 const struct engine_cpu_kernels *engine_cpu_kernels_avx2(void) {
@@ -241,8 +406,7 @@ const struct engine_cpu_kernels *engine_cpu_kernels_avx2(void) {
   return NULL;
 }
 
-/* ---------------- AVX-512 (float weight types; quantized types reuse AVX2) ---------------- */
-
+/* ---------------- AVX-512 float kernels ---------------- */
 T_AVX512 static inline __m512 load16_f32(const float *p) { return _mm512_loadu_ps(p); }
 T_AVX512 static inline __m512 load16_f16(const uint16_t *p) {
   return _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)p));
@@ -302,8 +466,8 @@ T_AVX512 static inline __m512 load16_bf16(const uint16_t *p) {
   }
 
 AVX512_FLOAT_KERNEL(matmul_f32_avx512, float, load16_f32, conv_f32)
-AVX512_FLOAT_KERNEL(matmul_f16_avx512, uint16_t, load16_f16, engine_fp16_to_f32)
-AVX512_FLOAT_KERNEL(matmul_bf16_avx512, uint16_t, load16_bf16, engine_bf16_to_f32)
+AVX512_FLOAT_KERNEL(matmul_f16_avx512, uint16_t, load16_f16, realm_fp16_to_f32)
+AVX512_FLOAT_KERNEL(matmul_bf16_avx512, uint16_t, load16_bf16, realm_bf16_to_f32)
 
 static const struct engine_cpu_kernels avx512_kernels = {
     .isa_name = "avx512",
@@ -311,6 +475,7 @@ static const struct engine_cpu_kernels avx512_kernels = {
                matmul_q4_0_avx2},
     .matmul_f32act = {matmul_f32_avx512, matmul_f16_avx512, matmul_bf16_avx512,
                       matmul_q8_0_f32act_avx2, matmul_q4_0_f32act_avx2},
+    .quantize_q8_act = quantize_q8_act_avx2,
 };
 
 const struct engine_cpu_kernels *engine_cpu_kernels_avx512(void) {
@@ -321,9 +486,26 @@ const struct engine_cpu_kernels *engine_cpu_kernels_avx512(void) {
   return NULL;
 }
 
+static const struct engine_cpu_kernels avx512_vnni_kernels = {
+    .isa_name = "avx512vnni",
+    .matmul = {matmul_f32_avx512, matmul_f16_avx512, matmul_bf16_avx512, matmul_q8_0_vnni,
+               matmul_q4_0_vnni},
+    .matmul_f32act = {matmul_f32_avx512, matmul_f16_avx512, matmul_bf16_avx512,
+                      matmul_q8_0_f32act_avx2, matmul_q4_0_f32act_avx2},
+    .quantize_q8_act = quantize_q8_act_avx2,
+};
+
+const struct engine_cpu_kernels *engine_cpu_kernels_avx512_vnni(void) {
+  __builtin_cpu_init();
+  if (engine_cpu_kernels_avx512() && __builtin_cpu_supports("avx512vnni"))
+    return &avx512_vnni_kernels;
+  return NULL;
+}
+
 #else /* not x86 */
 
 const struct engine_cpu_kernels *engine_cpu_kernels_avx2(void) { return NULL; }
 const struct engine_cpu_kernels *engine_cpu_kernels_avx512(void) { return NULL; }
+const struct engine_cpu_kernels *engine_cpu_kernels_avx512_vnni(void) { return NULL; }
 
 #endif

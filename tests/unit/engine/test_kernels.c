@@ -1,7 +1,10 @@
 /*
  * test_kernels.c — every SIMD matmul kernel against the scalar reference, for every weight
- * type, on random data with odd row lengths and odd batch sizes (tiles of 4 plus a
- * remainder), and the fp16 conversions against known values.
+ * type and every kernel table this CPU has, on random data with odd row lengths (odd block
+ * counts for the quantized types, which the two-block VNNI kernels finish with a half step),
+ * every batch size 1..9 (the 4-row and 2-row × 8 tiles plus remainders), row ranges that do
+ * not start at 0 or end on a tile; the vectorised activation quantization bit for bit
+ * against the scalar one; and the quantized block layouts.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -32,7 +35,7 @@ static size_t make_weights(enum engine_wtype t, int rows, int n, void **ret) {
       float v = frand();
       if (t == ENGINE_W_F32) memcpy(row + 4 * i, &v, 4);
       if (t == ENGINE_W_F16) {
-        uint16_t h = engine_f32_to_fp16(v);
+        uint16_t h = realm_f32_to_fp16(v);
         memcpy(row + 2 * i, &h, 2);
       }
       if (t == ENGINE_W_BF16) {
@@ -44,13 +47,14 @@ static size_t make_weights(enum engine_wtype t, int rows, int n, void **ret) {
     }
     if (t == ENGINE_W_Q8_0 || t == ENGINE_W_Q4_0) {
       for (int b = 0; b < n / 32; b++) {
-        uint16_t d = engine_f32_to_fp16(0.01f + 0.02f * (frand() + 1.0f));
+        uint16_t d = realm_f32_to_fp16(0.01f + 0.02f * (frand() + 1.0f));
         if (t == ENGINE_W_Q8_0) {
-          struct engine_block_q8_0 *q = (struct engine_block_q8_0 *)(row + 34 * b);
+          struct realm_block_q8_0 *q = (struct realm_block_q8_0 *)(row + 34 * b);
           memcpy(&q->d, &d, 2);
           for (int i = 0; i < 32; i++) q->qs[i] = (int8_t)(frand() * 127.0f);
+          if (b % 3 == 0) q->qs[5] = -128; /* never written by quantizers, legal in a file */
         } else {
-          struct engine_block_q4_0 *q = (struct engine_block_q4_0 *)(row + 18 * b);
+          struct realm_block_q4_0 *q = (struct realm_block_q4_0 *)(row + 18 * b);
           memcpy(&q->d, &d, 2);
           for (int i = 0; i < 16; i++) q->qs[i] = (uint8_t)(rng >> (i % 56));
         }
@@ -65,32 +69,33 @@ static void compare_isa(enum engine_isa isa) {
   const struct engine_cpu_kernels *ref = engine_cpu_kernels_scalar(), *k = engine_cpu_kernels_get(isa);
   if (!k) SKIP("ISA not supported by this CPU");
   static const int lens_float[] = {1, 7, 33, 100, 257, 1031};
-  static const int lens_quant[] = {32, 96, 160, 1024};
-  static const int batches[] = {1, 3, 4, 6, 9};
+  static const int lens_quant[] = {32, 64, 96, 160, 1024, 1056};
   for (int t = 0; t < ENGINE_W_COUNT; t++) {
     int quant = engine_wtype_wants_q8((enum engine_wtype)t);
     const int *lens = quant ? lens_quant : lens_float;
-    int nlens = quant ? 4 : 6;
+    int nlens = 6;
     for (int li = 0; li < nlens; li++) {
-      int n = lens[li], rows = 13;
+      int n = lens[li], rows = 15;
       void *w;
       size_t rb = make_weights((enum engine_wtype)t, rows, n, &w);
-      for (int bi = 0; bi < 5; bi++) {
-        int nb = batches[bi];
+      for (int nb = 1; nb <= 9; nb++) {
         float *x = malloc(sizeof(float) * n * nb);
         for (int i = 0; i < n * nb; i++) x[i] = frand();
-        struct engine_q8_act *xq = malloc(sizeof *xq * (n / 32 + 1) * nb);
+        uint8_t *xq = malloc(engine_q8_act_row_bytes(n) * nb);
         const void *xin = x;
         size_t xs = sizeof(float) * n;
         if (quant) {
-          engine_quantize_q8_act(x, n * nb, xq); /* n is a multiple of 32 */
+          for (int b = 0; b < nb; b++)
+            engine_quantize_q8_act(x + (size_t)b * n, n, xq + engine_q8_act_row_bytes(n) * b);
           xin = xq;
-          xs = sizeof *xq * (n / 32);
+          xs = engine_q8_act_row_bytes(n);
         }
         float *y0 = calloc((size_t)rows * nb, sizeof(float)), *y1 = calloc((size_t)rows * nb, sizeof(float));
         float *y2 = calloc((size_t)rows * nb, sizeof(float)), *y3 = calloc((size_t)rows * nb, sizeof(float));
         ref->matmul[t](w, rb, n, 0, rows, xin, xs, nb, y0, rows);
-        k->matmul[t](w, rb, n, 2, rows, xin, xs, nb, y1, rows); /* rows 0,1 untouched */
+        /* rows 0,1 untouched; two calls split at an odd row, as two threads would */
+        k->matmul[t](w, rb, n, 2, 9, xin, xs, nb, y1, rows);
+        k->matmul[t](w, rb, n, 9, rows, xin, xs, nb, y1, rows);
         ref->matmul_f32act[t](w, rb, n, 0, rows, x, sizeof(float) * n, nb, y2, rows);
         k->matmul_f32act[t](w, rb, n, 0, rows, x, sizeof(float) * n, nb, y3, rows);
         int bad = 0;
@@ -139,6 +144,39 @@ static void compare_isa(enum engine_isa isa) {
 
 TEST(avx2_kernels_match_scalar) { compare_isa(ENGINE_ISA_AVX2); }
 TEST(avx512_kernels_match_scalar) { compare_isa(ENGINE_ISA_AVX512); }
+TEST(avx512_vnni_kernels_match_scalar) { compare_isa(ENGINE_ISA_AVX512_VNNI); }
+
+TEST(best_table_and_isa_names) {
+  CHECK(engine_cpu_kernels_best() != NULL);
+  CHECK(engine_cpu_kernels_get(ENGINE_ISA_SCALAR) == engine_cpu_kernels_scalar());
+  CHECK(engine_cpu_kernels_get(ENGINE_ISA_COUNT) == NULL);
+  CHECK_EQ_INT(engine_cpu_isa_from_name("scalar"), ENGINE_ISA_SCALAR);
+  CHECK_EQ_INT(engine_cpu_isa_from_name("avx512vnni"), ENGINE_ISA_AVX512_VNNI);
+  CHECK_EQ_INT(engine_cpu_isa_from_name("auto"), -1);
+  CHECK_EQ_INT(engine_cpu_isa_from_name(NULL), -1);
+  CHECK_EQ_INT(engine_cpu_isa_from_name("sse9"), -2);
+}
+
+/* Every table's activation quantizer writes the same bytes as the scalar one (the integer
+ * kernels are compared against the scalar kernel on the scalar quantizer's output, so a
+ * different rounding here would go unnoticed there). */
+TEST(simd_activation_quantization_is_bit_identical) {
+  const int n = 32 * 7;
+  float x[32 * 7];
+  for (int i = 0; i < n; i++) x[i] = frand() * 5.0f;
+  for (int i = 0; i < 32; i++) x[64 + i] = 0.0f;  /* an all-zero block: scale 0 */
+  x[100] = 127.5f / 127.0f * 3.0f;                  /* values near a rounding tie */
+  uint8_t ref[32 * 7 * 2], got[32 * 7 * 2];
+  CHECK_EQ_INT((int)engine_q8_act_row_bytes(n), (int)sizeof ref);
+  engine_quantize_q8_act(x, n, ref);
+  for (int isa = 0; isa < ENGINE_ISA_COUNT; isa++) {
+    const struct engine_cpu_kernels *k = engine_cpu_kernels_get((enum engine_isa)isa);
+    if (!k) continue;
+    memset(got, 0xa5, sizeof got);
+    k->quantize_q8_act(x, n, got);
+    CHECK(memcmp(ref, got, sizeof ref) == 0);
+  }
+}
 
 TEST(scalar_f32_kernel_is_a_dot_product) {
   const float w[6] = {1, 2, 3, 4, 5, 6}, x[3] = {1, 0, -1};
@@ -150,8 +188,8 @@ TEST(scalar_f32_kernel_is_a_dot_product) {
 }
 
 TEST(q4_0_dequantize_layout) {
-  struct engine_block_q4_0 b;
-  b.d = engine_f32_to_fp16(0.5f);
+  struct realm_block_q4_0 b;
+  b.d = realm_f32_to_fp16(0.5f);
   for (int i = 0; i < 16; i++) b.qs[i] = (uint8_t)((15 - (i & 15)) << 4 | (i & 15));
   float out[32];
   engine_dequantize_row(ENGINE_W_Q4_0, &b, 32, out);
@@ -162,25 +200,31 @@ TEST(q4_0_dequantize_layout) {
 }
 
 TEST(fp16_conversions) {
-  CHECK_NEAR(engine_fp16_to_f32(0x3c00), 1.0, 0);
-  CHECK_NEAR(engine_fp16_to_f32(0xc000), -2.0, 0);
-  CHECK_NEAR(engine_fp16_to_f32(0x0001), 5.960464477539063e-08, 0); /* smallest subnormal */
-  CHECK_NEAR(engine_fp16_to_f32(0x7bff), 65504.0, 0);
-  CHECK_EQ_INT(engine_f32_to_fp16(1.0f), 0x3c00);
-  CHECK_EQ_INT(engine_f32_to_fp16(65504.0f), 0x7bff);
-  CHECK_EQ_INT(engine_f32_to_fp16(1e6f), 0x7c00);
-  CHECK_EQ_INT(engine_f32_to_fp16(5.960464477539063e-08f), 0x0001);
+  CHECK_NEAR(realm_fp16_to_f32(0x3c00), 1.0, 0);
+  CHECK_NEAR(realm_fp16_to_f32(0xc000), -2.0, 0);
+  CHECK_NEAR(realm_fp16_to_f32(0x0001), 5.960464477539063e-08, 0); /* smallest subnormal */
+  CHECK_NEAR(realm_fp16_to_f32(0x7bff), 65504.0, 0);
+  CHECK_EQ_INT(realm_f32_to_fp16(1.0f), 0x3c00);
+  CHECK_EQ_INT(realm_f32_to_fp16(65504.0f), 0x7bff);
+  CHECK_EQ_INT(realm_f32_to_fp16(1e6f), 0x7c00);
+  CHECK_EQ_INT(realm_f32_to_fp16(5.960464477539063e-08f), 0x0001);
   for (uint32_t h = 0; h < 0x7c00; h += 7) /* round trip of every 7th finite positive half */
-    CHECK_EQ_INT(engine_f32_to_fp16(engine_fp16_to_f32((uint16_t)h)), h);
-  CHECK_NEAR(engine_bf16_to_f32(0x3f80), 1.0, 0);
+    CHECK_EQ_INT(realm_f32_to_fp16(realm_fp16_to_f32((uint16_t)h)), h);
+  CHECK_NEAR(realm_bf16_to_f32(0x3f80), 1.0, 0);
 }
 
 TEST(q8_activation_quantization_roundtrips) {
   float x[64], back[64];
   for (int i = 0; i < 64; i++) x[i] = frand() * 3.0f;
-  struct engine_q8_act q[2];
-  engine_quantize_q8_act(x, 64, q);
+  uint8_t row[128];
+  engine_quantize_q8_act(x, 64, row);
+  const uint8_t *qs = engine_q8_act_qs(row);
+  const float *d = engine_q8_act_d(row, 64);
   for (int b = 0; b < 2; b++)
-    for (int i = 0; i < 32; i++) back[b * 32 + i] = q[b].d * q[b].qs[i];
-  for (int i = 0; i < 64; i++) CHECK_NEAR(back[i], x[i], q[i / 32].d * 0.5 + 1e-6);
+    for (int i = 0; i < 8; i++) CHECK_NEAR(d[b * 8 + i], d[b * 8], 0); /* scale repeated */
+  for (int i = 0; i < 64; i++) {
+    CHECK(qs[i] >= 1); /* q in [-127, 127] stored as q + 128 */
+    back[i] = d[(i / 32) * 8] * (float)(qs[i] - 128);
+  }
+  for (int i = 0; i < 64; i++) CHECK_NEAR(back[i], x[i], d[(i / 32) * 8] * 0.5 + 1e-6);
 }
