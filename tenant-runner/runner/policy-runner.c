@@ -8,7 +8,11 @@
  * (so the sandbox's deadline timer and alternate signal stack exist). What remains is reading
  * and writing existing fds, polling, allocating non-executable memory, arming the existing
  * timer and handling its signal. Everything else kills the process (SIGSYS), which its
- * supervisor sees and restarts; only that replica's requests fail.
+ * supervisor sees and restarts; only that replica's requests fail. The guest ABI v1 additions
+ * need nothing more: model metadata, merges and the tenant's chat template (--chat-template
+ * @FILE included) are copied into private memory by runner_new(), and top logprobs and finish
+ * reasons only travel on the existing gateway socket (tests/security checks a jailed runner
+ * serving them).
  *
  * Consequences, by design: the runner opens no file and no socket once jailed (openat,
  * socket, connect are absent), so a new guest module needs a runner restart, and a lost
