@@ -18,6 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "realm_test.h"
@@ -288,7 +289,7 @@ TEST(default_guest_chat_request_generates) {
   CHECK(res[0].text_len > 0);
 }
 
-/* --chat-template reaches the guest as CHAT_TEMPLATE: chatml's markers make the same chat
+/* --chat-template reaches the guest as CHAT_TEMPLATE (given as @FILE here): chatml's markers make the same chat
  * longer than the raw rendering of the shared runner (no template: stories260K has no chat
  * template and no chat markers, so the guest uses "raw"), and an unknown family is refused by
  * the guest. */
@@ -305,7 +306,15 @@ TEST(default_guest_tenant_chat_template_option) {
   struct gw_client c1 = {0}, c2 = {0};
   /* Own replica ids: the worker takes a second Hello from the same tenant and replica for a
    * restart and drops the first connection. */
-  const char *chatml[] = {"--chat-template", "chatml", "--replica", "1", NULL};
+  char tpl_path[512], tpl_arg[520];
+  snprintf(tpl_path, sizeof tpl_path, "%s/tenant-template.txt", g_sh.dir);
+  snprintf(tpl_arg, sizeof tpl_arg, "@%s", tpl_path);
+  FILE *fp = fopen(tpl_path, "w");
+  CHECK(fp != NULL);
+  fputs("chatml", fp);
+  fclose(fp);
+  /* The chatml runner reads its template from a file (@FILE, read before the jail). */
+  const char *chatml[] = {"--chat-template", tpl_arg, "--replica", "1", NULL};
   const char *bogus[] = {"--chat-template", "no-such-template-family", "--replica", "2", NULL};
   int up1 = spawn_runner(chatml, &p1, &c1);
   int up2 = spawn_runner(bogus, &p2, &c2);
@@ -326,4 +335,21 @@ TEST(default_guest_tenant_chat_template_option) {
   CHECK(res[0].prompt_tokens > raw[0].prompt_tokens + 4);
   CHECK(res[1].done && res[1].error);
   CHECK_STR_CONTAINS(res[1].error_msg, "refused");
+}
+
+TEST(default_guest_missing_chat_template_file_fails_setup) {
+  NEED_SHARED();
+  const char *dir = test_tmpdir();
+  CHECK(dir != NULL);
+  if (g_sh.n_extra_dirs < 4) g_sh.extra_dirs[g_sh.n_extra_dirs++] = dir;
+  const char *extra[] = {"--chat-template", "@/nonexistent/realm-template", "--replica", "3",
+                         NULL};
+  struct runner_proc p = {0};
+  CHECK(runner_spawn(getenv("REALM_RUNNER_BIN"), dir, g_sh.worker_ep, default_guest(), extra,
+                     &p) == 0);
+  int st = runner_wait(p.pid, 20000);
+  if (st == -1) runner_stop(&p);
+  CHECK(st >= 0);
+  CHECK(WIFEXITED(st));
+  CHECK_EQ_INT(WEXITSTATUS(st), 1); /* set-up failure, named in its log */
 }
