@@ -2,17 +2,27 @@
  * threadpool.c — persistent pthread workers with spin-then-block wake-up.
  *
  * Protocol: the caller publishes a job (fn, ctx, n, chunk, next=0, pending=n_workers), then
- * bumps `generation` under the mutex and broadcasts. A worker that sees a new generation
- * takes chunks with fetch_add on `next` until none remain, then decrements `pending`; the
- * last one signals `done`. The caller works on chunks too, then waits for pending == 0.
- * Waiting is a bounded spin (ENGINE_SPIN_ITERS pause instructions) followed by a condvar
- * wait, so no thread spins forever.
+ * bumps `generation` and wakes the workers. A worker that sees a new generation takes chunks
+ * with fetch_add on `next` until none remain, then decrements `pending`; the last one wakes
+ * the caller. The caller works on chunks too, then waits for pending == 0. Waiting is a
+ * bounded spin (ENGINE_SPIN_ITERS pause instructions) followed by a futex wait, so no thread
+ * spins forever.
+ *
+ * Why futexes and not condition variables: the blocking waits are on the very atomics the
+ * protocol already uses (generation, pending). FUTEX_WAIT only sleeps while the word still
+ * holds the value the waiter last saw, so a wake-up between the check and the sleep cannot be
+ * lost. The first version used a mutex + two condvars and deadlocked under a stress test
+ * (300k tiny jobs, 3 threads: the caller asleep on `done` with pending already 0), which this
+ * design rules out by construction.
  */
 #include "threadpool.h"
 
+#include <limits.h>
+#include <linux/futex.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdlib.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include "realm/error.h"
@@ -22,11 +32,8 @@
 struct engine_threadpool {
   int n_threads; /* including the caller */
   pthread_t *threads;
-  pthread_mutex_t mu;
-  pthread_cond_t start; /* generation changed or stop */
-  pthread_cond_t done;  /* pending reached 0 */
-  atomic_uint generation;
-  atomic_int pending; /* workers still in the current job */
+  atomic_uint generation; /* futex word: bumped per job and on stop */
+  atomic_int pending;     /* futex word: workers still in the current job */
   atomic_int stop;
   /* current job, written by the caller before generation is bumped */
   engine_task_fn fn;
@@ -44,6 +51,15 @@ static inline void cpu_relax(void) {
 #if defined(__x86_64__) || defined(__i386__)
   __builtin_ia32_pause();
 #endif
+}
+
+/* Sleeps while *WORD == EXPECTED (returns at once otherwise, or on a wake/signal). */
+static void futex_wait_u32(void *word, unsigned expected) {
+  syscall(SYS_futex, word, FUTEX_WAIT_PRIVATE, expected, NULL, NULL, 0);
+}
+
+static void futex_wake_all(void *word) {
+  syscall(SYS_futex, word, FUTEX_WAKE_PRIVATE, INT_MAX, NULL, NULL, 0);
 }
 
 static void work_chunks(struct engine_threadpool *p, int thread) {
@@ -70,21 +86,15 @@ static void *worker_main(void *arg) {
       if (g != seen || atomic_load_explicit(&p->stop, memory_order_relaxed)) break;
       cpu_relax();
     }
-    if (g == seen) {
-      pthread_mutex_lock(&p->mu);
-      while ((g = atomic_load_explicit(&p->generation, memory_order_acquire)) == seen &&
-             !atomic_load(&p->stop))
-        pthread_cond_wait(&p->start, &p->mu);
-      pthread_mutex_unlock(&p->mu);
+    while (g == seen && !atomic_load(&p->stop)) {
+      futex_wait_u32(&p->generation, seen);
+      g = atomic_load_explicit(&p->generation, memory_order_acquire);
     }
     if (atomic_load(&p->stop)) return NULL;
     seen = g;
     work_chunks(p, index);
-    if (atomic_fetch_sub_explicit(&p->pending, 1, memory_order_acq_rel) == 1) {
-      pthread_mutex_lock(&p->mu);
-      pthread_cond_signal(&p->done);
-      pthread_mutex_unlock(&p->mu);
-    }
+    if (atomic_fetch_sub_explicit(&p->pending, 1, memory_order_acq_rel) == 1)
+      futex_wake_all(&p->pending);
   }
 }
 
@@ -98,9 +108,6 @@ int engine_threadpool_create(int n_threads, struct engine_threadpool **ret_pool)
   struct engine_threadpool *p = calloc(1, sizeof *p);
   if (!p) return REALM_E_NOMEM;
   p->n_threads = n_threads;
-  pthread_mutex_init(&p->mu, NULL);
-  pthread_cond_init(&p->start, NULL);
-  pthread_cond_init(&p->done, NULL);
   p->threads = calloc((size_t)n_threads, sizeof *p->threads);
   if (!p->threads) {
     engine_threadpool_destroy(p);
@@ -128,14 +135,10 @@ int engine_threadpool_create(int n_threads, struct engine_threadpool **ret_pool)
 
 void engine_threadpool_destroy(struct engine_threadpool *p) {
   if (!p) return;
-  pthread_mutex_lock(&p->mu);
   atomic_store(&p->stop, 1);
-  pthread_cond_broadcast(&p->start);
-  pthread_mutex_unlock(&p->mu);
+  atomic_fetch_add_explicit(&p->generation, 1, memory_order_release);
+  futex_wake_all(&p->generation);
   for (int i = 1; i < p->n_threads && p->threads; i++) pthread_join(p->threads[i], NULL);
-  pthread_cond_destroy(&p->start);
-  pthread_cond_destroy(&p->done);
-  pthread_mutex_destroy(&p->mu);
   free(p->threads);
   free(p);
 }
@@ -157,17 +160,14 @@ void engine_threadpool_run(struct engine_threadpool *p, int64_t n, int64_t chunk
   p->chunk = chunk;
   atomic_store_explicit(&p->next, 0, memory_order_relaxed);
   atomic_store_explicit(&p->pending, p->n_threads - 1, memory_order_relaxed);
-  pthread_mutex_lock(&p->mu);
   atomic_fetch_add_explicit(&p->generation, 1, memory_order_release);
-  pthread_cond_broadcast(&p->start);
-  pthread_mutex_unlock(&p->mu);
+  futex_wake_all(&p->generation);
   work_chunks(p, 0);
   for (int i = 0; i < ENGINE_SPIN_ITERS; i++) {
     if (atomic_load_explicit(&p->pending, memory_order_acquire) == 0) return;
     cpu_relax();
   }
-  pthread_mutex_lock(&p->mu);
-  while (atomic_load_explicit(&p->pending, memory_order_acquire) != 0)
-    pthread_cond_wait(&p->done, &p->mu);
-  pthread_mutex_unlock(&p->mu);
+  int left;
+  while ((left = atomic_load_explicit(&p->pending, memory_order_acquire)) != 0)
+    futex_wait_u32(&p->pending, (unsigned)left);
 }
