@@ -49,17 +49,32 @@ enum engine_isa {
 };
 
 /* A quantized activation row of N elements (N a multiple of 32), written once per matmul by
- * engine_quantize_q8_act and read by every weight row:
- *   bytes [0, N):           u8 = q + 128 for the int8 q of element i (x_i ≈ d_blk * q),
- *                           q in [-127, 127], so u8 is in [1, 255];
- *   then N/32 blocks of 8 floats: block k's scale d_k repeated 8 times.
- * Unsigned quants feed vpdpbusd (unsigned × signed) directly; the +128 bias is removed by a
- * per-weight-block correction that is shared by the whole batch. The repeated scale is one
- * aligned-size vector load per block instead of a broadcast and a shuffle in the hot loop. */
-static inline size_t engine_q8_act_row_bytes(int n) { return (size_t)n * 2; }
-static inline const uint8_t *engine_q8_act_qs(const void *row) { return (const uint8_t *)row; }
+ * a quantize_q8_act function and then read by every weight row. Four arrays, one after the
+ * other (ENGINE_Q8_ACT_BYTES_PER_ELEM * N bytes):
+ *   int8  qs[N]           x_i ≈ d_k * qs[i] for block k = i / 32, qs in [-127, 127];
+ *   float d[N/32][8]      block k's scale d_k, repeated 8 times;
+ *   int32 c128[N/32][8]   (-128 * Σ qs of block k, 0, 0, 0, 0, 0, 0, 0);
+ *   int32 c8[N/32][8]     (-8 * Σ qs of block k, 0, ...).
+ * vpdpbusd multiplies unsigned by signed bytes. The kernels feed it the weights as unsigned
+ * bytes (Q8_0: w + 128; Q4_0: the raw nibble q, which stands for q − 8) and the activations
+ * as signed ones, so the bias is a property of the activation block alone:
+ *   Σ w·x = Σ (w + 128)·x − 128·Σ x,     Σ (q − 8)·x = Σ q·x − 8·Σ x.
+ * c128 / c8 hold those corrections laid out as the starting value of the 8 int32 lanes of a
+ * block's dot product, so they cost one load per activation and nothing per weight row. The
+ * repeated scale is likewise one vector load instead of a broadcast and a shuffle. */
+#define ENGINE_Q8_ACT_BYTES_PER_ELEM 4
+static inline size_t engine_q8_act_row_bytes(int n) {
+  return (size_t)n * ENGINE_Q8_ACT_BYTES_PER_ELEM;
+}
+static inline const int8_t *engine_q8_act_qs(const void *row) { return (const int8_t *)row; }
 static inline const float *engine_q8_act_d(const void *row, int n) {
   return (const float *)((const uint8_t *)row + n);
+}
+static inline const int32_t *engine_q8_act_c128(const void *row, int n) {
+  return (const int32_t *)((const uint8_t *)row + 2 * (size_t)n);
+}
+static inline const int32_t *engine_q8_act_c8(const void *row, int n) {
+  return (const int32_t *)((const uint8_t *)row + 3 * (size_t)n);
 }
 
 /* w: first byte of row 0; row_bytes: bytes per row; n_in: elements per row (a multiple of 32

@@ -12,16 +12,25 @@
 #include <string.h>
 
 void engine_quantize_q8_act(const float *x, int n, void *out) {
-  uint8_t *qs = out;
+  int8_t *qs = out;
   float *d = (float *)((uint8_t *)out + n);
+  int32_t *c128 = (int32_t *)((uint8_t *)out + 2 * (size_t)n);
+  int32_t *c8 = (int32_t *)((uint8_t *)out + 3 * (size_t)n);
   for (int b = 0; b < n / ENGINE_QK; b++) {
     const float *xb = x + b * ENGINE_QK;
     float amax = 0.0f;
     for (int i = 0; i < ENGINE_QK; i++) amax = fmaxf(amax, fabsf(xb[i]));
     float db = amax / 127.0f, id = db != 0.0f ? 1.0f / db : 0.0f;
-    for (int i = 0; i < 8; i++) d[b * 8 + i] = db;
-    for (int i = 0; i < ENGINE_QK; i++)
-      qs[b * ENGINE_QK + i] = (uint8_t)((int)lrintf(xb[i] * id) + 128);
+    int32_t sum = 0;
+    for (int i = 0; i < ENGINE_QK; i++) {
+      qs[b * ENGINE_QK + i] = (int8_t)lrintf(xb[i] * id);
+      sum += qs[b * ENGINE_QK + i];
+    }
+    for (int i = 0; i < 8; i++) {
+      d[b * 8 + i] = db;
+      c128[b * 8 + i] = i == 0 ? -128 * sum : 0;
+      c8[b * 8 + i] = i == 0 ? -8 * sum : 0;
+    }
   }
 }
 
@@ -82,13 +91,13 @@ static void matmul_q8_0_scalar(const void *w, size_t row_bytes, int n_in, int ro
     const struct realm_block_q8_0 *row =
         (const struct realm_block_q8_0 *)((const char *)w + (size_t)j * row_bytes);
     for (int b = 0; b < nb; b++) {
-      const uint8_t *xq = engine_q8_act_qs((const char *)x + (size_t)b * x_stride);
+      const int8_t *xq = engine_q8_act_qs((const char *)x + (size_t)b * x_stride);
       const float *xd = engine_q8_act_d((const char *)x + (size_t)b * x_stride, n_in);
       float sum = 0.0f;
       for (int k = 0; k < nblk; k++) {
         int32_t s = 0;
         for (int i = 0; i < ENGINE_QK; i++)
-          s += (int32_t)row[k].qs[i] * (xq[k * ENGINE_QK + i] - 128);
+          s += (int32_t)row[k].qs[i] * xq[k * ENGINE_QK + i];
         sum += (float)s * (realm_fp16_to_f32(row[k].d) * xd[k * 8]);
       }
       y[(size_t)b * y_stride + j] = sum;
@@ -104,14 +113,14 @@ static void matmul_q4_0_scalar(const void *w, size_t row_bytes, int n_in, int ro
     const struct realm_block_q4_0 *row =
         (const struct realm_block_q4_0 *)((const char *)w + (size_t)j * row_bytes);
     for (int b = 0; b < nb; b++) {
-      const uint8_t *xq = engine_q8_act_qs((const char *)x + (size_t)b * x_stride);
+      const int8_t *xq = engine_q8_act_qs((const char *)x + (size_t)b * x_stride);
       const float *xd = engine_q8_act_d((const char *)x + (size_t)b * x_stride, n_in);
       float sum = 0.0f;
       for (int k = 0; k < nblk; k++) {
         int32_t s = 0;
         for (int i = 0; i < ENGINE_QK / 2; i++) {
-          s += ((row[k].qs[i] & 0x0f) - 8) * (xq[k * ENGINE_QK + i] - 128);
-          s += ((row[k].qs[i] >> 4) - 8) * (xq[k * ENGINE_QK + i + 16] - 128);
+          s += ((row[k].qs[i] & 0x0f) - 8) * xq[k * ENGINE_QK + i];
+          s += ((row[k].qs[i] >> 4) - 8) * xq[k * ENGINE_QK + i + 16];
         }
         sum += (float)s * (realm_fp16_to_f32(row[k].d) * xd[k * 8]);
       }

@@ -99,18 +99,16 @@ AVX2_FLOAT_KERNEL(matmul_bf16_avx2, uint16_t, load8_bf16, realm_bf16_to_f32)
 /* ---------------- integer kernels for Q8_0 / Q4_0 (AVX2 and AVX-512 VNNI) ----------------
  *
  * Tiling: a tile is R weight rows × NB activations (R*NB ≤ 16 accumulators). For every weight
- * block the R rows are prepared once (loaded, Q4_0 nibbles unpacked, the bias correction
- * computed, the fp16 scale converted) and then used against all NB activations, so at batch
- * B a step reads each weight byte from memory once and does B cheap integer dots on it.
- * Batch 1 takes 4-row tiles (4 independent accumulator chains hide the FMA latency); larger
- * batches take 2-row tiles of up to 8 activations.
+ * block the R rows are prepared once (loaded, Q4_0 nibbles unpacked, the fp16 scale
+ * converted) and then used against all NB activations, so at batch B a step reads each
+ * weight byte from memory once and does B cheap integer dots on it. Batch 1 takes 4-row
+ * tiles (4 independent accumulator chains hide the FMA latency); larger batches take 2-row
+ * tiles of up to 8 activations.
  *
- * Integer dot of a weight block w (signed int8) with an activation block stored as
- * u = q + 128 (unsigned, see kernels.h):   Σ w·q = Σ w·u − 128·Σ w.
- * The correction −128·Σw depends only on the weight block, so it is computed once per block
- * and used as the starting value of the accumulating dot for every activation. Q4_0 weights
- * are used as q − 8 ∈ [−8, 7] the same way. Each block's exact int32 sum is then scaled by
- * d_w·d_x in f32 and accumulated with FMA, as the scalar reference does. */
+ * The integer dots are exact (int32) and the bias of the unsigned operand is removed by the
+ * activation row's per-block correction vector (kernels.h), so nothing bias-related is done
+ * per weight row. Each block's int32 sum is then scaled by d_w·d_x in f32 and accumulated
+ * with FMA, as the scalar reference does; only the f32 summation order differs. */
 
 #define ALWAYS_INLINE __attribute__((always_inline)) inline
 
@@ -118,32 +116,36 @@ enum { QT_Q8 = 0, QT_Q4 = 1 };
 
 /* Software prefetch distance along each weight row. Several rows stream at once (one per
  * row of the tile), and at batch 8 the integer work per byte is high enough that the
- * hardware prefetcher alone falls behind; ~1 KiB ahead measured best here. */
+ * hardware prefetcher alone falls behind. */
 #ifndef ENGINE_PREFETCH_BYTES
 #define ENGINE_PREFETCH_BYTES 1024
 #endif
 
-T_AVX2 static inline __m256i q4_unpack_avx2(const uint8_t *qs) {
+/* The 32 nibbles of a Q4_0 block in element order, as bytes 0..15 (not yet minus 8). */
+T_AVX2 static inline __m256i q4_nibbles_avx2(const uint8_t *qs) {
   __m128i t = _mm_loadu_si128((const __m128i *)qs);
   __m256i v = _mm256_set_m128i(_mm_srli_epi16(t, 4), t);
-  return _mm256_sub_epi8(_mm256_and_si256(v, _mm256_set1_epi8(0x0f)), _mm256_set1_epi8(8));
+  return _mm256_and_si256(v, _mm256_set1_epi8(0x0f));
+}
+T_AVX2 static inline __m256i q4_unpack_avx2(const uint8_t *qs) {
+  return _mm256_sub_epi8(q4_nibbles_avx2(qs), _mm256_set1_epi8(8));
 }
 
-/* AVX2 flavour. Q8_0 uses the sign trick (maddubs(|w|, sign(q, w))): with u = q + 128 and
- * w up to ±128 the direct maddubs(u, w) would saturate int16. Q4_0 weights are small
- * (|w| ≤ 8), so maddubs(u, w) is exact and the bias correction applies. */
+/* AVX2 flavour, one block per 256-bit step. Q8_0: the sign trick maddubs(|w|, sign(x, w)) is
+ * exact (pair sums ≤ 2·128·127) and needs no correction. Q4_0: maddubs(q, x) with the raw
+ * nibble q (unsigned, ≤ 15) is exact too, and c8 removes the −8. */
 T_AVX2 static ALWAYS_INLINE void qtile_avx2(const int type, const int R, const int NB,
                                             const char *w, size_t row_bytes, int nblk,
                                             const char *x, size_t x_stride, int n_in, float *y,
                                             size_t y_stride) {
   const size_t bsz = type == QT_Q8 ? sizeof(struct realm_block_q8_0)
                                    : sizeof(struct realm_block_q4_0);
-  const __m256i ones = _mm256_set1_epi16(1), bias = _mm256_set1_epi8((char)0x80);
+  const __m256i ones = _mm256_set1_epi16(1);
   __m256 acc[4][8];
   _Pragma("GCC unroll 8") for (int r = 0; r < R; r++)
     _Pragma("GCC unroll 8") for (int b = 0; b < NB; b++) acc[r][b] = _mm256_setzero_ps();
   for (int k = 0; k < nblk; k++) {
-    __m256i wa[4], wc[4];
+    __m256i wa[4], wsg[4];
     __m256 ws[4];
     _Pragma("GCC unroll 8") for (int r = 0; r < R; r++) {
       const char *blk = w + (size_t)r * row_bytes + (size_t)k * bsz;
@@ -154,40 +156,47 @@ T_AVX2 static ALWAYS_INLINE void qtile_avx2(const int type, const int R, const i
       if (type == QT_Q8) {
         __m256i q = _mm256_loadu_si256((const __m256i *)(blk + 2));
         wa[r] = _mm256_sign_epi8(q, q); /* |w| */
-        wc[r] = q;
+        wsg[r] = q;
       } else {
-        wa[r] = q4_unpack_avx2((const uint8_t *)blk + 2);
-        wc[r] = _mm256_sub_epi32(_mm256_setzero_si256(),
-                                 _mm256_madd_epi16(_mm256_maddubs_epi16(bias, wa[r]), ones));
+        wa[r] = q4_nibbles_avx2((const uint8_t *)blk + 2);
       }
     }
     _Pragma("GCC unroll 8") for (int b = 0; b < NB; b++) {
       const char *xr = x + (size_t)b * x_stride;
-      __m256i u = _mm256_loadu_si256((const __m256i *)(xr + (size_t)k * 32));
-      __m256 xs = _mm256_loadu_ps((const float *)(xr + n_in) + (size_t)k * 8);
-      __m256i q = type == QT_Q8 ? _mm256_xor_si256(u, bias) : u;
+      __m256i xv = _mm256_loadu_si256((const __m256i *)(xr + (size_t)k * 32));
+      __m256 xs = _mm256_loadu_ps(engine_q8_act_d(xr, n_in) + (size_t)k * 8);
+      __m256i c = type == QT_Q4 ? _mm256_loadu_si256((const __m256i *)(
+                                      engine_q8_act_c8(xr, n_in) + (size_t)k * 8))
+                                : _mm256_setzero_si256();
       _Pragma("GCC unroll 8") for (int r = 0; r < R; r++) {
         __m256i dot;
         if (type == QT_Q8)
-          dot = _mm256_madd_epi16(_mm256_maddubs_epi16(wa[r], _mm256_sign_epi8(q, wc[r])), ones);
+          dot = _mm256_madd_epi16(_mm256_maddubs_epi16(wa[r], _mm256_sign_epi8(xv, wsg[r])), ones);
         else
-          dot = _mm256_add_epi32(_mm256_madd_epi16(_mm256_maddubs_epi16(q, wa[r]), ones), wc[r]);
+          dot = _mm256_add_epi32(_mm256_madd_epi16(_mm256_maddubs_epi16(wa[r], xv), ones), c);
         acc[r][b] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot), _mm256_mul_ps(ws[r], xs), acc[r][b]);
       }
     }
   }
-  for (int b = 0; b < NB; b++)
-    _Pragma("GCC unroll 8") for (int r = 0; r < R; r++) y[(size_t)b * y_stride + r] = hsum256(acc[r][b]);
+  _Pragma("GCC unroll 8") for (int b = 0; b < NB; b++)
+    _Pragma("GCC unroll 8") for (int r = 0; r < R; r++)
+      y[(size_t)b * y_stride + r] = hsum256(acc[r][b]);
 }
 
 /* AVX-512 VNNI flavour: two blocks per 512-bit vpdpbusd. A row with an odd block count
- * finishes with a half-width step (upper 256 bits of the weights zero, so the upper
- * lanes add nothing). */
+ * finishes with a half-width step (upper halves of weights and activations zero, so the
+ * upper lanes add nothing). Weights are the unsigned operand: Q8_0 as w + 128 (w ^ 0x80),
+ * Q4_0 as the raw nibbles; the activation row's c128 / c8 start each dot. */
 T_VNNI static inline __m512i q8_pair_vnni(const char *blk, int two) {
   __m256i lo = _mm256_loadu_si256((const __m256i *)(blk + 2));
-  if (!two) return _mm512_zextsi256_si512(lo);
-  __m256i hi = _mm256_loadu_si256((const __m256i *)(blk + 34 + 2));
-  return _mm512_inserti64x4(_mm512_castsi256_si512(lo), hi, 1);
+  __m512i v;
+  if (two) {
+    __m256i hi = _mm256_loadu_si256((const __m256i *)(blk + 34 + 2));
+    v = _mm512_inserti64x4(_mm512_castsi256_si512(lo), hi, 1);
+  } else {
+    v = _mm512_zextsi256_si512(lo);
+  }
+  return _mm512_xor_si512(v, _mm512_set1_epi8((char)0x80));
 }
 
 T_VNNI static inline __m512i q4_pair_vnni(const char *blk, int two) {
@@ -198,18 +207,19 @@ T_VNNI static inline __m512i q4_pair_vnni(const char *blk, int two) {
   __m256i hi = _mm256_and_si256(_mm256_srli_epi16(ab, 4), _mm256_set1_epi8(0x0f));
   /* [a.lo a.hi b.lo b.hi]: element order of two consecutive blocks */
   const __m512i idx = _mm512_set_epi64(11, 10, 3, 2, 9, 8, 1, 0);
-  __m512i v = _mm512_permutex2var_epi64(_mm512_castsi256_si512(lo), idx,
-                                        _mm512_castsi256_si512(hi));
-  v = _mm512_sub_epi8(v, _mm512_set1_epi8(8));
-  return two ? v : _mm512_zextsi256_si512(_mm512_castsi512_si256(v));
+  return _mm512_permutex2var_epi64(_mm512_castsi256_si512(lo), idx, _mm512_castsi256_si512(hi));
 }
 
-T_VNNI static inline __m512 scale_pair_vnni(const char *blk, size_t bsz, int two) {
-  uint16_t da, db = 0;
-  memcpy(&da, blk, 2);
-  if (two) memcpy(&db, blk + bsz, 2);
-  __m256i h = _mm256_set_m128i(_mm_set1_epi16((short)db), _mm_set1_epi16((short)da));
-  return _mm512_cvtph_ps(h);
+/* [d_A ×8, d_B ×8] as floats for the pair of blocks at BLK (d_B = 0 without a second
+ * block): one masked load of the words up to d_B (never past the pair, so never past the
+ * tensor), one word permute, one fp16 conversion. */
+T_VNNI static inline __m512 scale_pair_vnni(const char *blk, int type, int two) {
+  const int wb = type == QT_Q8 ? 17 : 9; /* word index of d_B */
+  const __mmask32 m = two ? (type == QT_Q8 ? 0x3ffffu : 0x3ffu) : 0x1u;
+  __m512i v = _mm512_maskz_loadu_epi16(m, blk);
+  const __m512i idx = _mm512_set_epi16(0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, wb, wb,
+                                       wb, wb, wb, wb, wb, wb, 0, 0, 0, 0, 0, 0, 0, 0);
+  return _mm512_cvtph_ps(_mm512_castsi512_si256(_mm512_permutexvar_epi16(idx, v)));
 }
 
 T_VNNI static ALWAYS_INLINE void qtile_vnni(const int type, const int R, const int NB,
@@ -218,42 +228,44 @@ T_VNNI static ALWAYS_INLINE void qtile_vnni(const int type, const int R, const i
                                             size_t y_stride) {
   const size_t bsz = type == QT_Q8 ? sizeof(struct realm_block_q8_0)
                                    : sizeof(struct realm_block_q4_0);
-  const __m512i bias = _mm512_set1_epi8((char)0x80);
   __m512 acc[4][8];
   _Pragma("GCC unroll 8") for (int r = 0; r < R; r++)
     _Pragma("GCC unroll 8") for (int b = 0; b < NB; b++) acc[r][b] = _mm512_setzero_ps();
   for (int k = 0; k < nblk; k += 2) {
     const int two = k + 1 < nblk;
-    __m512i wq[4], wc[4];
+    __m512i wq[4];
     __m512 ws[4];
     _Pragma("GCC unroll 8") for (int r = 0; r < R; r++) {
       const char *blk = w + (size_t)r * row_bytes + (size_t)k * bsz;
       _mm_prefetch(blk + ENGINE_PREFETCH_BYTES, _MM_HINT_T0);
       wq[r] = type == QT_Q8 ? q8_pair_vnni(blk, two) : q4_pair_vnni(blk, two);
-      wc[r] = _mm512_sub_epi32(_mm512_setzero_si512(),
-                               _mm512_dpbusd_epi32(_mm512_setzero_si512(), bias, wq[r]));
-      ws[r] = scale_pair_vnni(blk, bsz, two);
+      ws[r] = scale_pair_vnni(blk, type, two);
     }
     _Pragma("GCC unroll 8") for (int b = 0; b < NB; b++) {
       const char *xr = x + (size_t)b * x_stride;
-      const float *xd = (const float *)(xr + n_in) + (size_t)k * 8;
-      __m512i u;
+      const float *xd = engine_q8_act_d(xr, n_in) + (size_t)k * 8;
+      const int32_t *xc = (type == QT_Q8 ? engine_q8_act_c128(xr, n_in)
+                                         : engine_q8_act_c8(xr, n_in)) + (size_t)k * 8;
+      __m512i xv, c;
       __m512 xs;
       if (two) {
-        u = _mm512_loadu_si512((const void *)(xr + (size_t)k * 32));
+        xv = _mm512_loadu_si512((const void *)(xr + (size_t)k * 32));
         xs = _mm512_loadu_ps(xd);
+        c = _mm512_loadu_si512((const void *)xc);
       } else {
-        u = _mm512_zextsi256_si512(_mm256_loadu_si256((const __m256i *)(xr + (size_t)k * 32)));
+        xv = _mm512_zextsi256_si512(_mm256_loadu_si256((const __m256i *)(xr + (size_t)k * 32)));
         xs = _mm512_zextps256_ps512(_mm256_loadu_ps(xd));
+        c = _mm512_zextsi256_si512(_mm256_loadu_si256((const __m256i *)xc));
       }
       _Pragma("GCC unroll 8") for (int r = 0; r < R; r++) {
-        __m512i dot = _mm512_dpbusd_epi32(wc[r], u, wq[r]);
+        __m512i dot = _mm512_dpbusd_epi32(c, wq[r], xv);
         acc[r][b] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot), _mm512_mul_ps(ws[r], xs), acc[r][b]);
       }
     }
   }
-  for (int b = 0; b < NB; b++)
-    _Pragma("GCC unroll 8") for (int r = 0; r < R; r++) y[(size_t)b * y_stride + r] = _mm512_reduce_add_ps(acc[r][b]);
+  _Pragma("GCC unroll 8") for (int b = 0; b < NB; b++)
+    _Pragma("GCC unroll 8") for (int r = 0; r < R; r++)
+      y[(size_t)b * y_stride + r] = _mm512_reduce_add_ps(acc[r][b]);
 }
 
 /* Tile dispatch with compile-time R and NB so the accumulators live in registers. */
@@ -308,8 +320,10 @@ QUANT_KERNEL(matmul_q4_0_vnni, T_VNNI, qtile_vnni, QT_Q4)
 /* Activation quantization, vectorised; bit-identical to engine_quantize_q8_act (same max,
  * same division, same product, round-to-nearest-even conversion). */
 T_AVX2 static void quantize_q8_act_avx2(const float *x, int n, void *out) {
-  uint8_t *qs = out;
+  int8_t *qs = out;
   float *d = (float *)((uint8_t *)out + n);
+  int32_t *c128 = (int32_t *)((uint8_t *)out + 2 * (size_t)n);
+  int32_t *c8 = (int32_t *)((uint8_t *)out + 3 * (size_t)n);
   const __m256 absmask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
   for (int k = 0; k < n / ENGINE_QK; k++) {
     const float *xb = x + k * ENGINE_QK;
@@ -330,8 +344,15 @@ T_AVX2 static void quantize_q8_act_avx2(const float *x, int n, void *out) {
     /* packs work per 128-bit lane: the permute restores element order */
     __m256i p = _mm256_packs_epi16(_mm256_packs_epi32(i0, i1), _mm256_packs_epi32(i2, i3));
     p = _mm256_permutevar8x32_epi32(p, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
-    _mm256_storeu_si256((__m256i *)(qs + k * ENGINE_QK), _mm256_xor_si256(p, _mm256_set1_epi8((char)0x80)));
+    _mm256_storeu_si256((__m256i *)(qs + k * ENGINE_QK), p);
+    __m256i s4 = _mm256_add_epi32(_mm256_add_epi32(i0, i1), _mm256_add_epi32(i2, i3));
+    __m128i s2 = _mm_add_epi32(_mm256_castsi256_si128(s4), _mm256_extracti128_si256(s4, 1));
+    s2 = _mm_add_epi32(s2, _mm_shuffle_epi32(s2, 0x4e));
+    s2 = _mm_add_epi32(s2, _mm_shuffle_epi32(s2, 0xb1));
+    int32_t sum = _mm_cvtsi128_si32(s2);
     _mm256_storeu_ps(d + k * 8, _mm256_set1_ps(db));
+    _mm256_storeu_si256((__m256i *)(c128 + k * 8), _mm256_setr_epi32(-128 * sum, 0, 0, 0, 0, 0, 0, 0));
+    _mm256_storeu_si256((__m256i *)(c8 + k * 8), _mm256_setr_epi32(-8 * sum, 0, 0, 0, 0, 0, 0, 0));
   }
 }
 

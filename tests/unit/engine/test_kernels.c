@@ -166,7 +166,7 @@ TEST(simd_activation_quantization_is_bit_identical) {
   for (int i = 0; i < n; i++) x[i] = frand() * 5.0f;
   for (int i = 0; i < 32; i++) x[64 + i] = 0.0f;  /* an all-zero block: scale 0 */
   x[100] = 127.5f / 127.0f * 3.0f;                  /* values near a rounding tie */
-  uint8_t ref[32 * 7 * 2], got[32 * 7 * 2];
+  uint8_t ref[32 * 7 * ENGINE_Q8_ACT_BYTES_PER_ELEM], got[32 * 7 * ENGINE_Q8_ACT_BYTES_PER_ELEM];
   CHECK_EQ_INT((int)engine_q8_act_row_bytes(n), (int)sizeof ref);
   engine_quantize_q8_act(x, n, ref);
   for (int isa = 0; isa < ENGINE_ISA_COUNT; isa++) {
@@ -216,15 +216,26 @@ TEST(fp16_conversions) {
 TEST(q8_activation_quantization_roundtrips) {
   float x[64], back[64];
   for (int i = 0; i < 64; i++) x[i] = frand() * 3.0f;
-  uint8_t row[128];
+  uint8_t row[64 * ENGINE_Q8_ACT_BYTES_PER_ELEM];
+  CHECK_EQ_INT((int)engine_q8_act_row_bytes(64), (int)sizeof row);
   engine_quantize_q8_act(x, 64, row);
-  const uint8_t *qs = engine_q8_act_qs(row);
+  const int8_t *qs = engine_q8_act_qs(row);
   const float *d = engine_q8_act_d(row, 64);
-  for (int b = 0; b < 2; b++)
-    for (int i = 0; i < 8; i++) CHECK_NEAR(d[b * 8 + i], d[b * 8], 0); /* scale repeated */
+  const int32_t *c128 = engine_q8_act_c128(row, 64), *c8 = engine_q8_act_c8(row, 64);
+  for (int b = 0; b < 2; b++) {
+    int32_t sum = 0;
+    for (int i = 0; i < 32; i++) sum += qs[b * 32 + i];
+    CHECK_EQ_INT(c128[b * 8], -128 * sum); /* the bias corrections start each block's dot */
+    CHECK_EQ_INT(c8[b * 8], -8 * sum);
+    for (int i = 1; i < 8; i++) {
+      CHECK_NEAR(d[b * 8 + i], d[b * 8], 0); /* scale repeated */
+      CHECK_EQ_INT(c128[b * 8 + i], 0);
+      CHECK_EQ_INT(c8[b * 8 + i], 0);
+    }
+  }
   for (int i = 0; i < 64; i++) {
-    CHECK(qs[i] >= 1); /* q in [-127, 127] stored as q + 128 */
-    back[i] = d[(i / 32) * 8] * (float)(qs[i] - 128);
+    CHECK(qs[i] >= -127 && qs[i] <= 127);
+    back[i] = d[(i / 32) * 8] * (float)qs[i];
   }
   for (int i = 0; i < 64; i++) CHECK_NEAR(back[i], x[i], d[(i / 32) * 8] * 0.5 + 1e-6);
 }
