@@ -271,6 +271,91 @@ TEST(rate_limited_after_rpm_with_headers) {
   http_resp_free(&r);
 }
 
+/* All six x-ratelimit-* headers of tenant alpha (both limits set), with the configured limits,
+ * numeric remainders and duration-shaped resets. Returns NULL or what is wrong. */
+static const char *alpha_ratelimit_headers(const struct http_resp *r) {
+  static const char *const names[] = {"x-ratelimit-limit-requests", "x-ratelimit-remaining-requests",
+                                      "x-ratelimit-reset-requests", "x-ratelimit-limit-tokens",
+                                      "x-ratelimit-remaining-tokens", "x-ratelimit-reset-tokens"};
+  char v[64];
+  for (size_t i = 0; i < 6; i++) {
+    if (!http_header(r, names[i], v, sizeof v)) return names[i];
+    if (!v[0] || !strchr("0123456789", v[0])) return names[i];
+  }
+  if (strcmp(http_header(r, names[0], v, sizeof v), "100000")) return "limit-requests value";
+  if (strcmp(http_header(r, names[3], v, sizeof v), "100000000")) return "limit-tokens value";
+  return NULL;
+}
+
+#define CHECK_RL_HEADERS(resp)                                                   \
+  do {                                                                           \
+    const char *missing_ = alpha_ratelimit_headers(resp);                        \
+    if (missing_) printf("# status %d: bad or missing %s\n", (resp)->status, missing_); \
+    CHECK(missing_ == NULL);                                                     \
+  } while (0)
+
+TEST(ratelimit_headers_on_every_authenticated_response) {
+  CHECK(server());
+  struct http_resp r;
+  char v[64];
+  script_tokens("a", "b", "c", 2);
+  /* success: models, whole answers, streams (headers go out before the first event) */
+  CHECK_EQ_INT(http_call(g.port, "GET", "/v1/models", KEY_ALPHA, NULL, NULL, &r), 0);
+  CHECK_EQ_INT(r.status, 200);
+  CHECK_RL_HEADERS(&r);
+  http_resp_free(&r);
+  CHECK_EQ_INT(post("/v1/chat/completions", KEY_ALPHA, CHAT_BODY(""), &r), 0);
+  CHECK_EQ_INT(r.status, 200);
+  CHECK_RL_HEADERS(&r);
+  http_resp_free(&r);
+  CHECK_EQ_INT(post("/v1/chat/completions", KEY_ALPHA, CHAT_BODY(",\"stream\":true"), &r), 0);
+  CHECK_EQ_INT(r.status, 200);
+  CHECK_STR_EQ(http_header(&r, "Content-Type", v, sizeof v), "text/event-stream");
+  CHECK_RL_HEADERS(&r);
+  http_resp_free(&r);
+  CHECK_EQ_INT(post("/v1/completions", KEY_ALPHA, "{\"model\":\"m1\",\"prompt\":\"p\",\"stream\":true}", &r), 0);
+  CHECK_EQ_INT(r.status, 200);
+  CHECK_RL_HEADERS(&r);
+  http_resp_free(&r);
+  /* 4xx: invalid parameter, model not allowed */
+  CHECK_EQ_INT(post("/v1/completions", KEY_ALPHA, "{\"model\":\"m1\",\"prompt\":\"p\",\"top_p\":7}", &r), 0);
+  CHECK_EQ_INT(r.status, 400);
+  CHECK_RL_HEADERS(&r);
+  http_resp_free(&r);
+  CHECK_EQ_INT(post("/v1/chat/completions", KEY_ALPHA,
+                    "{\"model\":\"m3\",\"messages\":[{\"role\":\"user\",\"content\":\"x\"}]}", &r), 0);
+  CHECK_EQ_INT(r.status, 404);
+  CHECK_RL_HEADERS(&r);
+  http_resp_free(&r);
+  /* backend failures: refused at submit (503), failed before any token while streaming (500
+   * status), failed after a token (in-stream error event on a 200) */
+  struct tb_script s = {.submit_error = REALM_E_UNAVAILABLE};
+  tb_set_script(&g.tb, &s);
+  CHECK_EQ_INT(post("/v1/chat/completions", KEY_ALPHA, CHAT_BODY(",\"stream\":true"), &r), 0);
+  CHECK_EQ_INT(r.status, 503);
+  CHECK_RL_HEADERS(&r);
+  http_resp_free(&r);
+  struct tb_script s2 = {.async_error = REALM_E_GUEST_TRAP};
+  tb_set_script(&g.tb, &s2);
+  CHECK_EQ_INT(post("/v1/chat/completions", KEY_ALPHA, CHAT_BODY(",\"stream\":true"), &r), 0);
+  CHECK_EQ_INT(r.status, 500);
+  CHECK_RL_HEADERS(&r);
+  http_resp_free(&r);
+  struct tb_script s3 = {.tokens = {"x"}, .n_tokens = 1, .async_error = REALM_E_GUEST_TRAP};
+  tb_set_script(&g.tb, &s3);
+  CHECK_EQ_INT(post("/v1/chat/completions", KEY_ALPHA, CHAT_BODY(",\"stream\":true"), &r), 0);
+  CHECK_EQ_INT(r.status, 200);
+  CHECK_STR_CONTAINS(r.body, "\"code\":\"guest_trap\"");
+  CHECK_RL_HEADERS(&r);
+  http_resp_free(&r);
+  /* A tenant without limits gets none (0 = unlimited: nothing to report). */
+  CHECK_EQ_INT(http_call(g.port, "GET", "/v1/models", KEY_BETA, NULL, NULL, &r), 0);
+  CHECK_EQ_INT(r.status, 200);
+  CHECK(http_header(&r, "x-ratelimit-limit-requests", v, sizeof v) == NULL);
+  CHECK(http_header(&r, "x-ratelimit-limit-tokens", v, sizeof v) == NULL);
+  http_resp_free(&r);
+}
+
 TEST(non_streaming_chat_body_shape) {
   CHECK(server());
   script_tokens("Hel", "lo", "!", 5);
