@@ -114,12 +114,12 @@ AVX2_FLOAT_KERNEL(matmul_bf16_avx2, uint16_t, load8_bf16, realm_bf16_to_f32)
 
 enum { QT_Q8 = 0, QT_Q4 = 1 };
 
-/* Software prefetch distance along each weight row. Several rows stream at once (one per
- * row of the tile), and at batch 8 the integer work per byte is high enough that the
- * hardware prefetcher alone falls behind. */
-#ifndef ENGINE_PREFETCH_BYTES
-#define ENGINE_PREFETCH_BYTES 1024
-#endif
+/* Software prefetch: while a tile works on rows j..j+R-1 at block k, the same block of the
+ * next tile's rows (j+R..j+2R-1) is fetched. Rows are contiguous, so this runs one tile
+ * ahead of the loads; at batch 8 a tile takes long enough (integer work) that the hardware
+ * prefetcher alone leaves the next rows cold, and a fixed byte distance along the current
+ * row measured worse. Prefetches never fault, so running past the tensor's end is harmless. */
+#define PF_NEXT_TILE(blk) _mm_prefetch((blk) + (size_t)R * row_bytes, _MM_HINT_T0)
 
 /* The 32 nibbles of a Q4_0 block in element order, as bytes 0..15 (not yet minus 8). */
 T_AVX2 static inline __m256i q4_nibbles_avx2(const uint8_t *qs) {
@@ -149,7 +149,7 @@ T_AVX2 static ALWAYS_INLINE void qtile_avx2(const int type, const int R, const i
     __m256 ws[4];
     _Pragma("GCC unroll 8") for (int r = 0; r < R; r++) {
       const char *blk = w + (size_t)r * row_bytes + (size_t)k * bsz;
-      if (k % 2 == 0) _mm_prefetch(blk + ENGINE_PREFETCH_BYTES, _MM_HINT_T0);
+      if (k % 2 == 0) PF_NEXT_TILE(blk);
       uint16_t d;
       memcpy(&d, blk, 2);
       ws[r] = _mm256_set1_ps(_cvtsh_ss(d));
@@ -237,7 +237,7 @@ T_VNNI static ALWAYS_INLINE void qtile_vnni(const int type, const int R, const i
     __m512 ws[4];
     _Pragma("GCC unroll 8") for (int r = 0; r < R; r++) {
       const char *blk = w + (size_t)r * row_bytes + (size_t)k * bsz;
-      _mm_prefetch(blk + ENGINE_PREFETCH_BYTES, _MM_HINT_T0);
+      PF_NEXT_TILE(blk);
       wq[r] = type == QT_Q8 ? q8_pair_vnni(blk, two) : q4_pair_vnni(blk, two);
       ws[r] = scale_pair_vnni(blk, type, two);
     }
