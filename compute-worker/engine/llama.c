@@ -323,6 +323,10 @@ const struct engine_backend *engine_get_backend(const struct engine *e) { return
 const struct engine_layer *engine_bound_layer(const struct engine *e, uint32_t layer) {
   return layer < e->m->hp.n_layer ? &e->layers[layer] : NULL;
 }
+const struct engine_weight *engine_bound_token_embd(const struct engine *e) {
+  return &e->token_embd;
+}
+const struct engine_weight *engine_bound_output(const struct engine *e) { return &e->output; }
 
 /* Checks the whole batch before anything changes. Returns the total token count or an error. */
 static int64_t validate_batch(const struct engine *e, const struct engine_batch *b, char *err,

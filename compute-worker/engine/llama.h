@@ -71,6 +71,10 @@ int engine_threads(const struct engine *e); /* CPU threads; 1 for a device backe
 const struct engine_backend *engine_get_backend(const struct engine *e);
 /* Weights as the backend sees them (device copies on CUDA; the model's own on CPU). */
 const struct engine_layer *engine_bound_layer(const struct engine *e, uint32_t layer);
+/* The token embedding and output projection the same way (the worker's Matmul requests name
+ * them; output == token_embd when the model ties them). */
+const struct engine_weight *engine_bound_token_embd(const struct engine *e);
+const struct engine_weight *engine_bound_output(const struct engine *e);
 uint32_t engine_max_step_tokens(const struct engine *e);
 
 /* Runs one step. RET_LOGITS receives n_seqs × n_vocab floats (sequence order), or

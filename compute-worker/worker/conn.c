@@ -83,6 +83,21 @@ int conn_parse_overrides(struct worker *w, char *err, size_t errlen) {
   return 0;
 }
 
+/* True when id is one of the comma-separated tenant ids of list, or list is "*". */
+static bool tenant_in_list(const char *list, const char *id) {
+  if (!list || !*list) return false;
+  if (strcmp(list, "*") == 0) return true;
+  size_t n = strlen(id);
+  for (const char *p = list; *p;) {
+    const char *end = strchr(p, ',');
+    size_t len = end ? (size_t)(end - p) : strlen(p);
+    if (len == n && memcmp(p, id, n) == 0) return true;
+    if (!end) break;
+    p = end + 1;
+  }
+  return false;
+}
+
 static struct worker_tenant *tenant_get(struct worker *w, const char *id) {
   for (uint32_t i = 0; i < w->n_tenants; i++)
     if (strcmp(w->tenants[i]->id, id) == 0) return w->tenants[i];
@@ -98,6 +113,7 @@ static struct worker_tenant *tenant_get(struct worker *w, const char *id) {
   if (!t) return NULL;
   snprintf(t->id, sizeof t->id, "%s", id);
   t->vtime = w->sched.vclock; /* a new tenant banks nothing */
+  t->weight_access = tenant_in_list(w->cfg.allow_weight_access, id);
   w->tenants[w->n_tenants++] = t;
   return t;
 }
@@ -157,6 +173,35 @@ void conn_destroy(struct worker *w, struct worker_conn *c) {
 void conn_reap(struct worker *w) {
   for (uint32_t i = w->n_conns; i-- > 0;)
     if (i < w->n_conns && w->conns[i]->dead) conn_destroy(w, w->conns[i]);
+}
+
+int64_t conn_idle_sweep(struct worker *w, int64_t now) {
+  const int64_t idle = w->cfg.idle_timeout_ms * 1000000LL;
+  const int64_t idle_sess = w->cfg.idle_session_timeout_ms * 1000000LL;
+  int64_t next = INT64_MAX;
+  for (uint32_t i = w->n_conns; i-- > 0;) {
+    struct worker_conn *c = w->conns[i];
+    /* A connection waiting for a Step's reply is waiting on us, not idle. */
+    if (c->pending_steps > 0 || c->dead) continue;
+    int64_t limit = c->n_sessions > 0 ? idle_sess : idle;
+    if (limit <= 0) continue;
+    int64_t deadline = c->last_seen_ns + limit;
+    if (now < deadline) {
+      if (deadline < next) next = deadline;
+      continue;
+    }
+    /* Gone without a word (a runner killed before it could say anything, a network split):
+     * its sessions would pin KV pages of its tenant's quota for ever. A runner that is just
+     * quiet says Hello again and gets "unavailable" for the old sessions, as after a worker
+     * restart. */
+    realm_log_info(c->n_sessions ? "idle connection dropped; its sessions are freed"
+                                 : "idle connection dropped",
+                   RLOG_UINT("conn", c->id), RLOG_STR("tenant", c->tenant->id),
+                   RLOG_STR("replica", c->replica), RLOG_UINT("sessions", c->n_sessions),
+                   RLOG_INT("idle_ms", (now - c->last_seen_ns) / 1000000));
+    conn_destroy(w, c);
+  }
+  return next;
 }
 
 void conn_close_all(struct worker *w) {
@@ -262,6 +307,7 @@ void conn_handle_hello(struct worker *w, const realm_ipc_peer *from, uint64_t re
     w->conns[w->n_conns++] = c;
   }
   snprintf(c->replica, sizeof c->replica, "%s", replica);
+  c->last_seen_ns = worker_now_ns();
   struct worker_tenant *t = c->tenant;
 
   /* Grants: weight, quota (tokens, rounded down to whole blocks, at least one block). */
@@ -320,6 +366,7 @@ void conn_handle_hello(struct worker *w, const realm_ipc_peer *from, uint64_t re
   hr.weight = t->weight;
   hr.kv_quota_tokens = t->quota_tokens;
   hr.kv_page_tokens = bt;
+  hr.weight_access = t->weight_access;
   Realm__V1__WorkerReply reply;
   realm__v1__worker_reply__init(&reply);
   reply.request_id = request_id;

@@ -46,6 +46,7 @@ struct worker_tenant {
   uint32_t sessions;        /* open sessions over all its connections */
   uint32_t n_conns;         /* connections bound to it; freed at 0 */
   uint64_t tokens_total;    /* tokens computed for it since start */
+  bool weight_access;       /* operator allows Matmul/GetRows (--allow-weight-access) */
   /* scheduler scratch for one batch-building pass (sched.c) */
   struct sched_entry **cand;
   uint32_t n_cand, cap_cand, cursor;
@@ -78,6 +79,7 @@ struct worker_conn {
   uint32_t pending_steps;                  /* queued Steps not yet answered */
   bool has_pending_mark;                   /* sched.c scratch (eager batching check) */
   bool dead;                               /* replies undeliverable: reaped by the loop */
+  int64_t last_seen_ns;                    /* last request from it (idle timeouts) */
 };
 
 /* A side connection on the shm handshake socket, waiting for its token. */
@@ -144,7 +146,12 @@ struct worker {
   struct gguf_file *gguf;       /* the model file in a sealed memfd */
   struct engine_model *model;   /* bound weights (point into gguf) */
   struct engine *engine;        /* batched forward pass + paged KV cache */
-  struct engine_backend ops_be; /* a second backend instance for Matmul/Attention requests */
+  const struct engine_backend *be; /* the engine's backend: Matmul/Attention run on it too */
+  bool device;                  /* be keeps tensors in device memory (copies, sync) */
+  struct { void *p; size_t cap; } ops_dev[8]; /* ops.c: device scratch, grown on demand */
+  bool backend_failed;          /* the backend failed for good: the loop fails all, exits */
+  char backend_error[256];      /* ... naming the failed call */
+  volatile int inject_failure;  /* worker_inject_backend_failure() (tests) */
   uint32_t n_vocab;
   char model_name[128];
   void *zctx;                   /* ZeroMQ context */
@@ -177,6 +184,10 @@ void worker_send_reply(struct worker *w, const realm_ipc_peer *to, Realm__V1__Wo
 void worker_reply_error(struct worker *w, const realm_ipc_peer *to, uint64_t request_id, int code,
                         const char *message, const char *param);
 
+/* The backend failed for good (REALM_E_UNAVAILABLE from it): remember why; the loop fails
+ * every in-flight request with "unavailable" and worker_run returns. */
+void worker_backend_failed(struct worker *w, const char *why);
+
 /* ---- conn.c ---- */
 int conn_shm_listen(struct worker *w, char *err, size_t errlen);
 struct worker_conn *conn_find(struct worker *w, const realm_ipc_peer *peer);
@@ -190,6 +201,9 @@ int conn_parse_overrides(struct worker *w, char *err, size_t errlen);
 void conn_close_all(struct worker *w);
 /* Destroys connections marked dead (called by the loop where no request is half handled). */
 void conn_reap(struct worker *w);
+/* Drops connections idle past the configured timeouts; returns the next deadline (ns) or
+ * INT64_MAX. Connections with a Step queued are never idle. */
+int64_t conn_idle_sweep(struct worker *w, int64_t now);
 
 /* ---- session.c ---- */
 struct worker_session *session_find(struct worker_conn *c, uint64_t id);
@@ -222,6 +236,8 @@ void ops_handle_matmul(struct worker *w, struct worker_conn *c, uint64_t request
                        const Realm__V1__Matmul *m);
 void ops_handle_attention(struct worker *w, struct worker_conn *c, uint64_t request_id,
                           const Realm__V1__Attention *m);
+void ops_handle_get_rows(struct worker *w, struct worker_conn *c, uint64_t request_id,
+                         const Realm__V1__GetRows *m);
 /* Shared by sched.c and ops.c: checks [off, off+len) lies in c's region and is aligned;
  * returns 0 and the pointer, or a realm code with a message naming field, offset and size. */
 int ops_shm_range(struct worker_conn *c, const char *field, uint64_t off, uint64_t len,

@@ -1,25 +1,37 @@
 /*
- * ops.c — the fine-grained requests: Matmul (activations × a named weight) and Attention (one
- * layer over a session's paged KV cache), plus the shared-memory range checks every request
- * uses.
+ * ops.c — the fine-grained requests: Matmul (activations × a named weight), Attention (one
+ * layer over a session's paged KV cache) and GetRows (rows of a named tensor: embedding
+ * lookup, norm gains), plus the shared-memory range checks every request uses.
  *
- * Both run on a second instance of the CPU backend (backend.h), built over the same bound
- * weights as the engine. Same kernels, same KV layout, and the CPU kernels' results do not
- * depend on the thread split, so a guest that chains Matmul/Attention (with its own
- * embedding lookup, RMSNorm, SwiGLU and residuals) reproduces engine_forward's logits; the
- * engine's internals are not touched (it exposes no backend accessor), and a CUDA engine
- * would bring its own backend table here the same way.
+ * Matmul and Attention run on the engine's own backend (engine_get_backend) over the weights
+ * as that backend holds them (engine_bound_layer & co.): on the CPU that is the model's
+ * memory and the engine's thread pool; on CUDA the device copies, with the request's tensors
+ * copied to grow-on-demand device scratch and back, and the KV cache the engine's Steps
+ * write. Same kernels, same KV, so a guest that chains GetRows (embeddings, norm gains),
+ * Matmul and Attention with its own RMSNorm, SwiGLU and residuals reproduces
+ * engine_forward's logits. Everything runs on the loop thread between forward passes, the
+ * only thread that drives the engine. GetRows reads the host model (a norm vector or a few
+ * rows: no device round trip; the values are the ones the device copies were made from).
  *
  * Decisions (docs/worker.md):
+ *  - Weight access is the operator's to grant: Matmul with an identity matrix, or GetRows,
+ *    hands a tenant the weights. Both answer permission_denied unless the tenant is listed in
+ *    --allow-weight-access (HelloReply.weight_access says which). Attention reads only the
+ *    caller's own session and inputs, so it is not gated.
  *  - Matmul accepts the 2-D weights the engine binds: token_embd.weight, output.weight
  *    (token_embd when the model ties them) and blk.N.{attn_q,attn_k,attn_v,attn_output,
  *    ffn_gate,ffn_up,ffn_down}.weight. A 1-D tensor (norm gains) is invalid_argument; any
  *    other name not_found. At most batch_tokens rows per request.
+ *  - GetRows accepts the same 2-D names plus the norms (output_norm.weight,
+ *    blk.N.{attn,ffn}_norm.weight), which are one row; at most batch_tokens rows; a row id
+ *    outside the tensor is out_of_range.
  *  - Attention needs pos <= the session's length (no holes) and pos + n_tokens within the
  *    session's max_tokens; it stores k/v at [pos, pos+n) for that layer and then sets the
  *    session's length to max(length, pos + n_tokens) — a guest runs layer 0..L-1 at the same
  *    pos, then moves on. It is refused (invalid_argument) while a Step of that session is
  *    queued: the two would interleave writes to the same positions.
+ *  - A device failure during an op (sync reports it) answers that request "unavailable" and
+ *    marks the backend failed: the loop then fails everything and the worker exits.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -28,27 +40,64 @@
 #include "internal.h"
 #include "realm/log.h"
 
+/* Scratch slots of w->ops_dev (device backends only). */
+enum { DEV_A, DEV_B, DEV_C, DEV_D, DEV_POS, DEV_SEQ, DEV_TABLE, DEV_SLOTS };
+
 int ops_init(struct worker *w, char *err, size_t errlen) {
-  const struct engine_hparams *hp = &w->model->hp;
-  uint32_t max_in = hp->dim > hp->ff_dim ? hp->dim : hp->ff_dim;
-  int isa = -1;
-  if (w->cfg.isa && strcmp(w->cfg.isa, "scalar") == 0) isa = ENGINE_ISA_SCALAR;
-  else if (w->cfg.isa && strcmp(w->cfg.isa, "avx2") == 0) isa = ENGINE_ISA_AVX2;
-  else if (w->cfg.isa && strcmp(w->cfg.isa, "avx512") == 0) isa = ENGINE_ISA_AVX512;
-  /* One thread: these requests are small, and a second full pool would compete with the
-   * engine's for the same cores. */
-  struct engine_cpu_options opt = {.n_threads = 1, .isa = isa, .max_tokens = w->cfg.batch_tokens,
-                                   .max_in = max_in, .max_ctx = hp->n_ctx,
-                                   .max_head_dim = hp->head_dim};
-  char msg[256];
-  int rc = engine_backend_cpu_create(&opt, &w->ops_be, msg, sizeof msg);
-  if (rc < 0) snprintf(err, errlen, "ops backend: %s", msg);
-  return rc;
+  (void)err, (void)errlen;
+  w->be = engine_get_backend(w->engine);
+  w->device = w->be->ops->alloc != NULL;
+  return 0;
 }
 
 void ops_fini(struct worker *w) {
-  if (w->ops_be.ops) w->ops_be.ops->destroy(w->ops_be.ctx);
-  w->ops_be.ops = NULL;
+  for (int i = 0; i < DEV_SLOTS; i++) {
+    if (w->ops_dev[i].p && w->be) w->be->ops->free(w->be->ctx, w->ops_dev[i].p);
+    w->ops_dev[i].p = NULL;
+    w->ops_dev[i].cap = 0;
+  }
+}
+
+/* Backend memory for HOST's contents: HOST itself on a host backend, else scratch slot SLOT
+ * (grown as needed) with HOST copied in when UPLOAD. NULL when the device is out of memory. */
+static void *dev_buf(struct worker *w, int slot, void *host, size_t bytes, bool upload) {
+  if (!w->device) return host;
+  if (w->ops_dev[slot].cap < bytes) {
+    w->be->ops->free(w->be->ctx, w->ops_dev[slot].p);
+    size_t cap = (bytes + 4095) & ~(size_t)4095;
+    w->ops_dev[slot].p = w->be->ops->alloc(w->be->ctx, cap);
+    w->ops_dev[slot].cap = w->ops_dev[slot].p ? cap : 0;
+    if (!w->ops_dev[slot].p) return NULL;
+  }
+  if (upload) w->be->ops->copy(w->be->ctx, w->ops_dev[slot].p, host, bytes, ENGINE_COPY_H2D);
+  return w->ops_dev[slot].p;
+}
+
+/* Copies a result back to the host and waits for the device; 0 or REALM_E_UNAVAILABLE (the
+ * backend is then marked failed and msg names the failed call). */
+static int dev_finish(struct worker *w, void *host, const void *dev, size_t bytes, char *msg,
+                      size_t msglen) {
+  if (!w->device) return 0;
+  w->be->ops->copy(w->be->ctx, host, dev, bytes, ENGINE_COPY_D2H);
+  char e[200];
+  int rc = w->be->ops->sync(w->be->ctx, e, sizeof e);
+  if (rc < 0) {
+    worker_backend_failed(w, e);
+    snprintf(msg, msglen, "worker compute backend failed (%s); the worker restarts", e);
+    return REALM_E_UNAVAILABLE;
+  }
+  return 0;
+}
+
+/* The permission gate of Matmul and GetRows. */
+static bool weight_access_denied(struct worker *w, struct worker_conn *c, uint64_t request_id,
+                                 const char *what) {
+  if (c->tenant->weight_access) return false;
+  char msg[256];
+  snprintf(msg, sizeof msg, "%s: tenant %s may not read model weights (the operator grants it "
+           "with --allow-weight-access)", what, c->tenant->id);
+  worker_reply_error(w, &c->peer, request_id, REALM_E_PERMISSION, msg, "tensor");
+  return true;
 }
 
 int ops_shm_range(struct worker_conn *c, const char *field, uint64_t off, uint64_t len,
@@ -74,23 +123,37 @@ bool ops_ranges_overlap(uint64_t a_off, uint64_t a_len, uint64_t b_off, uint64_t
   return a_off < b_off + b_len && b_off < a_off + a_len;
 }
 
-/* The engine weight bound for a GGUF tensor name; NULL when unknown. *ret_1d is set for the
- * 1-D tensors the model has (norms), which Matmul cannot use. */
-static const struct engine_weight *find_weight(const struct engine_model *m, const char *name,
-                                               bool *ret_1d) {
-  *ret_1d = false;
-  if (strcmp(name, "token_embd.weight") == 0) return &m->token_embd;
-  if (strcmp(name, "output.weight") == 0) return &m->output;
+/* A tensor a request names: a 2-D weight (host = the model's, bound = the backend's copy,
+ * the same on a host backend) or a 1-D norm vector (vec, host f32, dim floats). */
+struct named_tensor {
+  const struct engine_weight *host, *bound;
+  const float *vec;
+};
+
+/* Looks NAME up among the tensors the engine binds; false when unknown. */
+static bool find_tensor(const struct worker *w, const char *name, struct named_tensor *ret) {
+  const struct engine_model *m = w->model;
+  memset(ret, 0, sizeof *ret);
+  if (strcmp(name, "token_embd.weight") == 0) {
+    ret->host = &m->token_embd;
+    ret->bound = engine_bound_token_embd(w->engine);
+    return true;
+  }
+  if (strcmp(name, "output.weight") == 0) {
+    ret->host = &m->output;
+    ret->bound = engine_bound_output(w->engine);
+    return true;
+  }
   if (strcmp(name, "output_norm.weight") == 0) {
-    *ret_1d = true;
-    return NULL;
+    ret->vec = m->output_norm;
+    return true;
   }
   unsigned layer;
   int used = 0;
   if (sscanf(name, "blk.%u.%n", &layer, &used) != 1 || used == 0 || layer >= m->hp.n_layer)
-    return NULL;
+    return false;
   const char *rest = name + used;
-  const struct engine_layer *L = &m->layers[layer];
+  const struct engine_layer *L = &m->layers[layer], *B = engine_bound_layer(w->engine, layer);
   static const struct {
     const char *suffix;
     size_t off;
@@ -104,11 +167,14 @@ static const struct engine_weight *find_weight(const struct engine_model *m, con
       {"ffn_down.weight", offsetof(struct engine_layer, w_down)},
   };
   for (size_t i = 0; i < sizeof map / sizeof map[0]; i++)
-    if (strcmp(rest, map[i].suffix) == 0)
-      return (const struct engine_weight *)((const char *)L + map[i].off);
-  if (strcmp(rest, "attn_norm.weight") == 0 || strcmp(rest, "ffn_norm.weight") == 0)
-    *ret_1d = true;
-  return NULL;
+    if (strcmp(rest, map[i].suffix) == 0) {
+      ret->host = (const struct engine_weight *)((const char *)L + map[i].off);
+      ret->bound = (const struct engine_weight *)((const char *)B + map[i].off);
+      return true;
+    }
+  if (strcmp(rest, "attn_norm.weight") == 0) ret->vec = L->attn_norm;
+  else if (strcmp(rest, "ffn_norm.weight") == 0) ret->vec = L->ffn_norm;
+  return ret->vec != NULL;
 }
 
 /* Reads float32[count] for a request input: inline bytes (exact size) or a shm range; the
@@ -140,16 +206,18 @@ void ops_handle_matmul(struct worker *w, struct worker_conn *c, uint64_t request
     worker_reply_error(w, &c->peer, request_id, REALM_E_PROTOCOL, "Matmul without a body", "matmul");
     return;
   }
-  bool is_1d;
+  if (weight_access_denied(w, c, request_id, "Matmul")) return;
   const char *name = m->tensor ? m->tensor : "";
-  const struct engine_weight *wt = find_weight(w->model, name, &is_1d);
-  if (!wt) {
+  struct named_tensor nt;
+  bool found = find_tensor(w, name, &nt);
+  if (!found || nt.vec) {
     snprintf(msg, sizeof msg, "tensor '%.100s' %s", name,
-             is_1d ? "is 1-D (a norm), not a matrix" : "not found");
-    worker_reply_error(w, &c->peer, request_id, is_1d ? REALM_E_INVALID_ARGUMENT : REALM_E_NOT_FOUND,
+             found ? "is 1-D (a norm), not a matrix" : "not found");
+    worker_reply_error(w, &c->peer, request_id, found ? REALM_E_INVALID_ARGUMENT : REALM_E_NOT_FOUND,
                        msg, "tensor");
     return;
   }
+  const struct engine_weight *wt = nt.bound;
   if (m->n_rows == 0 || m->n_rows > w->cfg.batch_tokens) {
     snprintf(msg, sizeof msg, "n_rows %u outside [1, %u]", m->n_rows, w->cfg.batch_tokens);
     worker_reply_error(w, &c->peer, request_id, REALM_E_INVALID_ARGUMENT, msg, "n_rows");
@@ -190,7 +258,22 @@ void ops_handle_matmul(struct worker *w, struct worker_conn *c, uint64_t request
     free(y);
     return;
   }
-  w->ops_be.ops->matmul(w->ops_be.ctx, wt, x, (uint32_t)rows, y);
+  float *dx = dev_buf(w, DEV_A, x, in_bytes, true), *dy = dev_buf(w, DEV_B, y, out_bytes, false);
+  if (!dx || !dy) {
+    free(x);
+    free(y);
+    worker_reply_error(w, &c->peer, request_id, REALM_E_NOMEM, "no device memory for the matmul",
+                       NULL);
+    return;
+  }
+  w->be->ops->matmul(w->be->ctx, wt, dx, (uint32_t)rows, dy);
+  rc = dev_finish(w, y, dy, out_bytes, msg, sizeof msg);
+  if (rc < 0) {
+    free(x);
+    free(y);
+    worker_reply_error(w, &c->peer, request_id, rc, msg, NULL);
+    return;
+  }
   Realm__V1__MatmulReply mr;
   realm__v1__matmul_reply__init(&mr);
   mr.n_rows = (uint32_t)rows;
@@ -269,12 +352,12 @@ void ops_handle_attention(struct worker *w, struct worker_conn *c, uint64_t requ
     }
   }
   float *q = malloc(q_bytes), *k = malloc(kv_bytes), *v = malloc(kv_bytes), *out = malloc(q_bytes);
-  uint32_t *pos = malloc(sizeof(uint32_t) * n);
+  uint32_t *pos = malloc(sizeof(uint32_t) * n), *seq_index = malloc(sizeof(uint32_t) * n);
   struct kv_seq **tok_seq = malloc(sizeof(*tok_seq) * n);
   int rc = REALM_E_NOMEM;
   snprintf(msg, sizeof msg, "no memory for the attention request");
   const char *bad = NULL;
-  if (q && k && v && out && pos && tok_seq) {
+  if (q && k && v && out && pos && seq_index && tok_seq) {
     rc = read_input(c, "q", m->q_offset, &m->q_inline, q_n, q, msg, sizeof msg);
     if (rc < 0) bad = "q";
     if (rc == 0) {
@@ -296,24 +379,45 @@ void ops_handle_attention(struct worker *w, struct worker_conn *c, uint64_t requ
                t->quota.used_blocks, t->quota.max_blocks);
       bad = "n_tokens";
     } else {
-      const struct engine_backend_ops *ops = w->ops_be.ops;
-      void *ctx = w->ops_be.ctx;
+      const struct engine_backend_ops *ops = w->be->ops;
+      void *ctx = w->be->ctx;
       for (uint32_t i = 0; i < n; i++) {
         pos[i] = m->pos + i;
         tok_seq[i] = s->seq;
+        seq_index[i] = 0;
       }
-      if (m->rope) {
-        ops->rope(ctx, q, n, hp->n_head, hp->head_dim, hp->rope_dim, hp->rope_base, pos);
-        ops->rope(ctx, k, n, hp->n_head_kv, hp->head_dim, hp->rope_dim, hp->rope_base, pos);
+      /* A device backend follows the session's blocks through a one-row block table in its
+       * own memory (backend.h); a host backend follows tok_seq. */
+      uint32_t nb = 0;
+      const uint32_t *blocks = kv_seq_blocks(s->seq, &nb);
+      float *dq = dev_buf(w, DEV_A, q, q_bytes, true), *dk = dev_buf(w, DEV_B, k, kv_bytes, true),
+            *dv = dev_buf(w, DEV_C, v, kv_bytes, true), *dout = dev_buf(w, DEV_D, out, q_bytes, false);
+      uint32_t *dpos = dev_buf(w, DEV_POS, pos, sizeof(uint32_t) * n, true),
+               *dsi = dev_buf(w, DEV_SEQ, seq_index, sizeof(uint32_t) * n, true),
+               *dtab = w->device ? dev_buf(w, DEV_TABLE, (void *)blocks, sizeof(uint32_t) * nb, true)
+                                 : NULL;
+      if (!dq || !dk || !dv || !dout || !dpos || !dsi || (w->device && !dtab)) {
+        rc = REALM_E_NOMEM;
+        snprintf(msg, sizeof msg, "no device memory for the attention request");
+        kv_seq_set_len(kv, s->seq, old_len);
+      } else {
+        if (m->rope) {
+          ops->rope(ctx, dq, n, hp->n_head, hp->head_dim, hp->rope_dim, hp->rope_base, dpos);
+          ops->rope(ctx, dk, n, hp->n_head_kv, hp->head_dim, hp->rope_dim, hp->rope_base, dpos);
+        }
+        struct engine_attn_args aa = {.kv = kv, .layer = m->layer, .n_tok = n,
+                                      .n_head = hp->n_head, .n_head_kv = hp->n_head_kv,
+                                      .head_dim = hp->head_dim, .tok_seq = tok_seq,
+                                      .tok_pos = dpos, .tok_seq_index = dsi, .block_table = dtab,
+                                      .n_seqs = 1, .block_table_stride = nb,
+                                      .max_ctx_len = m->pos + n, .q = dq, .k = dk, .v = dv,
+                                      .out = dout};
+        ops->store_kv(ctx, &aa);
+        ops->attention(ctx, &aa);
+        rc = dev_finish(w, out, dout, q_bytes, msg, sizeof msg);
+        uint32_t new_len = m->pos + n > old_len ? m->pos + n : old_len;
+        kv_seq_set_len(kv, s->seq, rc == 0 ? new_len : old_len);
       }
-      struct engine_attn_args aa = {.kv = kv, .layer = m->layer, .n_tok = n, .n_head = hp->n_head,
-                                    .n_head_kv = hp->n_head_kv, .head_dim = hp->head_dim,
-                                    .tok_seq = tok_seq, .tok_pos = pos, .q = q, .k = k, .v = v,
-                                    .out = out};
-      ops->store_kv(ctx, &aa);
-      ops->attention(ctx, &aa);
-      uint32_t new_len = m->pos + n > old_len ? m->pos + n : old_len;
-      kv_seq_set_len(kv, s->seq, new_len);
     }
   }
   if (rc < 0) {
@@ -340,5 +444,81 @@ void ops_handle_attention(struct worker *w, struct worker_conn *c, uint64_t requ
   free(v);
   free(out);
   free(pos);
+  free(seq_index);
   free(tok_seq);
+}
+
+void ops_handle_get_rows(struct worker *w, struct worker_conn *c, uint64_t request_id,
+                         const Realm__V1__GetRows *m) {
+  char msg[256];
+  if (!m) {
+    worker_reply_error(w, &c->peer, request_id, REALM_E_PROTOCOL, "GetRows without a body",
+                       "get_rows");
+    return;
+  }
+  if (weight_access_denied(w, c, request_id, "GetRows")) return;
+  const char *name = m->tensor ? m->tensor : "";
+  struct named_tensor nt;
+  if (!find_tensor(w, name, &nt)) {
+    snprintf(msg, sizeof msg, "tensor '%.100s' not found", name);
+    worker_reply_error(w, &c->peer, request_id, REALM_E_NOT_FOUND, msg, "tensor");
+    return;
+  }
+  const uint32_t n_cols = nt.vec ? w->model->hp.dim : nt.host->n_in;
+  const uint32_t n_avail = nt.vec ? 1 : nt.host->n_out;
+  if (m->n_rows == 0 || m->n_rows > w->cfg.batch_tokens) {
+    snprintf(msg, sizeof msg, "%zu rows outside [1, %u]", m->n_rows, w->cfg.batch_tokens);
+    worker_reply_error(w, &c->peer, request_id, REALM_E_INVALID_ARGUMENT, msg, "rows");
+    return;
+  }
+  for (size_t i = 0; i < m->n_rows; i++)
+    if (m->rows[i] < 0 || (uint32_t)m->rows[i] >= n_avail) {
+      snprintf(msg, sizeof msg, "rows[%zu] = %d outside [0, %u) of '%.100s'", i, m->rows[i],
+               n_avail, name);
+      worker_reply_error(w, &c->peer, request_id, REALM_E_OUT_OF_RANGE, msg, "rows");
+      return;
+    }
+  const size_t rows = m->n_rows, out_bytes = sizeof(float) * rows * n_cols;
+  if (!c->shm && out_bytes > REALM_MAX_INLINE_TENSOR_BYTES) {
+    snprintf(msg, sizeof msg, "inline output of %zu bytes exceeds %u", out_bytes,
+             REALM_MAX_INLINE_TENSOR_BYTES);
+    worker_reply_error(w, &c->peer, request_id, REALM_E_TOO_LARGE, msg, "rows");
+    return;
+  }
+  void *out_shm = NULL;
+  if (c->shm) {
+    int rc = ops_shm_range(c, "output_offset", m->output_offset, out_bytes, &out_shm, msg,
+                           sizeof msg);
+    if (rc < 0) {
+      worker_reply_error(w, &c->peer, request_id, rc, msg, "output_offset");
+      return;
+    }
+  }
+  float *y = malloc(out_bytes);
+  if (!y) {
+    worker_reply_error(w, &c->peer, request_id, REALM_E_NOMEM, "no memory for the rows", NULL);
+    return;
+  }
+  /* Written to private memory first: the shared region is written once, whole rows. */
+  for (size_t i = 0; i < rows; i++) {
+    if (nt.vec) memcpy(y + i * n_cols, nt.vec, sizeof(float) * n_cols);
+    else engine_weight_get_row(nt.host, (uint32_t)m->rows[i], y + i * n_cols);
+  }
+  Realm__V1__GetRowsReply gr;
+  realm__v1__get_rows_reply__init(&gr);
+  gr.n_rows = (uint32_t)rows;
+  gr.n_cols = n_cols;
+  if (c->shm) {
+    memcpy(out_shm, y, out_bytes);
+  } else {
+    gr.output_inline.data = (uint8_t *)y;
+    gr.output_inline.len = out_bytes;
+  }
+  Realm__V1__WorkerReply reply;
+  realm__v1__worker_reply__init(&reply);
+  reply.request_id = request_id;
+  reply.body_case = REALM__V1__WORKER_REPLY__BODY_GET_ROWS;
+  reply.get_rows = &gr;
+  worker_send_reply(w, &c->peer, &reply);
+  free(y);
 }

@@ -13,7 +13,9 @@
 int worker_options_parse(int argc, char *const *argv, struct worker_config *cfg, char *err,
                          size_t errlen) {
   worker_config_defaults(cfg);
-  static const char *model, *listen, *shm_socket, *isa, *weights;
+  static const char *model, *listen, *shm_socket, *isa, *weights, *backend, *weight_access;
+  static int64_t cuda_device, idle_ms, idle_sessions_ms;
+  static bool no_jail, print_policy;
   static int64_t threads, kv_blocks, kv_block_tokens, window_us, batch_tokens, max_step_tokens,
       max_batch_seqs, prefill_chunk, max_sessions, max_weight, default_weight, pending,
       stats_ms, drain_ms;
@@ -31,6 +33,11 @@ int worker_options_parse(int argc, char *const *argv, struct worker_config *cfg,
        "engine threads (0: online CPUs)", &threads},
       {"isa", "REALM_WORKER_ISA", REALM_OPT_STRING, "auto", 0, 0,
        "CPU kernels: auto, scalar, avx2, avx512", &isa},
+      {"backend", "REALM_WORKER_BACKEND", REALM_OPT_STRING, "cpu", 0, 0,
+       "compute backend: cpu, cuda, auto (cuda when a device is present; a cuda worker is not "
+       "jailed)", &backend},
+      {"cuda-device", "REALM_WORKER_CUDA_DEVICE", REALM_OPT_INT64, "0", 0, 64,
+       "CUDA device ordinal (--backend cuda/auto)", &cuda_device},
       {"kv-blocks", "REALM_WORKER_KV_BLOCKS", REALM_OPT_INT64, "0", 0, 1 << 24,
        "KV cache blocks (0: eight full contexts)", &kv_blocks},
       {"kv-block-tokens", "REALM_WORKER_KV_BLOCK_TOKENS", REALM_OPT_INT64, "16", 1, 4096,
@@ -68,6 +75,20 @@ int worker_options_parse(int argc, char *const *argv, struct worker_config *cfg,
        86400000, "period of the debug-level stats line (0: never)", &stats_ms},
       {"drain", "REALM_WORKER_DRAIN", REALM_OPT_DURATION_MS, "200ms", 0, 60000,
        "on SIGTERM, how long to keep answering 'shutting_down'", &drain_ms},
+      {"allow-weight-access", "REALM_WORKER_ALLOW_WEIGHT_ACCESS", REALM_OPT_STRING, "", 0, 0,
+       "tenants whose guests may use Matmul and GetRows, which can reconstruct the weights: "
+       "TENANT[,TENANT...] or '*' (default: nobody)", &weight_access},
+      {"idle-timeout", "REALM_WORKER_IDLE_TIMEOUT", REALM_OPT_DURATION_MS, "10m", 0,
+       7 * 86400000LL, "drop a connection without sessions that sent nothing this long (0: never)",
+       &idle_ms},
+      {"idle-session-timeout", "REALM_WORKER_IDLE_SESSION_TIMEOUT", REALM_OPT_DURATION_MS, "1h",
+       0, 7 * 86400000LL,
+       "drop a connection with sessions (freeing them) that sent nothing this long (0: never)",
+       &idle_sessions_ms},
+      {"no-jail", "REALM_WORKER_NO_JAIL", REALM_OPT_BOOL, "false", 0, 0,
+       "DEBUGGING ONLY: run without the seccomp jail", &no_jail},
+      {"print-policy", NULL, REALM_OPT_BOOL, "false", 0, 0,
+       "print the jail's seccomp filter (libseccomp pseudo code) and exit", &print_policy},
   };
   int rc = realm_config_parse(opts, REALM_COUNTOF(opts), argc, argv, NULL, err, errlen);
   if (rc == REALM_CONFIG_HELP) {
@@ -102,5 +123,12 @@ int worker_options_parse(int argc, char *const *argv, struct worker_config *cfg,
   cfg->max_pending_steps = (uint32_t)pending;
   cfg->stats_interval_ms = stats_ms;
   cfg->drain_ms = drain_ms;
+  cfg->backend = backend;
+  cfg->cuda_device = (int)cuda_device;
+  cfg->allow_weight_access = weight_access;
+  cfg->idle_timeout_ms = idle_ms;
+  cfg->idle_session_timeout_ms = idle_sessions_ms;
+  cfg->no_jail = no_jail;
+  cfg->print_policy = print_policy;
   return 0;
 }

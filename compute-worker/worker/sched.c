@@ -504,8 +504,21 @@ void sched_run_pass(struct worker *w) {
       if (rows_needed(s->batch[i], &first) > 1) all_logits = 1;
     }
     struct engine_batch b = {.seqs = s->seqs, .n_seqs = n, .all_logits = all_logits};
-    int rc = engine_forward(w->engine, &b, s->logits, msg, sizeof msg);
-    if (rc < 0) {
+    int rc;
+    if (__atomic_exchange_n(&w->inject_failure, 0, __ATOMIC_ACQ_REL)) {
+      snprintf(msg, sizeof msg, "injected backend failure (test)");
+      rc = REALM_E_UNAVAILABLE;
+    } else {
+      rc = engine_forward(w->engine, &b, s->logits, msg, sizeof msg);
+    }
+    if (rc == REALM_E_UNAVAILABLE) {
+      /* The device is gone for good (llama.h): this pass's entries fail now, the loop fails
+       * the rest and the process exits for a restart. */
+      worker_backend_failed(w, msg);
+      char why[320];
+      snprintf(why, sizeof why, "worker compute backend failed (%s); the worker restarts", msg);
+      for (uint32_t i = 0; i < n; i++) entry_finish(w, s->batch[i], rc, why);
+    } else if (rc < 0) {
       realm_log_error("forward pass failed", RLOG_ERR(rc), RLOG_STR("detail", msg),
                       RLOG_UINT("seqs", n));
       for (uint32_t i = 0; i < n; i++) entry_finish(w, s->batch[i], rc, msg);

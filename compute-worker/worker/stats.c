@@ -91,6 +91,7 @@ void stats_handle_request(struct worker *w, struct worker_conn *c, uint64_t requ
   sr.n_tenants = 1;
   sr.tenants = rows;
   sr.backend = (char *)engine_backend_name(w->engine);
+  sr.connections = w->n_conns;
   Realm__V1__WorkerReply reply;
   realm__v1__worker_reply__init(&reply);
   reply.request_id = request_id;

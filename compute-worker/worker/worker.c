@@ -53,9 +53,34 @@ void worker_config_defaults(struct worker_config *cfg) {
   cfg->max_pending_steps = 16;
   cfg->stats_interval_ms = 10000;
   cfg->drain_ms = 200;
+  cfg->backend = "cpu";
+  cfg->cuda_device = 0;
+  cfg->allow_weight_access = "";
+  cfg->idle_timeout_ms = 10 * 60 * 1000;
+  cfg->idle_session_timeout_ms = 60 * 60 * 1000;
 }
 
 const char *worker_shm_socket_path(const struct worker *w) { return w->shm_path; }
+
+const char *worker_backend_name(const struct worker *w) { return engine_backend_name(w->engine); }
+
+bool worker_backend_is_device(const struct worker *w) { return w->device; }
+
+void worker_inject_backend_failure(struct worker *w) {
+  __atomic_store_n(&w->inject_failure, 1, __ATOMIC_RELEASE);
+  char b = 1;
+  ssize_t n = write(w->wake_pipe[1], &b, 1);
+  (void)n;
+}
+
+void worker_backend_failed(struct worker *w, const char *why) {
+  if (w->backend_failed) return; /* the first failure is the cause; later ones follow from it */
+  w->backend_failed = true;
+  snprintf(w->backend_error, sizeof w->backend_error, "%s", why && *why ? why : "unknown");
+  realm_log_error("compute backend failed; failing every request and exiting for a restart",
+                  RLOG_STR("backend", engine_backend_name(w->engine)),
+                  RLOG_STR("detail", w->backend_error));
+}
 
 void worker_stop(struct worker *w) {
   w->stop_requested = 1;
@@ -204,6 +229,20 @@ static int check_config(const struct worker_config *c, char *err, size_t errlen)
              (unsigned long long)c->max_shm_bytes, (unsigned long long)REALM_MAX_SHM_BYTES);
     return REALM_E_INVALID_ARGUMENT;
   }
+  if (c->backend && strcmp(c->backend, "cpu") != 0 && strcmp(c->backend, "cuda") != 0 &&
+      strcmp(c->backend, "auto") != 0) {
+    snprintf(err, errlen, "--backend: '%s' is not cpu, cuda or auto", c->backend);
+    return REALM_E_INVALID_ARGUMENT;
+  }
+  if (c->cuda_device < 0) {
+    snprintf(err, errlen, "--cuda-device: %d is negative", c->cuda_device);
+    return REALM_E_INVALID_ARGUMENT;
+  }
+  if (c->idle_timeout_ms < 0 || c->idle_session_timeout_ms < 0) {
+    snprintf(err, errlen, "--idle-timeout %lld / --idle-session-timeout %lld: negative",
+             (long long)c->idle_timeout_ms, (long long)c->idle_session_timeout_ms);
+    return REALM_E_INVALID_ARGUMENT;
+  }
   if (c->batch_window_us < 0 || c->max_pending_steps == 0) {
     snprintf(err, errlen, "--batch-window-us %lld / --max-pending-steps %u: out of range",
              (long long)c->batch_window_us, c->max_pending_steps);
@@ -244,7 +283,8 @@ static int load_model(struct worker *w, char *err, size_t errlen) {
   uint32_t bt = w->cfg.kv_block_tokens ? w->cfg.kv_block_tokens : 16;
   uint32_t blocks = w->cfg.kv_blocks;
   if (blocks == 0) blocks = 8 * ((hp->n_ctx + bt - 1) / bt);
-  struct engine_config ec = {.n_threads = w->cfg.threads, .isa = w->cfg.isa,
+  struct engine_config ec = {.backend = w->cfg.backend, .cuda_device = w->cfg.cuda_device,
+                             .n_threads = w->cfg.threads, .isa = w->cfg.isa,
                              .kv_blocks = blocks, .kv_block_tokens = bt,
                              .max_step_tokens = w->cfg.batch_tokens};
   rc = engine_create(w->model, &ec, &w->engine, msg, sizeof msg);
@@ -361,6 +401,7 @@ static void dispatch(struct worker *w, const realm_ipc_peer *from, Realm__V1__Wo
     worker_reply_error(w, from, rid, REALM_E_UNAVAILABLE, "no Hello on this connection", NULL);
     return;
   }
+  c->last_seen_ns = worker_now_ns();
   switch (req->body_case) {
   case REALM__V1__WORKER_REQUEST__BODY_SESSION_OPEN:
     session_handle_open(w, c, rid, req->session_open);
@@ -379,6 +420,9 @@ static void dispatch(struct worker *w, const realm_ipc_peer *from, Realm__V1__Wo
     break;
   case REALM__V1__WORKER_REQUEST__BODY_STATS:
     stats_handle_request(w, c, rid);
+    break;
+  case REALM__V1__WORKER_REQUEST__BODY_GET_ROWS:
+    ops_handle_get_rows(w, c, rid, req->get_rows);
     break;
   default:
     worker_reply_error(w, from, rid, REALM_E_PROTOCOL, "unknown WorkerRequest body", "body");
@@ -445,10 +489,11 @@ int worker_run(struct worker *w) {
                  RLOG_UINT("kv_blocks", kv_cache_total_blocks(engine_kv(w->engine))));
   zmq_pollitem_t items[3 + WORKER_MAX_SIDE_CONNS];
   int rc = 0;
-  while (!w->stop_requested) {
+  while (!w->stop_requested && !w->backend_failed) {
     int64_t now = worker_now_ns();
     conn_reap(w);
     conn_side_expire(w, now);
+    int64_t idle_deadline = conn_idle_sweep(w, now);
     stats_tick(w, now);
     int64_t wait = sched_wait_ns(w, now);
     if (wait == 0) {
@@ -461,6 +506,7 @@ int worker_run(struct worker *w) {
     int64_t cap = w->stats.next_log_ns - now;
     if (wait < 0 || (cap > 0 && cap < wait)) wait = cap > 0 ? cap : 1000000;
     if (wait > 1000000000LL) wait = 1000000000LL; /* side-socket expiry granularity */
+    if (idle_deadline - now < wait) wait = idle_deadline > now ? idle_deadline - now : 0;
     int n = 0;
     items[n++] = (zmq_pollitem_t){.socket = w->router, .events = ZMQ_POLLIN};
     items[n++] = (zmq_pollitem_t){.fd = w->wake_pipe[0], .events = ZMQ_POLLIN};
@@ -493,6 +539,25 @@ int worker_run(struct worker *w) {
     for (int i = n - 1; i >= side0; i--)
       if (items[i].revents & (ZMQ_POLLIN | ZMQ_POLLERR)) conn_side_readable(w, (uint32_t)(i - side0));
     if (w->shm_listen_fd >= 0 && (items[2].revents & ZMQ_POLLIN)) conn_side_accept(w);
+  }
+  if (rc == 0 && w->backend_failed) {
+    /* Nothing more can be computed: answer everything queued and tell every runner, which
+     * fail their requests and wait for the restarted worker. */
+    char msg[320];
+    snprintf(msg, sizeof msg, "worker compute backend failed (%s); the worker restarts",
+             w->backend_error);
+    sched_fail_all(w, REALM_E_UNAVAILABLE, msg);
+    for (uint32_t i = 0; i < w->n_conns; i++)
+      worker_reply_error(w, &w->conns[i]->peer, 0, REALM_E_UNAVAILABLE, msg, NULL);
+    /* Give libzmq's I/O thread the drain time to put the replies on the wire. */
+    w->draining = true; /* late requests get shutting_down */
+    int64_t end = worker_now_ns() + w->cfg.drain_ms * 1000000LL;
+    for (int64_t left; (left = end - worker_now_ns()) > 0;) {
+      zmq_pollitem_t it = {.socket = w->router, .events = ZMQ_POLLIN};
+      if (zmq_poll(&it, 1, (long)(left / 1000000 + 1)) <= 0) break;
+      drain_router(w);
+    }
+    return REALM_E_UNAVAILABLE;
   }
   if (rc < 0) {
     sched_fail_all(w, REALM_E_INTERNAL, "worker failed");

@@ -31,6 +31,8 @@ struct worker_config {
                                   from the first ipc:// endpoint ("<path>.shm"); "none" = off */
   int threads;                 /* engine threads; <= 0 = online CPUs */
   const char *isa;             /* NULL/"auto", "scalar", "avx2", "avx512" */
+  const char *backend;         /* "cpu", "cuda" or "auto" (CUDA when a device is present) */
+  int cuda_device;             /* CUDA device ordinal for "cuda"/"auto" */
   uint32_t kv_blocks;          /* KV pool blocks; 0 = 8 full contexts */
   uint32_t kv_block_tokens;    /* positions per KV block (advertised as kv_page_tokens) */
   int64_t batch_window_us;     /* how long a step waits for others to join its forward pass */
@@ -49,7 +51,18 @@ struct worker_config {
   uint32_t max_pending_steps;  /* Steps queued per connection before "unavailable" */
   int64_t stats_interval_ms;   /* debug stats line period; 0 = never */
   int64_t drain_ms;            /* on stop: how long to keep answering "shutting_down" */
+  const char *allow_weight_access; /* "tenantA,tenantB" (or "*"): tenants whose guests may
+                                  Matmul and GetRows; everyone else gets permission_denied */
+  int64_t idle_timeout_ms;     /* drop a connection without sessions silent this long; 0 never */
+  int64_t idle_session_timeout_ms; /* same for a connection with sessions (frees them) */
+  bool no_jail;                /* main.c: skip the seccomp jail (debugging only) */
+  bool print_policy;           /* main.c: print the jail's filter and exit */
 };
+
+/* Exit status of realm-worker when the compute backend failed for good (a CUDA error): the
+ * supervisor restarts the process. 0 = clean stop, 1 = start-up or loop failure, 2 = bad
+ * command line. */
+#define WORKER_EXIT_BACKEND_FAILED 69
 
 /* Fills the defaults documented in docs/worker.md (model_path stays NULL). */
 void worker_config_defaults(struct worker_config *cfg);
@@ -73,7 +86,9 @@ int worker_create(const struct worker_config *cfg, struct worker **ret_worker, c
                   size_t errlen);
 
 /* Runs the event loop until worker_stop(). Returns 0 after a clean drain, or a negative error
- * when the loop hit something it cannot recover from (logged before returning). */
+ * when the loop hit something it cannot recover from (logged before returning):
+ * REALM_E_UNAVAILABLE means the compute backend failed (every in-flight request was answered
+ * "unavailable" naming the cause); main.c exits WORKER_EXIT_BACKEND_FAILED. */
 int worker_run(struct worker *w);
 
 /* Asks the loop to drain and return. Async-signal-safe; callable from any thread. */
@@ -84,5 +99,25 @@ void worker_destroy(struct worker *w);
 
 /* The shm side-socket path in use ("" when shared memory is off); for tests. */
 const char *worker_shm_socket_path(const struct worker *w);
+
+/* The engine's backend, e.g. "cpu/avx512" or "cuda/NVIDIA H200". */
+const char *worker_backend_name(const struct worker *w);
+/* True when the backend is a device (CUDA): the jail is not installed for it. */
+bool worker_backend_is_device(const struct worker *w);
+
+/*
+ * The worker role's jail (policy-worker.c): no core dumps, not dumpable, TZ fixed, then the
+ * seccomp allowlist on every thread (TSYNC). Call after worker_create() and before
+ * worker_run(); irreversible. After it the process can still accept runner connections and
+ * hand out memfd regions, but opens no file, creates no socket and runs no program. Errors:
+ * REALM_E_UNSUPPORTED for a device backend (its driver needs open/ioctl), REALM_E_SYSTEM.
+ */
+int worker_jail(struct worker *w, char *err, size_t errlen);
+/* Writes the jail's filter as libseccomp pseudo code to fd (--print-policy). */
+int worker_policy_export(int fd, char *err, size_t errlen);
+
+/* Fault injection for tests: the next forward pass fails as a dead device would
+ * (REALM_E_UNAVAILABLE). Thread-safe. */
+void worker_inject_backend_failure(struct worker *w);
 
 #endif /* REALM_WORKER_H */

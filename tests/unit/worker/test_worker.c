@@ -442,19 +442,22 @@ static void rmsnorm(const float *x, const float *g, uint32_t n_tok, uint32_t dim
   }
 }
 
+/* The whole forward pass from worker ops only: GetRows (embeddings, norm gains), Matmul and
+ * Attention, with RMSNorm, SwiGLU and residuals computed here. No GGUF is read by the guest
+ * side: every dimension comes from HelloReply's ModelInfo, every weight through the worker. */
 TEST(matmul_and_attention_reproduce_step_logits) {
   struct fx f;
   struct worker_config cfg;
   fx_config(&f, &cfg);
+  cfg.allow_weight_access = "tenant-other,tenant-g";
   CHECK_EQ_INT(fx_start(&f, &cfg), 0);
-  struct ref r;
-  CHECK_EQ_INT(ref_open(&r), 0);
-  const struct engine_hparams *hp = &r.m->hp;
   struct wclient a;
   CHECK_EQ_INT(wc_open(&a, f.zctx, f.endpoint, "tenant-g", "r0", 1, 0, 1 << 20), 0);
+  CHECK(a.weight_access);
   uint64_t s1 = wc_session_open(&a, 0, NULL), s2 = wc_session_open(&a, 0, NULL);
   CHECK(s1 && s2);
-  const uint32_t V = a.vocab, D = hp->dim, KV = hp->kv_dim, FF = hp->ff_dim;
+  const uint32_t V = a.vocab, D = a.n_embd, KV = a.n_embd / a.n_head * a.n_head_kv, FF = a.n_ff;
+  const float eps = a.rms_eps;
   int32_t toks[3] = {1, 403, 407};
   float *step_l = malloc(sizeof(float) * V), *op_l = malloc(sizeof(float) * V);
   int id = send_step1(&a, s1, toks, 3, 1, 0, 4096);
@@ -462,16 +465,18 @@ TEST(matmul_and_attention_reproduce_step_logits) {
   CHECK_EQ_INT(step_logits(&a, rp, 4096, step_l), 0);
   realm_frame_msg_free(&rp->base);
 
-  /* The same three tokens through ops: embeddings, norms, SwiGLU and residuals locally. */
+  /* The same three tokens through ops. */
   const uint32_t T = 3;
   float *x = calloc(T * D, 4), *xb = calloc(T * D, 4), *q = calloc(T * D, 4), *k = calloc(T * KV, 4),
         *v = calloc(T * KV, 4), *att = calloc(T * D, 4), *tmp = calloc(T * D, 4),
-        *g = calloc(T * FF, 4), *u = calloc(T * FF, 4);
-  for (uint32_t t = 0; t < T; t++) engine_weight_get_row(&r.m->token_embd, (uint32_t)toks[t], x + t * D);
+        *g = calloc(T * FF, 4), *u = calloc(T * FF, 4), *gain = calloc(D, 4);
+  CHECK_EQ_INT(wc_get_rows(&a, "token_embd.weight", toks, T, x, D), 0);
+  const int32_t row0 = 0;
   char name[64];
-  for (uint32_t l = 0; l < hp->n_layer; l++) {
-    const struct engine_layer *L = &r.m->layers[l];
-    rmsnorm(x, L->attn_norm, T, D, hp->rms_eps, xb);
+  for (uint32_t l = 0; l < a.n_layer; l++) {
+    snprintf(name, sizeof name, "blk.%u.attn_norm.weight", l);
+    CHECK_EQ_INT(wc_get_rows(&a, name, &row0, 1, gain, D), 0);
+    rmsnorm(x, gain, T, D, eps, xb);
     snprintf(name, sizeof name, "blk.%u.attn_q.weight", l);
     CHECK_EQ_INT(wc_matmul(&a, name, xb, T, D, q, D), 0);
     snprintf(name, sizeof name, "blk.%u.attn_k.weight", l);
@@ -482,7 +487,9 @@ TEST(matmul_and_attention_reproduce_step_logits) {
     snprintf(name, sizeof name, "blk.%u.attn_output.weight", l);
     CHECK_EQ_INT(wc_matmul(&a, name, att, T, D, tmp, D), 0);
     for (uint32_t i = 0; i < T * D; i++) x[i] += tmp[i];
-    rmsnorm(x, L->ffn_norm, T, D, hp->rms_eps, xb);
+    snprintf(name, sizeof name, "blk.%u.ffn_norm.weight", l);
+    CHECK_EQ_INT(wc_get_rows(&a, name, &row0, 1, gain, D), 0);
+    rmsnorm(x, gain, T, D, eps, xb);
     snprintf(name, sizeof name, "blk.%u.ffn_gate.weight", l);
     CHECK_EQ_INT(wc_matmul(&a, name, xb, T, D, g, FF), 0);
     snprintf(name, sizeof name, "blk.%u.ffn_up.weight", l);
@@ -492,7 +499,8 @@ TEST(matmul_and_attention_reproduce_step_logits) {
     CHECK_EQ_INT(wc_matmul(&a, name, g, T, FF, tmp, D), 0);
     for (uint32_t i = 0; i < T * D; i++) x[i] += tmp[i];
   }
-  rmsnorm(x + (T - 1) * D, r.m->output_norm, 1, D, hp->rms_eps, xb);
+  CHECK_EQ_INT(wc_get_rows(&a, "output_norm.weight", &row0, 1, gain, D), 0);
+  rmsnorm(x + (T - 1) * D, gain, 1, D, eps, xb);
   CHECK_EQ_INT(wc_matmul(&a, "output.weight", xb, 1, D, op_l, V), 0);
   CHECK_NEAR(max_diff(step_l, op_l, V), 0, TOL);
 
@@ -509,15 +517,71 @@ TEST(matmul_and_attention_reproduce_step_logits) {
   realm_frame_msg_free(&rp->base);
   CHECK_NEAR(max_diff(step_l, op_l, V), 0, TOL);
 
-  /* Errors: unknown tensor, a norm, a bad layer. */
+  /* Errors: unknown tensor, a norm, a bad layer; GetRows out of the tensor. */
   CHECK_EQ_INT(wc_matmul(&a, "blk.99.attn_q.weight", xb, 1, D, op_l, D), REALM_E_NOT_FOUND);
   CHECK_EQ_INT(wc_matmul(&a, "blk.0.attn_norm.weight", xb, 1, D, op_l, D), REALM_E_INVALID_ARGUMENT);
-  CHECK_EQ_INT(wc_attention(&a, s2, hp->n_layer, 0, 1, q, k, v, att, D, KV), REALM_E_OUT_OF_RANGE);
-  free(x), free(xb), free(q), free(k), free(v), free(att), free(tmp), free(g), free(u);
+  CHECK_EQ_INT(wc_attention(&a, s2, a.n_layer, 0, 1, q, k, v, att, D, KV), REALM_E_OUT_OF_RANGE);
+  const int32_t bad_tok = (int32_t)V, one = 1, neg = -1;
+  CHECK_EQ_INT(wc_get_rows(&a, "token_embd.weight", &bad_tok, 1, xb, D), REALM_E_OUT_OF_RANGE);
+  CHECK_EQ_INT(wc_get_rows(&a, "token_embd.weight", &neg, 1, xb, D), REALM_E_OUT_OF_RANGE);
+  CHECK_EQ_INT(wc_get_rows(&a, "output_norm.weight", &one, 1, xb, D), REALM_E_OUT_OF_RANGE);
+  CHECK_EQ_INT(wc_get_rows(&a, "blk.0.nope.weight", &row0, 1, xb, D), REALM_E_NOT_FOUND);
+  CHECK_EQ_INT(wc_get_rows(&a, "token_embd.weight", &row0, 0, xb, D), REALM_E_INVALID_ARGUMENT);
+  free(x), free(xb), free(q), free(k), free(v), free(att), free(tmp), free(g), free(u), free(gain);
   free(step_l);
   free(op_l);
   wc_close(&a);
-  ref_close(&r);
+  fx_stop(&f);
+}
+
+/* Matmul and GetRows can rebuild the weights (an identity matrix through Matmul returns W):
+ * a tenant the operator did not list gets permission_denied, on shm and inline alike; its
+ * Attention and Steps still work. */
+TEST(weight_access_is_refused_unless_the_operator_allows_it) {
+  struct fx f;
+  struct worker_config cfg;
+  fx_config(&f, &cfg);
+  cfg.allow_weight_access = "tenant-trusted";
+  CHECK_EQ_INT(fx_start(&f, &cfg), 0);
+  struct wclient a, b, t;
+  CHECK_EQ_INT(wc_open(&a, f.zctx, f.endpoint, "tenant-plain", "r0", 1, 0, 1 << 20), 0);
+  CHECK_EQ_INT(wc_open(&b, f.zctx, f.endpoint, "tenant-trusted-not", "r0", 1, 0, 0), 0);
+  CHECK_EQ_INT(wc_open(&t, f.zctx, f.endpoint, "tenant-trusted", "r0", 1, 0, 0), 0);
+  CHECK(!a.weight_access);
+  CHECK(!b.weight_access); /* a prefix of a listed id is not the id */
+  CHECK(t.weight_access);
+  const uint32_t D = a.n_embd;
+  float *x = calloc(D, 4), *y = calloc(a.vocab > D ? a.vocab : D, 4);
+  x[0] = 1.0f; /* one row of the identity: Matmul would return a column of W */
+  const int32_t row0 = 0;
+  struct wclient *denied[] = {&a, &b};
+  for (int i = 0; i < 2; i++) {
+    CHECK_EQ_INT(wc_matmul(denied[i], "blk.0.attn_q.weight", x, 1, D, y, D), REALM_E_PERMISSION);
+    CHECK_EQ_INT(wc_matmul(denied[i], "output.weight", x, 1, D, y, a.vocab), REALM_E_PERMISSION);
+    CHECK_EQ_INT(wc_get_rows(denied[i], "token_embd.weight", &row0, 1, y, D), REALM_E_PERMISSION);
+    CHECK_EQ_INT(wc_get_rows(denied[i], "output_norm.weight", &row0, 1, y, D), REALM_E_PERMISSION);
+    /* even names that do not exist: the refusal says nothing about what the model has */
+    CHECK_EQ_INT(wc_get_rows(denied[i], "no.such.tensor", &row0, 1, y, D), REALM_E_PERMISSION);
+  }
+  CHECK_EQ_INT(wc_matmul(&t, "blk.0.attn_q.weight", x, 1, D, y, D), 0);
+  CHECK_EQ_INT(wc_get_rows(&t, "output_norm.weight", &row0, 1, y, D), 0);
+  CHECK(y[0] != 0.0f);
+  /* The refused tenant is otherwise served: a Step and an Attention on its own session. */
+  uint64_t sa = wc_session_open(&a, 0, NULL);
+  CHECK(sa);
+  int32_t toks[2] = {1, 403};
+  int id = send_step1(&a, sa, toks, 2, 1, 0, 4096);
+  Realm__V1__WorkerReply *rp = recv_id(&a, (uint64_t)id);
+  float *l = malloc(sizeof(float) * a.vocab);
+  CHECK_EQ_INT(step_logits(&a, rp, 4096, l), 0);
+  realm_frame_msg_free(&rp->base);
+  const uint32_t KV = D / a.n_head * a.n_head_kv;
+  float *q = calloc(D, 4), *k = calloc(KV, 4), *v = calloc(KV, 4), *o = calloc(D, 4);
+  CHECK_EQ_INT(wc_attention(&a, sa, 0, 2, 1, q, k, v, o, D, KV), 0);
+  free(x), free(y), free(l), free(q), free(k), free(v), free(o);
+  wc_close(&a);
+  wc_close(&b);
+  wc_close(&t);
   fx_stop(&f);
 }
 

@@ -28,7 +28,9 @@ struct wclient {
   uint8_t *base;        /* shm data */
   uint64_t next_rid;
   uint64_t conn_id;
-  uint32_t vocab, n_embd, n_layer, n_head, n_head_kv, n_ctx;
+  uint32_t vocab, n_embd, n_layer, n_head, n_head_kv, n_ctx, n_ff;
+  float rms_eps;
+  bool weight_access;   /* HelloReply: Matmul/GetRows allowed */
   uint32_t weight, max_step_tokens, max_batch_seqs;
   uint64_t kv_quota_tokens;
   char err[512];
@@ -133,6 +135,9 @@ static inline int wc_open(struct wclient *c, void *zctx, const char *endpoint, c
   c->n_head = hr->model->n_head;
   c->n_head_kv = hr->model->n_head_kv;
   c->n_ctx = hr->model->n_ctx;
+  c->n_ff = hr->model->n_ff;
+  c->rms_eps = hr->model->rms_norm_eps;
+  c->weight_access = hr->weight_access;
   c->weight = hr->weight;
   c->kv_quota_tokens = hr->kv_quota_tokens;
   c->max_step_tokens = hr->max_step_tokens;
@@ -170,6 +175,35 @@ static inline uint64_t wc_session_open(struct wclient *c, uint32_t max_tokens, i
   if (ret_code) *ret_code = code;
   realm_frame_msg_free(r ? &r->base : NULL);
   return id;
+}
+
+/* GetRows: n rows of tensor (ids) into out (n x n_cols floats, n_cols checked against the
+ * reply); returns 0 or the error code. Output at shm offset 0 in shm mode. */
+static inline int wc_get_rows(struct wclient *c, const char *tensor, const int32_t *ids,
+                              uint32_t n, float *out, uint32_t n_cols) {
+  Realm__V1__GetRows g;
+  realm__v1__get_rows__init(&g);
+  g.tensor = (char *)tensor;
+  g.n_rows = n;
+  g.rows = (int32_t *)ids;
+  g.output_offset = 0;
+  Realm__V1__WorkerRequest req;
+  realm__v1__worker_request__init(&req);
+  req.body_case = REALM__V1__WORKER_REQUEST__BODY_GET_ROWS;
+  req.get_rows = &g;
+  Realm__V1__WorkerReply *r = wc_call(c, &req);
+  int rc = !r ? REALM_E_TIMEOUT
+       : r->body_case == REALM__V1__WORKER_REPLY__BODY_ERROR ? realm_proto_error_code(r->error)
+       : r->body_case != REALM__V1__WORKER_REPLY__BODY_GET_ROWS ? REALM_E_INTERNAL : 0;
+  size_t bytes = sizeof(float) * n * n_cols;
+  if (rc == 0 && (r->get_rows->n_rows != n || r->get_rows->n_cols != n_cols)) rc = REALM_E_INTERNAL;
+  if (rc == 0) {
+    if (c->shm) memcpy(out, c->base, bytes);
+    else if (r->get_rows->output_inline.len == bytes) memcpy(out, r->get_rows->output_inline.data, bytes);
+    else rc = REALM_E_INTERNAL;
+  }
+  realm_frame_msg_free(r ? &r->base : NULL);
+  return rc;
 }
 
 /* Error code of a whole reply (0 when it is not an error). */
