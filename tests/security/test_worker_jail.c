@@ -1,0 +1,312 @@
+/*
+ * test_worker_jail.c — the worker's seccomp jail (compute-worker/worker/policy-worker.c).
+ *
+ * A jailed realm-worker-testhooks ($REALM_WORKER_TESTHOOKS_BIN) that attempts openat, execve or
+ * socket right after the jail dies with SIGSYS; the same attempt with --no-jail is not stopped
+ * (the control: the SIGSYS is the jail's doing). And the jail leaves the worker useful: a
+ * jailed realm-worker ($REALM_WORKER_BIN) accepts two runner connections made after the jail —
+ * one over ipc:// with the memfd handshake (accept4, memfd_create, ftruncate, F_ADD_SEALS,
+ * mmap, sendmsg SCM_RIGHTS), one over tcp:// with inline tensors — serves their Steps with the
+ * in-process engine's logits, and exits 0 on SIGTERM. Waits are bounded polls on pipes,
+ * sockets and pidfds; nothing sleeps.
+ */
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "gguf.h"
+#include "llama.h"
+#include "model.h"
+#include "realm/error.h"
+#include "realm_test.h"
+#include "wclient.h"
+
+#define TOL 1e-4
+
+struct child {
+  pid_t pid;
+  int err_fd; /* read end of its stderr */
+  int pidfd;
+  char out[16384];
+  size_t n;
+};
+
+static int spawn(struct child *c, char *const argv[]) {
+  int p[2];
+  memset(c, 0, sizeof *c);
+  if (pipe2(p, O_CLOEXEC) != 0) return -1;
+  c->pid = fork();
+  if (c->pid == 0) {
+    dup2(p[1], 2);
+    int devnull = open("/dev/null", O_WRONLY);
+    if (devnull >= 0) dup2(devnull, 1);
+    execv(argv[0], argv);
+    _exit(127);
+  }
+  close(p[1]);
+  c->err_fd = p[0];
+  c->pidfd = (int)syscall(SYS_pidfd_open, c->pid, 0);
+  return c->pid > 0 && c->pidfd >= 0 ? 0 : -1;
+}
+
+/* Reads stderr until it contains needle, EOF or timeout (bounded). */
+static bool wait_stderr(struct child *c, const char *needle, int timeout_ms) {
+  for (int i = 0; i < 2000 && !(needle && strstr(c->out, needle)); i++) {
+    struct pollfd p = {.fd = c->err_fd, .events = POLLIN};
+    if (poll(&p, 1, timeout_ms) != 1) return false;
+    ssize_t k = read(c->err_fd, c->out + c->n, sizeof c->out - 1 - c->n);
+    if (k <= 0) return false;
+    c->n += (size_t)k;
+    c->out[c->n] = 0;
+  }
+  return needle && strstr(c->out, needle) != NULL;
+}
+
+/* Waits (bounded) for exit; returns the exit status, 128 + signal, or -1 (then kills it). */
+static int wait_exit(struct child *c, int timeout_ms) {
+  wait_stderr(c, NULL, timeout_ms); /* collect the rest of its log until EOF */
+  struct pollfd p = {.fd = c->pidfd, .events = POLLIN};
+  int st = -1;
+  if (poll(&p, 1, timeout_ms) == 1 && waitpid(c->pid, &st, 0) == c->pid)
+    st = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+  else {
+    kill(c->pid, SIGKILL);
+    waitpid(c->pid, NULL, 0);
+    st = -1;
+  }
+  close(c->pidfd);
+  close(c->err_fd);
+  return st;
+}
+
+struct site {
+  char dir[64], path[128], ep[160], model[512];
+};
+
+static void site_init(struct site *s) {
+  snprintf(s->dir, sizeof s->dir, "/tmp/realm-wj-XXXXXX");
+  if (!mkdtemp(s->dir)) s->dir[0] = 0;
+  snprintf(s->path, sizeof s->path, "%s/w.sock", s->dir);
+  snprintf(s->ep, sizeof s->ep, "ipc://%s", s->path);
+  snprintf(s->model, sizeof s->model, "%s/gguf/stories260K.gguf", realm_test_models_dir());
+}
+
+static void site_clean(struct site *s) {
+  char p[160];
+  unlink(s->path);
+  snprintf(p, sizeof p, "%s.shm", s->path);
+  unlink(p);
+  rmdir(s->dir);
+}
+
+/* Runs the test-hooks worker with --test-escape WHAT (and --no-jail when asked); returns
+ * its exit status (128 + signal when killed), with its log in c. */
+static int run_escape(struct child *c, const char *what, bool no_jail) {
+  const char *bin = getenv("REALM_WORKER_TESTHOOKS_BIN");
+  struct site s;
+  site_init(&s);
+  char *argv[16];
+  int n = 0;
+  argv[n++] = (char *)bin;
+  argv[n++] = "--model", argv[n++] = s.model;
+  argv[n++] = "--listen", argv[n++] = s.ep;
+  argv[n++] = "--threads", argv[n++] = "2";
+  if (no_jail) argv[n++] = "--no-jail";
+  argv[n++] = "--test-escape", argv[n++] = (char *)what;
+  argv[n] = NULL;
+  if (spawn(c, argv) < 0) return -1;
+  int st = wait_exit(c, 20000);
+  site_clean(&s);
+  return st;
+}
+
+#define ESCAPE_TEST(what)                                                          \
+  TEST(jailed_worker_dies_with_sigsys_on_##what) {                                 \
+    if (!getenv("REALM_WORKER_TESTHOOKS_BIN")) SKIP("REALM_WORKER_TESTHOOKS_BIN not set"); \
+    struct child c;                                                                \
+    int st = run_escape(&c, #what, false);                                         \
+    if (st != 128 + SIGSYS) printf("# status %d, log:\n%s\n", st, c.out);          \
+    CHECK_EQ_INT(st, 128 + SIGSYS);                                                \
+    CHECK_STR_CONTAINS(c.out, "worker jailed");                                    \
+    CHECK_STR_CONTAINS(c.out, "attempting a forbidden syscall");                   \
+    CHECK(strstr(c.out, "was not stopped") == NULL);                               \
+  }
+ESCAPE_TEST(openat)
+ESCAPE_TEST(execve)
+ESCAPE_TEST(socket)
+
+TEST(unjailed_control_is_not_stopped) {
+  if (!getenv("REALM_WORKER_TESTHOOKS_BIN")) SKIP("REALM_WORKER_TESTHOOKS_BIN not set");
+  const char *what[] = {"openat", "socket"};
+  for (int i = 0; i < 2; i++) {
+    struct child c;
+    int st = run_escape(&c, what[i], true);
+    CHECK_EQ_INT(st, 3); /* the hook's own exit after the call went through */
+    CHECK_STR_CONTAINS(c.out, "--no-jail");
+    CHECK_STR_CONTAINS(c.out, "was not stopped");
+    CHECK(strstr(c.out, "worker jailed") == NULL);
+  }
+}
+
+/* ---- a jailed worker serves connections made after the jail ---- */
+
+/* The "Seccomp:" line of /proc/PID/status: 2 = filter mode. */
+static int seccomp_mode(pid_t pid) {
+  char path[64], buf[4096];
+  snprintf(path, sizeof path, "/proc/%d/status", (int)pid);
+  int fd = open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return -1;
+  ssize_t n = read(fd, buf, sizeof buf - 1);
+  close(fd);
+  if (n <= 0) return -1;
+  buf[n] = 0;
+  const char *p = strstr(buf, "\nSeccomp:");
+  return p ? atoi(p + 9) : -1;
+}
+
+/* A free loopback TCP port (bound to 0, read back, released). */
+static int free_tcp_port(void) {
+  int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+  socklen_t len = sizeof sa;
+  int port = -1;
+  if (fd >= 0 && bind(fd, (struct sockaddr *)&sa, sizeof sa) == 0 &&
+      getsockname(fd, (struct sockaddr *)&sa, &len) == 0)
+    port = ntohs(sa.sin_port);
+  if (fd >= 0) close(fd);
+  return port;
+}
+
+/* One Step of toks on a fresh session of c; logits of the last token into out. */
+static int step_once(struct wclient *c, const int32_t *toks, uint32_t n, float *out) {
+  uint64_t sid = wc_session_open(c, 0, NULL);
+  if (!sid) return -1;
+  Realm__V1__StepEntry e;
+  realm__v1__step_entry__init(&e);
+  e.session_id = sid;
+  e.n_tokens = n;
+  e.n_logits = 1;
+  if (c->shm) {
+    memcpy(c->base, toks, sizeof(int32_t) * n);
+    e.tokens_offset = 0;
+    e.logits_offset = 4096;
+  } else {
+    e.n_tokens_inline = n;
+    e.tokens_inline = (int32_t *)toks;
+  }
+  Realm__V1__StepEntry *ep = &e;
+  Realm__V1__Step st;
+  realm__v1__step__init(&st);
+  st.n_entries = 1;
+  st.entries = &ep;
+  Realm__V1__WorkerRequest req;
+  realm__v1__worker_request__init(&req);
+  req.body_case = REALM__V1__WORKER_REQUEST__BODY_STEP;
+  req.step = &st;
+  Realm__V1__WorkerReply *r = wc_call(c, &req);
+  int rc = -1;
+  if (r && r->body_case == REALM__V1__WORKER_REPLY__BODY_STEP && r->step->n_results == 1 &&
+      !r->step->results[0]->error) {
+    size_t bytes = sizeof(float) * c->vocab;
+    if (c->shm) {
+      memcpy(out, c->base + 4096, bytes);
+      rc = 0;
+    } else if (r->step->results[0]->logits_inline.len == bytes) {
+      memcpy(out, r->step->results[0]->logits_inline.data, bytes);
+      rc = 0;
+    }
+  }
+  realm_frame_msg_free(r ? &r->base : NULL);
+  return rc;
+}
+
+/* The in-process engine's logits for toks (the reference). */
+static int reference_logits(const char *model, const int32_t *toks, uint32_t n, float *out) {
+  char err[256];
+  struct gguf_file *f = NULL;
+  struct engine_model *m = NULL;
+  struct engine *e = NULL;
+  struct kv_seq *seq = NULL;
+  struct engine_config ec = {.n_threads = 1, .kv_blocks = 64};
+  int rc = gguf_open(model, &f, err, sizeof err);
+  if (rc == 0) rc = engine_model_load(f, &m, err, sizeof err);
+  if (rc == 0) rc = engine_create(m, &ec, &e, err, sizeof err);
+  if (rc == 0) rc = kv_seq_open(engine_kv(e), NULL, &seq);
+  if (rc == 0) {
+    struct engine_seq_step s = {.seq = seq, .pos = 0, .tokens = toks, .n_tokens = n};
+    struct engine_batch b = {.seqs = &s, .n_seqs = 1};
+    rc = engine_forward(e, &b, out, err, sizeof err);
+  }
+  if (seq) kv_seq_close(engine_kv(e), seq);
+  engine_destroy(e);
+  engine_model_free(m);
+  gguf_close(f);
+  return rc;
+}
+
+static double max_diff(const float *a, const float *b, size_t n) {
+  double m = 0;
+  for (size_t i = 0; i < n; i++) {
+    double d = fabs((double)a[i] - b[i]);
+    if (d > m || d != d) m = d != d ? 1e30 : d;
+  }
+  return m;
+}
+
+TEST(jailed_worker_serves_connections_made_after_the_jail) {
+  const char *bin = getenv("REALM_WORKER_BIN");
+  if (!bin) SKIP("REALM_WORKER_BIN not set");
+  struct site s;
+  site_init(&s);
+  int port = free_tcp_port();
+  CHECK(port > 0);
+  char listen[256], tcp[64];
+  snprintf(tcp, sizeof tcp, "tcp://127.0.0.1:%d", port);
+  snprintf(listen, sizeof listen, "%s,%s", s.ep, tcp);
+  char *argv[] = {(char *)bin, "--model", s.model, "--listen", listen, "--threads", "2", NULL};
+  struct child c;
+  CHECK_EQ_INT(spawn(&c, argv), 0);
+  CHECK(wait_stderr(&c, "worker ready", 20000));
+  CHECK_STR_CONTAINS(c.out, "worker jailed");
+  CHECK_EQ_INT(seccomp_mode(c.pid), 2); /* the filter is on before anyone connects */
+
+  const int32_t toks_a[] = {1, 403, 407, 261}, toks_b[] = {1, 432, 383};
+  void *z = zmq_ctx_new();
+  struct wclient a, b;
+  /* ipc:// with the memfd handshake, then tcp:// inline: both accepted after the jail. */
+  CHECK_EQ_INT(wc_open(&a, z, s.ep, "tenant-a", "r0", 1, 0, 1 << 20), 0);
+  CHECK(a.shm != NULL);
+  CHECK_EQ_INT(wc_open(&b, z, tcp, "tenant-b", "r0", 1, 0, 0), 0);
+  CHECK(b.shm == NULL);
+  float *la = malloc(sizeof(float) * a.vocab), *lb = malloc(sizeof(float) * a.vocab),
+        *ea = malloc(sizeof(float) * a.vocab), *eb = malloc(sizeof(float) * a.vocab);
+  CHECK_EQ_INT(step_once(&a, toks_a, 4, la), 0);
+  CHECK_EQ_INT(step_once(&b, toks_b, 3, lb), 0);
+  CHECK_EQ_INT(reference_logits(s.model, toks_a, 4, ea), 0);
+  CHECK_EQ_INT(reference_logits(s.model, toks_b, 3, eb), 0);
+  CHECK_NEAR(max_diff(la, ea, a.vocab), 0, TOL);
+  CHECK_NEAR(max_diff(lb, eb, a.vocab), 0, TOL);
+  /* A third connection replacing the first (same replica): a second region handed over. */
+  wc_close(&a);
+  CHECK_EQ_INT(wc_open(&a, z, s.ep, "tenant-a", "r0", 1, 0, 1 << 20), 0);
+  CHECK(a.shm != NULL);
+  CHECK_EQ_INT(step_once(&a, toks_a, 4, la), 0);
+  CHECK_NEAR(max_diff(la, ea, a.vocab), 0, TOL);
+  wc_close(&a);
+  wc_close(&b);
+  zmq_ctx_term(z);
+  CHECK_EQ_INT(kill(c.pid, SIGTERM), 0);
+  int st = wait_exit(&c, 20000);
+  if (st != 0) printf("# status %d, log:\n%s\n", st, c.out);
+  CHECK_EQ_INT(st, 0); /* the drain and exit stay inside the jail too */
+  CHECK_STR_CONTAINS(c.out, "worker stopped");
+  free(la), free(lb), free(ea), free(eb);
+  site_clean(&s);
+}
