@@ -25,8 +25,17 @@
  *     or when it sends a frame we cannot parse. Entering DOWN fails every in-flight request
  *     of that replica at once (REALM_E_UNAVAILABLE) and sends it a best-effort CancelRequest
  *     for each. DOWN → UP/NOT_READY on the next pong. Only UP replicas receive new requests.
- *  6. Routing: least outstanding requests among the tenant's UP replicas; ties go to the
- *     replica listed first.
+ *  6. Routing: among the tenant's UP replicas, by load. A replica's load is the requests we
+ *     have outstanding on it plus `foreign`: what its last HealthPong's in_flight counted
+ *     beyond our outstanding at that moment (requests of other gateways, or ones we already
+ *     ended locally that it still runs; never negative: ours in transit are not counted
+ *     twice). Its capacity is the pong's max_in_flight (0 = not reported: unbounded). Order:
+ *     (a) a replica with room (load < capacity) before a full one, so a replica reporting
+ *     in_flight >= max_in_flight never gets traffic while another has room; (b) the lower
+ *     load (least outstanding, with the runner's own view as the penalty); (c) the more free
+ *     slots (capacity − load); (d) the replica listed first. When every replica is full the
+ *     least loaded still gets the request: the pong is up to ping_ms old, and the runner is
+ *     the authority (it refuses with "unavailable", a 503, when it really is full).
  *  7. Reload: set_tenants() keeps a replica whose (tenant, endpoint) stays, with its socket
  *     and in-flight requests; adds new ones; marks the others removed: they get no new
  *     requests, keep serving what they have, and are closed by the I/O thread once their
@@ -72,6 +81,9 @@ struct replica {
   uint64_t failed_down_total;
   uint64_t down_total;      /* times taken out after answering pings (up or not ready) */
   uint64_t failovers_total; /* ... of which another replica of the tenant was up to take over */
+  uint32_t reported_in_flight;     /* last pong: requests the runner was running */
+  uint32_t reported_max_in_flight; /* last pong: the most it accepts (0 = not reported) */
+  uint32_t foreign;                /* note 6: reported_in_flight beyond our outstanding then */
   /* I/O thread only */
   void *sock;
   void *mon;
@@ -311,6 +323,31 @@ out:
   return r;
 }
 
+/* ---- routing (note 6), under mu ---- */
+
+static uint64_t replica_load(const struct replica *p) {
+  return (uint64_t)p->outstanding + p->foreign;
+}
+
+static bool replica_has_room(const struct replica *p) {
+  return p->reported_max_in_flight == 0 || replica_load(p) < p->reported_max_in_flight;
+}
+
+static uint64_t replica_free_slots(const struct replica *p) {
+  if (p->reported_max_in_flight == 0) return UINT64_MAX;
+  uint64_t load = replica_load(p);
+  return load < p->reported_max_in_flight ? p->reported_max_in_flight - load : 0;
+}
+
+/* True when a should get the next request rather than b (strict: ties keep b, listed first). */
+static bool replica_better(const struct replica *a, const struct replica *b) {
+  bool room_a = replica_has_room(a), room_b = replica_has_room(b);
+  if (room_a != room_b) return room_a;
+  uint64_t load_a = replica_load(a), load_b = replica_load(b);
+  if (load_a != load_b) return load_a < load_b;
+  return replica_free_slots(a) > replica_free_slots(b);
+}
+
 /* ---- backend ops (HTTP threads) ---- */
 
 static int rn_submit(void *self, const struct gw_gen_request *req, struct gw_sink *sink,
@@ -350,7 +387,7 @@ static int rn_submit(void *self, const struct gw_gen_request *req, struct gw_sin
   for (struct replica *p = rn->replicas; p; p = p->next) {
     if (p->removed || strcmp(p->tenant, req->tenant_id)) continue;
     configured++;
-    if (p->state == GW_REPLICA_UP && (!best || p->outstanding < best->outstanding)) best = p;
+    if (p->state == GW_REPLICA_UP && (!best || replica_better(p, best))) best = p;
   }
   if (rn->stopping) {
     pthread_mutex_unlock(&rn->mu);
@@ -537,6 +574,10 @@ static int rn_metrics(void *self, struct gw_buf *out) {
        "Failures of the replica while another replica of its tenant was up to take the traffic."},
       {"realm_runner_failed_requests_total", "counter",
        "In-flight requests failed because their replica was taken out."},
+      {"realm_runner_reported_in_flight_requests", "gauge",
+       "Requests the replica said it was running in its last health pong (from all gateways)."},
+      {"realm_runner_reported_max_in_flight_requests", "gauge",
+       "The replica's capacity from its last health pong (0 = not reported)."},
   };
   int r = 0;
   pthread_mutex_lock(&rn->mu);
@@ -550,7 +591,9 @@ static int rn_metrics(void *self, struct gw_buf *out) {
                    : f == 2 ? p->routed_total
                    : f == 3 ? p->down_total
                    : f == 4 ? p->failovers_total
-                            : p->failed_down_total;
+                   : f == 5 ? p->failed_down_total
+                   : f == 6 ? p->reported_in_flight
+                            : p->reported_max_in_flight;
       r = gw_buf_appendf(out, "%s{tenant=\"", fams[f].name);
       if (r == 0) r = gw_metrics_label(out, p->tenant);
       if (r == 0) r = gw_buf_appends(out, "\",replica=\"");
@@ -767,6 +810,11 @@ static void handle_event_locked(struct gw_runners *rn, struct replica *p,
 static void handle_pong_locked(struct gw_runners *rn, struct replica *p, const Realm__V1__HealthPong *pong) {
   p->missed = 0;
   p->awaiting_pong = false;
+  /* Note 6. Events travel before the pong on the same connection, so every request the runner
+   * finished before answering has already left p->outstanding here. */
+  p->reported_in_flight = pong->in_flight;
+  p->reported_max_in_flight = pong->max_in_flight;
+  p->foreign = pong->in_flight > p->outstanding ? pong->in_flight - p->outstanding : 0;
   enum gw_replica_state s = pong->ready ? GW_REPLICA_UP : GW_REPLICA_NOT_READY;
   /* A runner that serves another tenant must never see this tenant's prompts (its guest is
    * that tenant's code): a misconfigured endpoint is kept out of rotation, loudly. */
@@ -1035,8 +1083,14 @@ int gw_runners_replica_stats(struct gw_runners *rn, const char *tenant, const ch
   pthread_mutex_lock(&rn->mu);
   for (struct replica *p = rn->replicas; p; p = p->next)
     if (!strcmp(p->tenant, tenant) && !strcmp(p->endpoint, endpoint)) {
-      *ret = (struct gw_runner_stats){p->state, p->outstanding, p->routed_total,
-                                      p->failed_down_total, p->down_total, p->failovers_total};
+      *ret = (struct gw_runner_stats){p->state,
+                                      p->outstanding,
+                                      p->routed_total,
+                                      p->failed_down_total,
+                                      p->down_total,
+                                      p->failovers_total,
+                                      p->reported_in_flight,
+                                      p->reported_max_in_flight};
       r = 0;
       break;
     }

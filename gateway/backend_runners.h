@@ -4,8 +4,9 @@
  *
  * Per tenant, the replicas are the `runners` endpoints of the tenants file (backend.h rule 6
  * hands every snapshot in). One DEALER per replica; submit() picks, among the tenant's
- * routable replicas, the one with the fewest outstanding requests and sends it a
- * GenerateRequest; the replica's GenerateEvents are routed back to the request's gw_sink by
+ * routable replicas, the least loaded one (outstanding requests, adjusted by the in_flight /
+ * max_in_flight its health pongs report; a full replica never while another has room; see
+ * backend_runners.c note 6) and sends it a GenerateRequest; the replica's GenerateEvents are routed back to the request's gw_sink by
  * request id. Replicas are pinged every ping_ms; one that misses ping_misses pongs in a row,
  * or whose connection drops, is taken out and its in-flight requests fail at once with
  * REALM_E_UNAVAILABLE; it is put back when it answers a ping again. With no routable replica
@@ -51,6 +52,8 @@ struct gw_runner_stats {
   uint64_t failed_down_total; /* requests failed because it went down */
   uint64_t down_total;        /* times taken out after answering pings */
   uint64_t failovers_total;   /* ... while another replica of the tenant was up */
+  uint32_t runner_in_flight;     /* its last HealthPong: requests it was running (all gateways) */
+  uint32_t runner_max_in_flight; /* its last HealthPong: its capacity (0 = not reported) */
 };
 
 struct gw_runners;

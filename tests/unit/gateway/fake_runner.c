@@ -54,6 +54,8 @@ struct fake_runner {
   bool ready, deaf, stop, want_kill, want_revive, finish_all;
   int kill_acks, revive_acks, revive_rc;
   int n_generate, n_cancel, n_ping, n_active;
+  uint32_t extra_in_flight; /* fr_set_load: requests "of other gateways" it pretends to run */
+  uint32_t max_in_flight;   /* fr_set_load: capacity in pongs and refusals; 0 = FR_MAX_STREAMS */
   struct fr_seen seen;
   /* thread only */
   void *sock;
@@ -175,6 +177,9 @@ static void start_stream(struct fake_runner *fr, const realm_ipc_peer *peer,
   struct fr_stream *s = NULL;
   for (int i = 0; i < FR_MAX_STREAMS && !s; i++)
     if (!fr->streams[i].used) s = &fr->streams[i];
+  /* Like the real runner: at capacity (counting the pretended foreign load) it refuses. */
+  uint32_t cap = fr->max_in_flight ? fr->max_in_flight : FR_MAX_STREAMS;
+  if ((uint32_t)fr->n_active + fr->extra_in_flight >= cap) s = NULL;
   if (!s) {
     char err[128];
     realm_proto_send_runner_error(fr->sock, peer, g->request_id, REALM_E_UNAVAILABLE,
@@ -217,8 +222,8 @@ static void handle_request(struct fake_runner *fr, const realm_ipc_peer *from,
     pong.nonce = rq->ping ? rq->ping->nonce : 0;
     pong.tenant_id = fr->tenant;
     pong.replica_id = "fake";
-    pong.in_flight = (uint32_t)fr->n_active;
-    pong.max_in_flight = FR_MAX_STREAMS;
+    pong.in_flight = (uint32_t)fr->n_active + fr->extra_in_flight;
+    pong.max_in_flight = fr->max_in_flight ? fr->max_in_flight : FR_MAX_STREAMS;
     pong.worker_connected = true;
     pong.ready = fr->ready;
     Realm__V1__RunnerEvent ev;
@@ -434,6 +439,13 @@ void fr_set_script(struct fake_runner *fr, const struct fr_script *s) {
 void fr_set_ready(struct fake_runner *fr, bool ready) {
   pthread_mutex_lock(&fr->mu);
   fr->ready = ready;
+  pthread_mutex_unlock(&fr->mu);
+}
+
+void fr_set_load(struct fake_runner *fr, uint32_t extra_in_flight, uint32_t max_in_flight) {
+  pthread_mutex_lock(&fr->mu);
+  fr->extra_in_flight = extra_in_flight;
+  fr->max_in_flight = max_in_flight;
   pthread_mutex_unlock(&fr->mu);
 }
 

@@ -58,6 +58,11 @@ void fr_stop(struct fake_runner *fr);
 void fr_set_script(struct fake_runner *fr, const struct fr_script *s);
 /* Pongs say ready=ready from now on. */
 void fr_set_ready(struct fake_runner *fr, bool ready);
+/* Load it reports from now on: pongs say in_flight = its own active requests + extra_in_flight
+ * (as if other gateways used it too) and max_in_flight (0 = its stream table size, 64); a
+ * GenerateRequest that would exceed max_in_flight is refused with "unavailable", as the real
+ * runner does. */
+void fr_set_load(struct fake_runner *fr, uint32_t extra_in_flight, uint32_t max_in_flight);
 /* Deaf: stop reading the socket (pings go unanswered, requests wait); false resumes. */
 void fr_set_deaf(struct fake_runner *fr, bool deaf);
 /* Closes the socket as a crash would (waits until done); fr_revive binds again. */

@@ -380,6 +380,114 @@ TEST(least_outstanding_spreads_concurrent_requests) {
   }
 }
 
+/* Waits (bounded) until the replica's last pong, as the backend recorded it, says
+ * in_flight / max_in_flight. Polled like wait_state. */
+static bool wait_reported(const char *tenant, const char *ep, uint32_t in_flight, uint32_t max,
+                          int timeout_ms) {
+  uint64_t end = ms_now() + (uint64_t)timeout_ms;
+  do {
+    struct gw_runner_stats st;
+    if (gw_runners_replica_stats(g.rn, tenant, ep, &st) == 0 && st.runner_in_flight == in_flight &&
+        st.runner_max_in_flight == max)
+      return true;
+    nap_ms(2);
+  } while (ms_now() < end);
+  return false;
+}
+
+/* Opens a held stream and waits until `fr` received it; false if it went elsewhere. */
+static bool stream_lands_on(struct fake_runner *fr, int *ret_fd) {
+  int before = fr_generates(fr);
+  *ret_fd = open_stream(KEY_ALPHA);
+  return *ret_fd >= 0 && fr_wait_generates(fr, before + 1, 5000);
+}
+
+static bool read_done(int fd) {
+  static char buf[16384];
+  bool ok = read_all(fd, buf, sizeof buf) > 0 && strstr(buf, "data: [DONE]") != NULL;
+  close(fd);
+  return ok;
+}
+
+TEST(full_replica_gets_nothing_while_another_has_room) {
+  CHECK(stack());
+  script(g.a0, "x", NULL, NULL, true);
+  script(g.a1, "y", NULL, NULL, true);
+  CHECK(wait_outstanding("alpha", g.ep_a0, 0, 5000));
+  CHECK(wait_outstanding("alpha", g.ep_a1, 0, 5000));
+  /* a0 runs 4 requests of "other gateways" and takes at most 4: full, although the plain
+   * least-outstanding rule (0 of ours there) would pick it first. */
+  fr_set_load(g.a0, 4, 4);
+  CHECK(wait_reported("alpha", g.ep_a0, 4, 4, 5000));
+  int g0 = fr_generates(g.a0);
+  uint64_t r0 = routed("alpha", g.ep_a0);
+  int fds[4];
+  for (int i = 0; i < 3; i++) CHECK(stream_lands_on(g.a1, &fds[i]));
+  CHECK(wait_outstanding("alpha", g.ep_a1, 3, 5000));
+  CHECK_EQ_INT(fr_generates(g.a0) - g0, 0);
+  CHECK(routed("alpha", g.ep_a0) == r0);
+  /* Its foreign load ends: it has room, and the lowest load (0 against a1's 3). */
+  fr_set_load(g.a0, 0, 4);
+  CHECK(wait_reported("alpha", g.ep_a0, 0, 4, 5000));
+  CHECK(stream_lands_on(g.a0, &fds[3]));
+  fr_finish_all(g.a0);
+  fr_finish_all(g.a1);
+  for (int i = 0; i < 4; i++) CHECK(read_done(fds[i]));
+  fr_set_load(g.a0, 0, 0);
+  CHECK(wait_reported("alpha", g.ep_a0, 0, 64, 5000));
+}
+
+TEST(runner_reported_load_penalises_and_free_slots_break_ties) {
+  CHECK(stack());
+  script(g.a0, "x", NULL, NULL, true);
+  script(g.a1, "y", NULL, NULL, true);
+  CHECK(wait_outstanding("alpha", g.ep_a0, 0, 5000));
+  CHECK(wait_outstanding("alpha", g.ep_a1, 0, 5000));
+  /* a0 says it runs 2 requests we did not send: its load is 2, a1's 0. */
+  fr_set_load(g.a0, 2, 0);
+  CHECK(wait_reported("alpha", g.ep_a0, 2, 64, 5000));
+  CHECK(wait_reported("alpha", g.ep_a1, 0, 64, 5000));
+  int fds[3];
+  CHECK(stream_lands_on(g.a1, &fds[0])); /* 2 vs 0 */
+  CHECK(stream_lands_on(g.a1, &fds[1])); /* 2 vs 1 */
+  CHECK(stream_lands_on(g.a0, &fds[2])); /* 2 vs 2, same free slots: listed first */
+  fr_finish_all(g.a0);
+  fr_finish_all(g.a1);
+  for (int i = 0; i < 3; i++) CHECK(read_done(fds[i]));
+  CHECK(wait_outstanding("alpha", g.ep_a0, 0, 5000));
+  CHECK(wait_outstanding("alpha", g.ep_a1, 0, 5000));
+
+  /* Equal load, a0 takes 8 and a1 64: the roomier a1 gets it, not the first listed. */
+  fr_set_load(g.a0, 0, 8);
+  CHECK(wait_reported("alpha", g.ep_a0, 0, 8, 5000));
+  CHECK(wait_reported("alpha", g.ep_a1, 0, 64, 5000));
+  int fd;
+  CHECK(stream_lands_on(g.a1, &fd));
+  fr_finish_all(g.a1);
+  CHECK(read_done(fd));
+
+  /* Every replica full: the request still goes out (the pong may be stale; the runner is the
+   * authority) and the runner's refusal reaches the client as a 503. */
+  fr_set_load(g.a0, 4, 4);
+  fr_set_load(g.a1, 4, 4);
+  CHECK(wait_reported("alpha", g.ep_a0, 4, 4, 5000));
+  CHECK(wait_reported("alpha", g.ep_a1, 4, 4, 5000));
+  script(g.a0, "z", NULL, NULL, false);
+  script(g.a1, "z", NULL, NULL, false);
+  int before = fr_generates(g.a0) + fr_generates(g.a1);
+  struct http_resp r;
+  CHECK_EQ_INT(http_call(g.port, "POST", "/v1/chat/completions", KEY_ALPHA, NULL, CHAT_BODY(""), &r), 0);
+  CHECK_EQ_INT(r.status, 503);
+  CHECK_STR_CONTAINS(r.body, "fake runner full");
+  CHECK_STR_CONTAINS(r.body, "\"type\":\"server_error\"");
+  http_resp_free(&r);
+  CHECK_EQ_INT(fr_generates(g.a0) + fr_generates(g.a1) - before, 1);
+  fr_set_load(g.a0, 0, 0);
+  fr_set_load(g.a1, 0, 0);
+  CHECK(wait_reported("alpha", g.ep_a0, 0, 64, 5000));
+  CHECK(wait_reported("alpha", g.ep_a1, 0, 64, 5000));
+}
+
 TEST(replica_that_stops_answering_pings_is_taken_out_and_put_back) {
   CHECK(stack());
   script(g.a0, "p", NULL, NULL, true);
@@ -613,6 +721,8 @@ TEST(runner_metrics_up_in_flight_failures_failovers) {
   CHECK_STR_CONTAINS(page, "# TYPE realm_runner_failovers_total counter\n");
   CHECK_NEAR(series(page, "realm_runner_up", g.ep_a0), 1, 0);
   CHECK_NEAR(series(page, "realm_runner_up", g.ep_a1), 1, 0);
+  CHECK_NEAR(series(page, "realm_runner_reported_max_in_flight_requests", g.ep_a0), 64, 0);
+  CHECK(series(page, "realm_runner_reported_in_flight_requests", g.ep_a0) >= 0);
   CHECK_NEAR(series(page, "realm_runner_in_flight_requests", g.ep_a0) +
                  series(page, "realm_runner_in_flight_requests", g.ep_a1), 1, 0);
   CHECK(series(page, "realm_runner_requests_total", g.ep_a0) >= 1);
