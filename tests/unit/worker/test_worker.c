@@ -838,6 +838,142 @@ TEST(flooding_tenant_cannot_starve_another) {
   fx_stop(&f);
 }
 
+/* ---- idle connections ---- */
+
+struct gstats {
+  uint32_t connections;
+  uint64_t kv_pages_used;
+};
+
+static int global_stats(struct wclient *c, struct gstats *g) {
+  Realm__V1__StatsRequest sq;
+  realm__v1__stats_request__init(&sq);
+  Realm__V1__WorkerRequest req;
+  realm__v1__worker_request__init(&req);
+  req.body_case = REALM__V1__WORKER_REQUEST__BODY_STATS;
+  req.stats = &sq;
+  Realm__V1__WorkerReply *r = wc_call(c, &req);
+  int ok = r && r->body_case == REALM__V1__WORKER_REPLY__BODY_STATS;
+  if (ok) {
+    g->connections = r->stats->connections;
+    g->kv_pages_used = r->stats->kv_pages_used;
+  }
+  realm_frame_msg_free(r ? &r->base : NULL);
+  return ok ? 0 : -1;
+}
+
+/* A connection without sessions is dropped after --idle-timeout, one with sessions after the
+ * longer --idle-session-timeout (its KV pages return to the pool); a busy one stays. An
+ * observer polls Stats (bounded: at most 10 s) and must see the states in that order. */
+TEST(idle_connections_are_dropped_and_their_sessions_freed) {
+  struct fx f;
+  struct worker_config cfg;
+  fx_config(&f, &cfg);
+  cfg.idle_timeout_ms = 100;
+  cfg.idle_session_timeout_ms = 1500;
+  CHECK_EQ_INT(fx_start(&f, &cfg), 0);
+  struct wclient quiet, holder, obs;
+  CHECK_EQ_INT(wc_open(&quiet, f.zctx, f.endpoint, "tenant-quiet", "r0", 1, 0, 0), 0);
+  CHECK_EQ_INT(wc_open(&holder, f.zctx, f.endpoint, "tenant-holder", "r0", 1, 0, 0), 0);
+  uint64_t sh = wc_session_open(&holder, 0, NULL);
+  CHECK(sh);
+  int32_t t[20];
+  for (int i = 0; i < 20; i++) t[i] = 1 + i;
+  int id = send_step1(&holder, sh, t, 20, 1, 0, 0);
+  Realm__V1__WorkerReply *r = recv_id(&holder, (uint64_t)id);
+  float *l = malloc(sizeof(float) * holder.vocab);
+  CHECK_EQ_INT(step_logits(&holder, r, 0, l), 0);
+  realm_frame_msg_free(&r->base);
+  CHECK_EQ_INT(wc_open(&obs, f.zctx, f.endpoint, "tenant-obs", "r0", 1, 0, 0), 0);
+  /* States: 3 connections → 2 (quiet gone, holder's pages still held) → 1 (pages freed). */
+  bool saw_two_with_pages = false, saw_one_freed = false;
+  struct gstats g = {0};
+  for (int i = 0; i < 500 && !saw_one_freed; i++) {
+    CHECK_EQ_INT(global_stats(&obs, &g), 0);
+    if (g.connections == 2 && g.kv_pages_used == 2) saw_two_with_pages = true;
+    if (g.connections == 1 && g.kv_pages_used == 0) saw_one_freed = true;
+    CHECK(g.connections >= 1); /* the observer, busy all along, is never dropped */
+    if (!saw_one_freed) zmq_poll(NULL, 0, 20); /* pace the observer's requests */
+  }
+  CHECK(saw_two_with_pages);
+  CHECK(saw_one_freed);
+  /* Both dropped connections must say Hello again: their next request is "unavailable". */
+  Realm__V1__StatsRequest sq;
+  realm__v1__stats_request__init(&sq);
+  Realm__V1__WorkerRequest req;
+  realm__v1__worker_request__init(&req);
+  req.body_case = REALM__V1__WORKER_REQUEST__BODY_STATS;
+  req.stats = &sq;
+  r = wc_call(&quiet, &req);
+  CHECK_EQ_INT(wc_reply_code(r), REALM_E_UNAVAILABLE);
+  realm_frame_msg_free(&r->base);
+  id = send_step1(&holder, sh, t, 1, 1, 0, 0);
+  r = recv_id(&holder, (uint64_t)id);
+  CHECK_EQ_INT(wc_reply_code(r), REALM_E_UNAVAILABLE);
+  realm_frame_msg_free(&r->base);
+  free(l);
+  wc_close(&quiet);
+  wc_close(&holder);
+  wc_close(&obs);
+  fx_stop(&f);
+}
+
+/* ---- a failed compute backend ---- */
+
+/* A backend failure (injected: what engine_forward returns when the CUDA device is gone)
+ * answers every in-flight request "unavailable" naming the cause, sends every connection a
+ * notice, and worker_run returns REALM_E_UNAVAILABLE (realm-worker exits 69 on it). */
+TEST(backend_failure_fails_everything_unavailable_and_stops) {
+  struct fx f;
+  struct worker_config cfg;
+  fx_config(&f, &cfg);
+  cfg.batch_window_us = 10000000; /* Steps wait until every connection has one queued */
+  CHECK_EQ_INT(fx_start(&f, &cfg), 0);
+  struct wclient a, b;
+  CHECK_EQ_INT(wc_open(&a, f.zctx, f.endpoint, "tenant-a", "r0", 1, 0, 1 << 20), 0);
+  CHECK_EQ_INT(wc_open(&b, f.zctx, f.endpoint, "tenant-b", "r0", 1, 0, 0), 0);
+  uint64_t sa = wc_session_open(&a, 0, NULL), sb = wc_session_open(&b, 0, NULL);
+  CHECK(sa && sb);
+  worker_inject_backend_failure(f.w);
+  int32_t t[] = {1, 403, 407};
+  int ida = send_step1(&a, sa, t, 3, 1, 0, 4096);
+  int idb = send_step1(&b, sb, t, 3, 1, 0, 0);
+  CHECK(ida > 0 && idb > 0);
+  struct wclient *cs[] = {&a, &b};
+  int ids[] = {ida, idb};
+  for (int i = 0; i < 2; i++) {
+    bool got_reply = false, got_notice = false;
+    for (int k = 0; k < 4 && !(got_reply && got_notice); k++) {
+      Realm__V1__WorkerReply *r = wc_recv(cs[i], 10000);
+      if (!r) break;
+      const Realm__V1__Error *e = NULL;
+      if (r->body_case == REALM__V1__WORKER_REPLY__BODY_ERROR) e = r->error;
+      else if (r->body_case == REALM__V1__WORKER_REPLY__BODY_STEP && r->step->n_results == 1)
+        e = r->step->results[0]->error;
+      bool unavailable = e && realm_proto_error_code(e) == REALM_E_UNAVAILABLE &&
+                         strstr(e->message, "injected backend failure");
+      if (r->request_id == (uint64_t)ids[i] && unavailable) got_reply = true;
+      if (r->request_id == 0 && unavailable) got_notice = true;
+      realm_frame_msg_free(&r->base);
+    }
+    CHECK(got_reply);
+    CHECK(got_notice);
+  }
+  pthread_join(f.th, NULL); /* the loop returned by itself */
+  CHECK_EQ_INT(f.run_rc, REALM_E_UNAVAILABLE);
+  worker_destroy(f.w);
+  f.w = NULL;
+  wc_close(&a);
+  wc_close(&b);
+  zmq_ctx_term(f.zctx);
+  char p[128];
+  snprintf(p, sizeof p, "%s/w.sock.shm", f.dir);
+  unlink(p);
+  snprintf(p, sizeof p, "%s/w.sock", f.dir);
+  unlink(p);
+  rmdir(f.dir);
+}
+
 /* ---- KV pages are zero when they reach a new sequence ---- */
 
 TEST(kv_blocks_are_zeroed_before_reuse) {
