@@ -33,6 +33,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -731,6 +732,25 @@ static void clean_run_dir(struct up *u) {
   if (u->run_dir_is_temp) rmdir(u->run_dir);
 }
 
+/* Takes STATE/up.lock for the life of this process (the fd is close-on-exec, so children do
+ * not hold it): two stacks on one state dir would fight over the sockets and the tenants file.
+ * Returns the fd, or -1 with the holder's pid (from up.pid, 0 if unknown) in *ret_other. */
+static int lock_state_dir(const struct up *u, int *ret_other) {
+  char lock_path[PATH_MAX];
+  sfmt(lock_path, sizeof lock_path, "%s/up.lock", u->state_dir);
+  int fd = open(lock_path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+  if (fd < 0) return *ret_other = 0, -1;
+  if (flock(fd, LOCK_EX | LOCK_NB) == 0) return fd;
+  close(fd);
+  *ret_other = 0;
+  FILE *f = fopen(u->pid_path, "re");
+  if (f) {
+    if (fscanf(f, "%d", ret_other) != 1) *ret_other = 0;
+    fclose(f);
+  }
+  return -1;
+}
+
 static int run_stack(struct up *u);
 
 int realmctl_cmd_up(int argc, char **argv) {
@@ -787,7 +807,7 @@ int realmctl_cmd_up(int argc, char **argv) {
     return 1;
   }
   if (port >= 0) u->cfg.gw_port = port;
-  int status = 1;
+  int status = 1, lock_fd = -1;
   ssize_t n = readlink("/proc/self/exe", u->self_exe, sizeof u->self_exe - 1);
   if (n <= 0) {
     fprintf(stderr, "realmctl up: cannot find my own executable: %s\n", strerror(errno));
@@ -808,6 +828,18 @@ int realmctl_cmd_up(int argc, char **argv) {
   }
   sfmt(u->tenants_path, sizeof u->tenants_path, "%s/tenants.json", u->state_dir);
   sfmt(u->pid_path, sizeof u->pid_path, "%s/up.pid", u->state_dir);
+  int other = 0;
+  lock_fd = lock_state_dir(u, &other);
+  if (lock_fd < 0) {
+    fprintf(stderr, "realmctl up: another realmctl up (pid %d) is using %s; stop it first\n",
+            other, u->state_dir);
+    goto out;
+  }
+  FILE *pf = fopen(u->pid_path, "we");
+  if (pf) {
+    fprintf(pf, "%d\n", (int)getpid());
+    fclose(pf);
+  }
   if (cache) {
     if (mkdir_mode(cache, 0700, err, sizeof err) < 0 || !realpath(cache, u->cache_dir)) {
       fprintf(stderr, "realmctl up: module cache %s: %s\n", cache, err[0] ? err : strerror(errno));
@@ -869,6 +901,10 @@ int realmctl_cmd_up(int argc, char **argv) {
   status = run_stack(u);
 out:
   if (status != 0 && u->run_dir_is_temp) rmdir(u->run_dir);
+  if (lock_fd >= 0) {
+    unlink(u->pid_path);
+    close(lock_fd);
+  }
   up_config_free(&u->cfg);
   free(u);
   return status;
@@ -887,11 +923,6 @@ static int run_stack(struct up *u) {
   if (up_sup_new(&so, &u->sup, err, sizeof err) < 0) {
     fprintf(stderr, "realmctl up: %s\n", err);
     return 1;
-  }
-  FILE *pf = fopen(u->pid_path, "we");
-  if (pf) {
-    fprintf(pf, "%d\n", (int)getpid());
-    fclose(pf);
   }
   int status = 0;
   say("starting realm-worker, %zu tenant%s' runners and realm-gateway", u->cfg.n_tenants,
