@@ -43,6 +43,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
+#include <sys/ioctl.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <time.h>
@@ -195,6 +196,19 @@ static int build(struct builder *b, char *err, size_t errlen) {
   /* socket(): only the families the runner endpoints use (ipc:// and tcp://). */
   const scmp_datum_t families[] = {AF_UNIX, AF_INET, AF_INET6};
   if (r == 0) r = add_args(b, "socket", 0, SCMP_CMP_EQ, families, 3, 0, err, errlen);
+  /* ioctl(): FIONREAD only. glibc's DNS resolver sizes each UDP reply with it when libzmq's
+   * I/O thread resolves a tcp://HOSTNAME runner endpoint (seen with strace; without it the
+   * first reconnect to a named runner killed the gateway). */
+  const scmp_datum_t ioctl_ops[] = {FIONREAD};
+  if (r == 0) r = add_args(b, "ioctl", 1, SCMP_CMP_EQ, ioctl_ops, 1, 0, err, errlen);
+  /* libzmq's threads read and re-apply their scheduling policy when they start
+   * (sched_getparam/getscheduler, then sched_setscheduler with the same SCHED_OTHER);
+   * changing to a real-time policy stays refused. */
+  if (r == 0) r = add_kind(b, "sched_getparam", REALM_SECCOMP_ALLOW, err, errlen);
+  if (r == 0) r = add_kind(b, "sched_getscheduler", REALM_SECCOMP_ALLOW, err, errlen);
+  const scmp_datum_t sched_other[] = {SCHED_OTHER};
+  if (r == 0)
+    r = add_args(b, "sched_setscheduler", 1, SCMP_CMP_EQ, sched_other, 1, 0, err, errlen);
   /* openat(): read-only, for the SIGHUP reload of the tenants file (see the top comment). */
   const scmp_datum_t read_only[] = {0};
   if (r == 0)
@@ -218,7 +232,8 @@ const char *gw_policy_summary(void) {
   return "seccomp allowlist (kill-process default): sets basic-io, memory, time, signals, "
          "process, threads, zmq-io, exit; accept4, connect, setsockopt, getsockname, "
          "getpeername, rt_sigtimedwait; prctl(PR_SET_NAME) only; socket(AF_UNIX|AF_INET|"
-         "AF_INET6) only; openat read-only only (tenants reload). No execve, fork, ptrace, "
+         "AF_INET6) only; ioctl(FIONREAD) only; sched_setscheduler(SCHED_OTHER) only; openat "
+         "read-only only (tenants reload). No execve, fork, ptrace, "
          "mount, bind/listen, exec-able memory";
 }
 
