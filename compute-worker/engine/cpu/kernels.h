@@ -49,32 +49,41 @@ enum engine_isa {
 };
 
 /* A quantized activation row of N elements (N a multiple of 32), written once per matmul by
- * a quantize_q8_act function and then read by every weight row. Four arrays, one after the
- * other (ENGINE_Q8_ACT_BYTES_PER_ELEM * N bytes):
- *   int8  qs[N]           x_i ≈ d_k * qs[i] for block k = i / 32, qs in [-127, 127];
- *   float d[N/32][8]      block k's scale d_k, repeated 8 times;
- *   int32 c128[N/32][8]   (-128 * Σ qs of block k, 0, 0, 0, 0, 0, 0, 0);
- *   int32 c8[N/32][8]     (-8 * Σ qs of block k, 0, ...).
- * vpdpbusd multiplies unsigned by signed bytes. The kernels feed it the weights as unsigned
- * bytes (Q8_0: w + 128; Q4_0: the raw nibble q, which stands for q − 8) and the activations
- * as signed ones, so the bias is a property of the activation block alone:
- *   Σ w·x = Σ (w + 128)·x − 128·Σ x,     Σ (q − 8)·x = Σ q·x − 8·Σ x.
- * c128 / c8 hold those corrections laid out as the starting value of the 8 int32 lanes of a
- * block's dot product, so they cost one load per activation and nothing per weight row. The
- * repeated scale is likewise one vector load instead of a broadcast and a shuffle. */
-#define ENGINE_Q8_ACT_BYTES_PER_ELEM 4
+ * a quantize_q8_act function and then read by every weight row. Blocks go in pairs (A, B) =
+ * (2p, 2p+1); a row with an odd block count ends with a pair whose B is all zero. Per pair:
+ *   qs: 64 int8 (x ≈ d_k · q, q in [-127, 127]) with A and B interleaved by 4-byte groups
+ *       in the order AVX2's unpacklo/unpackhi_epi32(A, B) produce — 32-bit lane 2i of the
+ *       pair holds 4 elements of A, lane 2i+1 the same 4 elements of B (engine_q8_act_pos);
+ *   then, after all pairs' qs: float d[2·pairs] (the block scales, d[k] for block k),
+ *   int32 c128[2·pairs] = −128·Σq of each block, int32 c8[2·pairs] = −8·Σq.
+ * Why this shape: vpdpbusd multiplies unsigned by signed bytes, and the kernels feed it the
+ * weights as unsigned bytes (Q8_0: w + 128; Q4_0: the raw nibble q that stands for q − 8)
+ * and the activations as signed ones, so the bias is a property of the activation block:
+ *   Σ w·x = Σ (w + 128)·x − 128·Σx,     Σ (q − 8)·x = Σ q·x − 8·Σx.
+ * With A/B alternating lanes, the pair's two corrections (c128[2p], c128[2p+1]) and two
+ * scales (d[2p], d[2p+1]) are each one 8-byte broadcast or zero-extending load that lines up
+ * with the dot product's lanes — load-port work only, nothing per weight row — and the whole
+ * row is 1.375 bytes per element, so 8 activations of a 5632-wide row stay in L1/L2. */
+#define ENGINE_Q8_ACT_PAIR_BYTES 88 /* 64 qs + 2 d + 2 c128 + 2 c8 */
+static inline int engine_q8_act_pairs(int n) { return (n / 32 + 1) / 2; }
 static inline size_t engine_q8_act_row_bytes(int n) {
-  return (size_t)n * ENGINE_Q8_ACT_BYTES_PER_ELEM;
+  return (size_t)engine_q8_act_pairs(n) * ENGINE_Q8_ACT_PAIR_BYTES;
+}
+/* Byte offset in the qs area of element I of the row. */
+static inline size_t engine_q8_act_pos(int i) {
+  int k = i / 32, e = i % 32, j = e / 4;
+  return (size_t)(k / 2) * 64 +
+         (size_t)(((j >> 1) & 1) * 8 + (j >> 2) * 4 + (j & 1) * 2 + (k & 1)) * 4 + (size_t)(e & 3);
 }
 static inline const int8_t *engine_q8_act_qs(const void *row) { return (const int8_t *)row; }
 static inline const float *engine_q8_act_d(const void *row, int n) {
-  return (const float *)((const uint8_t *)row + n);
+  return (const float *)((const uint8_t *)row + (size_t)engine_q8_act_pairs(n) * 64);
 }
 static inline const int32_t *engine_q8_act_c128(const void *row, int n) {
-  return (const int32_t *)((const uint8_t *)row + 2 * (size_t)n);
+  return (const int32_t *)(engine_q8_act_d(row, n) + 2 * engine_q8_act_pairs(n));
 }
 static inline const int32_t *engine_q8_act_c8(const void *row, int n) {
-  return (const int32_t *)((const uint8_t *)row + 3 * (size_t)n);
+  return engine_q8_act_c128(row, n) + 2 * engine_q8_act_pairs(n);
 }
 
 /* w: first byte of row 0; row_bytes: bytes per row; n_in: elements per row (a multiple of 32

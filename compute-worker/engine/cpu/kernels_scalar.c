@@ -13,24 +13,24 @@
 
 void engine_quantize_q8_act(const float *x, int n, void *out) {
   int8_t *qs = out;
-  float *d = (float *)((uint8_t *)out + n);
-  int32_t *c128 = (int32_t *)((uint8_t *)out + 2 * (size_t)n);
-  int32_t *c8 = (int32_t *)((uint8_t *)out + 3 * (size_t)n);
-  for (int b = 0; b < n / ENGINE_QK; b++) {
+  float *d = (float *)engine_q8_act_d(out, n);
+  int32_t *c128 = (int32_t *)engine_q8_act_c128(out, n), *c8 = (int32_t *)engine_q8_act_c8(out, n);
+  const int nblk = n / ENGINE_QK;
+  memset(out, 0, engine_q8_act_row_bytes(n)); /* the missing B of an odd row stays zero */
+  for (int b = 0; b < nblk; b++) {
     const float *xb = x + b * ENGINE_QK;
     float amax = 0.0f;
     for (int i = 0; i < ENGINE_QK; i++) amax = fmaxf(amax, fabsf(xb[i]));
     float db = amax / 127.0f, id = db != 0.0f ? 1.0f / db : 0.0f;
     int32_t sum = 0;
     for (int i = 0; i < ENGINE_QK; i++) {
-      qs[b * ENGINE_QK + i] = (int8_t)lrintf(xb[i] * id);
-      sum += qs[b * ENGINE_QK + i];
+      int8_t q = (int8_t)lrintf(xb[i] * id);
+      qs[engine_q8_act_pos(b * ENGINE_QK + i)] = q;
+      sum += q;
     }
-    for (int i = 0; i < 8; i++) {
-      d[b * 8 + i] = db;
-      c128[b * 8 + i] = i == 0 ? -128 * sum : 0;
-      c8[b * 8 + i] = i == 0 ? -8 * sum : 0;
-    }
+    d[b] = db;
+    c128[b] = -128 * sum;
+    c8[b] = -8 * sum;
   }
 }
 
@@ -97,8 +97,8 @@ static void matmul_q8_0_scalar(const void *w, size_t row_bytes, int n_in, int ro
       for (int k = 0; k < nblk; k++) {
         int32_t s = 0;
         for (int i = 0; i < ENGINE_QK; i++)
-          s += (int32_t)row[k].qs[i] * xq[k * ENGINE_QK + i];
-        sum += (float)s * (realm_fp16_to_f32(row[k].d) * xd[k * 8]);
+          s += (int32_t)row[k].qs[i] * xq[engine_q8_act_pos(k * ENGINE_QK + i)];
+        sum += (float)s * (realm_fp16_to_f32(row[k].d) * xd[k]);
       }
       y[(size_t)b * y_stride + j] = sum;
     }
@@ -119,10 +119,10 @@ static void matmul_q4_0_scalar(const void *w, size_t row_bytes, int n_in, int ro
       for (int k = 0; k < nblk; k++) {
         int32_t s = 0;
         for (int i = 0; i < ENGINE_QK / 2; i++) {
-          s += ((row[k].qs[i] & 0x0f) - 8) * xq[k * ENGINE_QK + i];
-          s += ((row[k].qs[i] >> 4) - 8) * xq[k * ENGINE_QK + i + 16];
+          s += ((row[k].qs[i] & 0x0f) - 8) * xq[engine_q8_act_pos(k * ENGINE_QK + i)];
+          s += ((row[k].qs[i] >> 4) - 8) * xq[engine_q8_act_pos(k * ENGINE_QK + i + 16)];
         }
-        sum += (float)s * (realm_fp16_to_f32(row[k].d) * xd[k * 8]);
+        sum += (float)s * (realm_fp16_to_f32(row[k].d) * xd[k]);
       }
       y[(size_t)b * y_stride + j] = sum;
     }

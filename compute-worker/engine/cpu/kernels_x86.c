@@ -19,7 +19,8 @@
 
 #define T_AVX2 __attribute__((target("avx2,fma,f16c")))
 #define T_AVX512 __attribute__((target("avx512f,avx512bw,avx512vl,avx2,fma,f16c")))
-#define T_VNNI __attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")))
+#define T_VNNI \
+  __attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni,avx512vbmi,avx2,fma,f16c")))
 
 /* ---------------- AVX2 ---------------- */
 
@@ -131,9 +132,10 @@ T_AVX2 static inline __m256i q4_unpack_avx2(const uint8_t *qs) {
   return _mm256_sub_epi8(q4_nibbles_avx2(qs), _mm256_set1_epi8(8));
 }
 
-/* AVX2 flavour, one block per 256-bit step. Q8_0: the sign trick maddubs(|w|, sign(x, w)) is
- * exact (pair sums ≤ 2·128·127) and needs no correction. Q4_0: maddubs(q, x) with the raw
- * nibble q (unsigned, ≤ 15) is exact too, and c8 removes the −8. */
+/* AVX2 flavour: a pair of blocks per step as two 256-bit halves in the activation row's
+ * interleaved order (weights interleaved with the same unpacklo/hi_epi32). Q8_0: the sign
+ * trick maddubs(|w|, sign(x, w)) is exact (pair sums ≤ 2·128·127) and needs no correction.
+ * Q4_0: maddubs(q, x) with the raw nibble q (unsigned, ≤ 15) is exact too; c8 removes −8. */
 T_AVX2 static ALWAYS_INLINE void qtile_avx2(const int type, const int R, const int NB,
                                             const char *w, size_t row_bytes, int nblk,
                                             const char *x, size_t x_stride, int n_in, float *y,
@@ -144,36 +146,52 @@ T_AVX2 static ALWAYS_INLINE void qtile_avx2(const int type, const int R, const i
   __m256 acc[4][8];
   _Pragma("GCC unroll 8") for (int r = 0; r < R; r++)
     _Pragma("GCC unroll 8") for (int b = 0; b < NB; b++) acc[r][b] = _mm256_setzero_ps();
-  for (int k = 0; k < nblk; k++) {
-    __m256i wa[4], wsg[4];
+  for (int k = 0; k < nblk; k += 2) {
+    const int two = k + 1 < nblk;
+    __m256i wl[4], wh[4];
     __m256 ws[4];
     _Pragma("GCC unroll 8") for (int r = 0; r < R; r++) {
       const char *blk = w + (size_t)r * row_bytes + (size_t)k * bsz;
-      if (k % 2 == 0) PF_NEXT_TILE(blk);
-      uint16_t d;
-      memcpy(&d, blk, 2);
-      ws[r] = _mm256_set1_ps(_cvtsh_ss(d));
+      PF_NEXT_TILE(blk);
+      uint16_t da, db = 0;
+      memcpy(&da, blk, 2);
+      if (two) memcpy(&db, blk + bsz, 2);
+      ws[r] = _mm256_cvtph_ps(_mm_set1_epi32((int)(da | (uint32_t)db << 16)));
+      __m256i A, B;
       if (type == QT_Q8) {
-        __m256i q = _mm256_loadu_si256((const __m256i *)(blk + 2));
-        wa[r] = _mm256_sign_epi8(q, q); /* |w| */
-        wsg[r] = q;
+        A = _mm256_loadu_si256((const __m256i *)(blk + 2));
+        B = two ? _mm256_loadu_si256((const __m256i *)(blk + bsz + 2)) : _mm256_setzero_si256();
       } else {
-        wa[r] = q4_nibbles_avx2((const uint8_t *)blk + 2);
+        __m256i lo = q4_nibbles_avx2((const uint8_t *)blk + 2);  /* A.lo | A.hi */
+        __m256i hi = two ? q4_nibbles_avx2((const uint8_t *)blk + bsz + 2) : _mm256_setzero_si256();
+        A = lo;
+        B = hi;
       }
+      wl[r] = _mm256_unpacklo_epi32(A, B);
+      wh[r] = _mm256_unpackhi_epi32(A, B);
     }
     _Pragma("GCC unroll 8") for (int b = 0; b < NB; b++) {
       const char *xr = x + (size_t)b * x_stride;
-      __m256i xv = _mm256_loadu_si256((const __m256i *)(xr + (size_t)k * 32));
-      __m256 xs = _mm256_loadu_ps(engine_q8_act_d(xr, n_in) + (size_t)k * 8);
-      __m256i c = type == QT_Q4 ? _mm256_loadu_si256((const __m256i *)(
-                                      engine_q8_act_c8(xr, n_in) + (size_t)k * 8))
+      __m256i xl = _mm256_loadu_si256((const __m256i *)(xr + (size_t)k * 32));
+      __m256i xh = _mm256_loadu_si256((const __m256i *)(xr + (size_t)k * 32 + 32));
+      double dpair; /* (d_A, d_B): broadcast, it lines up with the A/B lanes */
+      memcpy(&dpair, engine_q8_act_d(xr, n_in) + k, sizeof dpair);
+      __m256 xs = _mm256_castpd_ps(_mm256_set1_pd(dpair));
+      __m256i c = type == QT_Q4 ? _mm256_zextsi128_si256(_mm_loadl_epi64(
+                                      (const __m128i *)(engine_q8_act_c8(xr, n_in) + k)))
                                 : _mm256_setzero_si256();
       _Pragma("GCC unroll 8") for (int r = 0; r < R; r++) {
-        __m256i dot;
-        if (type == QT_Q8)
-          dot = _mm256_madd_epi16(_mm256_maddubs_epi16(wa[r], _mm256_sign_epi8(xv, wsg[r])), ones);
-        else
-          dot = _mm256_add_epi32(_mm256_madd_epi16(_mm256_maddubs_epi16(wa[r], xv), ones), c);
+        __m256i dl, dh;
+        if (type == QT_Q8) {
+          dl = _mm256_maddubs_epi16(_mm256_sign_epi8(wl[r], wl[r]), _mm256_sign_epi8(xl, wl[r]));
+          dh = _mm256_maddubs_epi16(_mm256_sign_epi8(wh[r], wh[r]), _mm256_sign_epi8(xh, wh[r]));
+        } else {
+          dl = _mm256_maddubs_epi16(wl[r], xl);
+          dh = _mm256_maddubs_epi16(wh[r], xh);
+        }
+        /* int16 pair sums ≤ 2·128·127 each; add the halves after widening to int32 */
+        __m256i dot = _mm256_add_epi32(_mm256_madd_epi16(dl, ones), _mm256_madd_epi16(dh, ones));
+        if (type == QT_Q4) dot = _mm256_add_epi32(dot, c);
         acc[r][b] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot), _mm256_mul_ps(ws[r], xs), acc[r][b]);
       }
     }
@@ -183,42 +201,46 @@ T_AVX2 static ALWAYS_INLINE void qtile_avx2(const int type, const int R, const i
       y[(size_t)b * y_stride + r] = hsum256(acc[r][b]);
 }
 
-/* AVX-512 VNNI flavour: two blocks per 512-bit vpdpbusd. A row with an odd block count
- * finishes with a half-width step (upper halves of weights and activations zero, so the
- * upper lanes add nothing). Weights are the unsigned operand: Q8_0 as w + 128 (w ^ 0x80),
- * Q4_0 as the raw nibbles; the activation row's c128 / c8 start each dot. */
+/* AVX-512 VNNI flavour: a pair of blocks per 512-bit vpdpbusd, weights permuted once per row
+ * into the activation row's interleaved order. Weights are the unsigned operand: Q8_0 as
+ * w + 128 (w ^ 0x80), Q4_0 as the raw nibbles; the activation row's c128 / c8 start each
+ * dot. Without a block B (odd row), B's weights are zero and so are its activations, scale
+ * and correction. */
 T_VNNI static inline __m512i q8_pair_vnni(const char *blk, int two) {
-  __m256i lo = _mm256_loadu_si256((const __m256i *)(blk + 2));
-  __m512i v;
-  if (two) {
-    __m256i hi = _mm256_loadu_si256((const __m256i *)(blk + 34 + 2));
-    v = _mm512_inserti64x4(_mm512_castsi256_si512(lo), hi, 1);
-  } else {
-    v = _mm512_zextsi256_si512(lo);
-  }
+  __m256i a = _mm256_loadu_si256((const __m256i *)(blk + 2));
+  __m256i b = two ? _mm256_loadu_si256((const __m256i *)(blk + 34 + 2)) : _mm256_setzero_si256();
+  const __m512i idx = _mm512_setr_epi32(0, 16, 1, 17, 4, 20, 5, 21, 2, 18, 3, 19, 6, 22, 7, 23);
+  __m512i v = _mm512_permutex2var_epi32(_mm512_castsi256_si512(a), idx, _mm512_castsi256_si512(b));
   return _mm512_xor_si512(v, _mm512_set1_epi8((char)0x80));
 }
 
+/* Byte gather for a Q4_0 pair straight into the interleaved order: output byte o comes from
+ * byte q4_pair_gather[o] of the pair (A's nibble bytes at 2..17, B's at 20..35); dwords
+ * holding elements 16..31 of a block then take the high nibble (shift 4). One vpermb, one
+ * variable shift and one mask, instead of an insert, two masks, a shift and a permute. */
+static const uint8_t q4_pair_gather[64] __attribute__((aligned(64))) = {
+    2,  3,  4,  5,  20, 21, 22, 23, 6,  7,  8,  9,  24, 25, 26, 27, 2,  3,  4,  5,  20, 21,
+    22, 23, 6,  7,  8,  9,  24, 25, 26, 27, 10, 11, 12, 13, 28, 29, 30, 31, 14, 15, 16, 17,
+    32, 33, 34, 35, 10, 11, 12, 13, 28, 29, 30, 31, 14, 15, 16, 17, 32, 33, 34, 35};
+
 T_VNNI static inline __m512i q4_pair_vnni(const char *blk, int two) {
-  __m128i a = _mm_loadu_si128((const __m128i *)(blk + 2));
-  __m128i b = two ? _mm_loadu_si128((const __m128i *)(blk + 18 + 2)) : _mm_setzero_si128();
-  __m256i ab = _mm256_set_m128i(b, a);
-  __m256i lo = _mm256_and_si256(ab, _mm256_set1_epi8(0x0f));
-  __m256i hi = _mm256_and_si256(_mm256_srli_epi16(ab, 4), _mm256_set1_epi8(0x0f));
-  /* [a.lo a.hi b.lo b.hi]: element order of two consecutive blocks */
-  const __m512i idx = _mm512_set_epi64(11, 10, 3, 2, 9, 8, 1, 0);
-  return _mm512_permutex2var_epi64(_mm512_castsi256_si512(lo), idx, _mm512_castsi256_si512(hi));
+  /* masked: never reads past the pair (or past block A alone), so never past the tensor */
+  __m512i v = _mm512_maskz_loadu_epi8(two ? 0xfffffffffull : 0x3ffffull, blk);
+  v = _mm512_permutexvar_epi8(_mm512_load_si512((const void *)q4_pair_gather), v);
+  const __m512i shift = _mm512_setr_epi32(0, 0, 0, 0, 4, 4, 4, 4, 0, 0, 0, 0, 4, 4, 4, 4);
+  /* without B, its bytes are zero (masked load); its activations are zero too */
+  return _mm512_and_si512(_mm512_srlv_epi32(v, shift), _mm512_set1_epi8(0x0f));
 }
 
-/* [d_A ×8, d_B ×8] as floats for the pair of blocks at BLK (d_B = 0 without a second
+/* (d_A, d_B) repeated 8 times as floats for the pair at BLK (d_B = 0 without a second
  * block): one masked load of the words up to d_B (never past the pair, so never past the
  * tensor), one word permute, one fp16 conversion. */
 T_VNNI static inline __m512 scale_pair_vnni(const char *blk, int type, int two) {
-  const int wb = type == QT_Q8 ? 17 : 9; /* word index of d_B */
+  const short wb = type == QT_Q8 ? 17 : 9; /* word index of d_B */
   const __mmask32 m = two ? (type == QT_Q8 ? 0x3ffffu : 0x3ffu) : 0x1u;
   __m512i v = _mm512_maskz_loadu_epi16(m, blk);
-  const __m512i idx = _mm512_set_epi16(0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, wb, wb,
-                                       wb, wb, wb, wb, wb, wb, 0, 0, 0, 0, 0, 0, 0, 0);
+  const __m512i idx = _mm512_set_epi16(0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, wb, 0,
+                                       wb, 0, wb, 0, wb, 0, wb, 0, wb, 0, wb, 0, wb, 0);
   return _mm512_cvtph_ps(_mm512_castsi512_si256(_mm512_permutexvar_epi16(idx, v)));
 }
 
@@ -243,20 +265,13 @@ T_VNNI static ALWAYS_INLINE void qtile_vnni(const int type, const int R, const i
     }
     _Pragma("GCC unroll 8") for (int b = 0; b < NB; b++) {
       const char *xr = x + (size_t)b * x_stride;
-      const float *xd = engine_q8_act_d(xr, n_in) + (size_t)k * 8;
       const int32_t *xc = (type == QT_Q8 ? engine_q8_act_c128(xr, n_in)
-                                         : engine_q8_act_c8(xr, n_in)) + (size_t)k * 8;
-      __m512i xv, c;
-      __m512 xs;
-      if (two) {
-        xv = _mm512_loadu_si512((const void *)(xr + (size_t)k * 32));
-        xs = _mm512_loadu_ps(xd);
-        c = _mm512_loadu_si512((const void *)xc);
-      } else {
-        xv = _mm512_zextsi256_si512(_mm256_loadu_si256((const __m256i *)(xr + (size_t)k * 32)));
-        xs = _mm512_zextps256_ps512(_mm256_loadu_ps(xd));
-        c = _mm512_zextsi256_si512(_mm256_loadu_si256((const __m256i *)xc));
-      }
+                                         : engine_q8_act_c8(xr, n_in)) + k;
+      __m512i xv = _mm512_loadu_si512((const void *)(xr + (size_t)k * 32));
+      double dpair; /* (d_A, d_B): broadcast, it lines up with the A/B lanes */
+      memcpy(&dpair, engine_q8_act_d(xr, n_in) + k, sizeof dpair);
+      __m512 xs = _mm512_castpd_ps(_mm512_set1_pd(dpair));
+      __m512i c = _mm512_zextsi128_si512(_mm_loadl_epi64((const __m128i *)xc));
       _Pragma("GCC unroll 8") for (int r = 0; r < R; r++) {
         __m512i dot = _mm512_dpbusd_epi32(c, wq[r], xv);
         acc[r][b] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot), _mm512_mul_ps(ws[r], xs), acc[r][b]);
@@ -319,40 +334,52 @@ QUANT_KERNEL(matmul_q4_0_vnni, T_VNNI, qtile_vnni, QT_Q4)
 
 /* Activation quantization, vectorised; bit-identical to engine_quantize_q8_act (same max,
  * same division, same product, round-to-nearest-even conversion). */
+/* One block of 32 floats to 32 int8 in element order; its scale and Σq. */
+T_AVX2 static inline __m256i quantize_block_avx2(const float *xb, float *ret_d, int32_t *ret_sum) {
+  const __m256 absmask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
+  __m256 v0 = _mm256_loadu_ps(xb), v1 = _mm256_loadu_ps(xb + 8);
+  __m256 v2 = _mm256_loadu_ps(xb + 16), v3 = _mm256_loadu_ps(xb + 24);
+  __m256 m = _mm256_max_ps(_mm256_max_ps(_mm256_and_ps(v0, absmask), _mm256_and_ps(v1, absmask)),
+                           _mm256_max_ps(_mm256_and_ps(v2, absmask), _mm256_and_ps(v3, absmask)));
+  __m128 h = _mm_max_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps(m, 1));
+  h = _mm_max_ps(h, _mm_movehl_ps(h, h));
+  h = _mm_max_ss(h, _mm_movehdup_ps(h));
+  float amax = _mm_cvtss_f32(h);
+  float db = amax / 127.0f, id = db != 0.0f ? 1.0f / db : 0.0f;
+  __m256 vid = _mm256_set1_ps(id);
+  __m256i i0 = _mm256_cvtps_epi32(_mm256_mul_ps(v0, vid));
+  __m256i i1 = _mm256_cvtps_epi32(_mm256_mul_ps(v1, vid));
+  __m256i i2 = _mm256_cvtps_epi32(_mm256_mul_ps(v2, vid));
+  __m256i i3 = _mm256_cvtps_epi32(_mm256_mul_ps(v3, vid));
+  __m256i s4 = _mm256_add_epi32(_mm256_add_epi32(i0, i1), _mm256_add_epi32(i2, i3));
+  __m128i s2 = _mm_add_epi32(_mm256_castsi256_si128(s4), _mm256_extracti128_si256(s4, 1));
+  s2 = _mm_add_epi32(s2, _mm_shuffle_epi32(s2, 0x4e));
+  s2 = _mm_add_epi32(s2, _mm_shuffle_epi32(s2, 0xb1));
+  *ret_sum = _mm_cvtsi128_si32(s2);
+  *ret_d = db;
+  /* packs work per 128-bit lane: the permute restores element order */
+  __m256i p = _mm256_packs_epi16(_mm256_packs_epi32(i0, i1), _mm256_packs_epi32(i2, i3));
+  return _mm256_permutevar8x32_epi32(p, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+}
+
+/* Activation quantization, vectorised; bit-identical to engine_quantize_q8_act (same max,
+ * same division, same product, round-to-nearest-even conversion, same layout). */
 T_AVX2 static void quantize_q8_act_avx2(const float *x, int n, void *out) {
   int8_t *qs = out;
-  float *d = (float *)((uint8_t *)out + n);
-  int32_t *c128 = (int32_t *)((uint8_t *)out + 2 * (size_t)n);
-  int32_t *c8 = (int32_t *)((uint8_t *)out + 3 * (size_t)n);
-  const __m256 absmask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
-  for (int k = 0; k < n / ENGINE_QK; k++) {
-    const float *xb = x + k * ENGINE_QK;
-    __m256 v0 = _mm256_loadu_ps(xb), v1 = _mm256_loadu_ps(xb + 8);
-    __m256 v2 = _mm256_loadu_ps(xb + 16), v3 = _mm256_loadu_ps(xb + 24);
-    __m256 m = _mm256_max_ps(_mm256_max_ps(_mm256_and_ps(v0, absmask), _mm256_and_ps(v1, absmask)),
-                             _mm256_max_ps(_mm256_and_ps(v2, absmask), _mm256_and_ps(v3, absmask)));
-    __m128 h = _mm_max_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps(m, 1));
-    h = _mm_max_ps(h, _mm_movehl_ps(h, h));
-    h = _mm_max_ss(h, _mm_movehdup_ps(h));
-    float amax = _mm_cvtss_f32(h);
-    float db = amax / 127.0f, id = db != 0.0f ? 1.0f / db : 0.0f;
-    __m256 vid = _mm256_set1_ps(id);
-    __m256i i0 = _mm256_cvtps_epi32(_mm256_mul_ps(v0, vid));
-    __m256i i1 = _mm256_cvtps_epi32(_mm256_mul_ps(v1, vid));
-    __m256i i2 = _mm256_cvtps_epi32(_mm256_mul_ps(v2, vid));
-    __m256i i3 = _mm256_cvtps_epi32(_mm256_mul_ps(v3, vid));
-    /* packs work per 128-bit lane: the permute restores element order */
-    __m256i p = _mm256_packs_epi16(_mm256_packs_epi32(i0, i1), _mm256_packs_epi32(i2, i3));
-    p = _mm256_permutevar8x32_epi32(p, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
-    _mm256_storeu_si256((__m256i *)(qs + k * ENGINE_QK), p);
-    __m256i s4 = _mm256_add_epi32(_mm256_add_epi32(i0, i1), _mm256_add_epi32(i2, i3));
-    __m128i s2 = _mm_add_epi32(_mm256_castsi256_si128(s4), _mm256_extracti128_si256(s4, 1));
-    s2 = _mm_add_epi32(s2, _mm_shuffle_epi32(s2, 0x4e));
-    s2 = _mm_add_epi32(s2, _mm_shuffle_epi32(s2, 0xb1));
-    int32_t sum = _mm_cvtsi128_si32(s2);
-    _mm256_storeu_ps(d + k * 8, _mm256_set1_ps(db));
-    _mm256_storeu_si256((__m256i *)(c128 + k * 8), _mm256_setr_epi32(-128 * sum, 0, 0, 0, 0, 0, 0, 0));
-    _mm256_storeu_si256((__m256i *)(c8 + k * 8), _mm256_setr_epi32(-8 * sum, 0, 0, 0, 0, 0, 0, 0));
+  float *d = (float *)engine_q8_act_d(out, n);
+  int32_t *c128 = (int32_t *)engine_q8_act_c128(out, n), *c8 = (int32_t *)engine_q8_act_c8(out, n);
+  const int nblk = n / ENGINE_QK;
+  for (int k = 0; k < nblk; k += 2) {
+    float da, db = 0.0f;
+    int32_t sa, sb = 0;
+    __m256i a = quantize_block_avx2(x + k * ENGINE_QK, &da, &sa);
+    __m256i b = k + 1 < nblk ? quantize_block_avx2(x + (k + 1) * ENGINE_QK, &db, &sb)
+                             : _mm256_setzero_si256();
+    _mm256_storeu_si256((__m256i *)(qs + k * 32), _mm256_unpacklo_epi32(a, b));
+    _mm256_storeu_si256((__m256i *)(qs + k * 32 + 32), _mm256_unpackhi_epi32(a, b));
+    d[k] = da, d[k + 1] = db;
+    c128[k] = -128 * sa, c128[k + 1] = -128 * sb;
+    c8[k] = -8 * sa, c8[k + 1] = -8 * sb;
   }
 }
 
@@ -518,7 +545,10 @@ static const struct engine_cpu_kernels avx512_vnni_kernels = {
 
 const struct engine_cpu_kernels *engine_cpu_kernels_avx512_vnni(void) {
   __builtin_cpu_init();
-  if (engine_cpu_kernels_avx512() && __builtin_cpu_supports("avx512vnni"))
+  /* VBMI for the Q4_0 byte gather: every VNNI CPU since Ice Lake (and Zen 4) has it;
+   * Cascade Lake (VNNI without VBMI) uses the avx512 table. */
+  if (engine_cpu_kernels_avx512() && __builtin_cpu_supports("avx512vnni") &&
+      __builtin_cpu_supports("avx512vbmi"))
     return &avx512_vnni_kernels;
   return NULL;
 }

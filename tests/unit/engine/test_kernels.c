@@ -166,7 +166,7 @@ TEST(simd_activation_quantization_is_bit_identical) {
   for (int i = 0; i < n; i++) x[i] = frand() * 5.0f;
   for (int i = 0; i < 32; i++) x[64 + i] = 0.0f;  /* an all-zero block: scale 0 */
   x[100] = 127.5f / 127.0f * 3.0f;                  /* values near a rounding tie */
-  uint8_t ref[32 * 7 * ENGINE_Q8_ACT_BYTES_PER_ELEM], got[32 * 7 * ENGINE_Q8_ACT_BYTES_PER_ELEM];
+  uint8_t ref[4 * ENGINE_Q8_ACT_PAIR_BYTES], got[4 * ENGINE_Q8_ACT_PAIR_BYTES];
   CHECK_EQ_INT((int)engine_q8_act_row_bytes(n), (int)sizeof ref);
   engine_quantize_q8_act(x, n, ref);
   for (int isa = 0; isa < ENGINE_ISA_COUNT; isa++) {
@@ -214,28 +214,36 @@ TEST(fp16_conversions) {
 }
 
 TEST(q8_activation_quantization_roundtrips) {
-  float x[64], back[64];
-  for (int i = 0; i < 64; i++) x[i] = frand() * 3.0f;
-  uint8_t row[64 * ENGINE_Q8_ACT_BYTES_PER_ELEM];
-  CHECK_EQ_INT((int)engine_q8_act_row_bytes(64), (int)sizeof row);
-  engine_quantize_q8_act(x, 64, row);
+  /* 3 blocks: one full pair and a pair whose block B is missing (zero-filled) */
+  float x[96], back[96];
+  for (int i = 0; i < 96; i++) x[i] = frand() * 3.0f;
+  uint8_t row[2 * ENGINE_Q8_ACT_PAIR_BYTES];
+  CHECK_EQ_INT((int)engine_q8_act_row_bytes(96), (int)sizeof row);
+  memset(row, 0x5a, sizeof row);
+  engine_quantize_q8_act(x, 96, row);
   const int8_t *qs = engine_q8_act_qs(row);
-  const float *d = engine_q8_act_d(row, 64);
-  const int32_t *c128 = engine_q8_act_c128(row, 64), *c8 = engine_q8_act_c8(row, 64);
-  for (int b = 0; b < 2; b++) {
+  const float *d = engine_q8_act_d(row, 96);
+  const int32_t *c128 = engine_q8_act_c128(row, 96), *c8 = engine_q8_act_c8(row, 96);
+  for (int b = 0; b < 3; b++) {
     int32_t sum = 0;
-    for (int i = 0; i < 32; i++) sum += qs[b * 32 + i];
-    CHECK_EQ_INT(c128[b * 8], -128 * sum); /* the bias corrections start each block's dot */
-    CHECK_EQ_INT(c8[b * 8], -8 * sum);
-    for (int i = 1; i < 8; i++) {
-      CHECK_NEAR(d[b * 8 + i], d[b * 8], 0); /* scale repeated */
-      CHECK_EQ_INT(c128[b * 8 + i], 0);
-      CHECK_EQ_INT(c8[b * 8 + i], 0);
-    }
+    for (int i = 0; i < 32; i++) sum += qs[engine_q8_act_pos(b * 32 + i)];
+    CHECK_EQ_INT(c128[b], -128 * sum); /* the bias corrections start each block's dot */
+    CHECK_EQ_INT(c8[b], -8 * sum);
   }
-  for (int i = 0; i < 64; i++) {
-    CHECK(qs[i] >= -127 && qs[i] <= 127);
-    back[i] = d[(i / 32) * 8] * (float)qs[i];
+  CHECK_NEAR(d[3], 0, 0); /* the missing block: zero scale, correction and quants */
+  CHECK_EQ_INT(c128[3], 0);
+  for (int i = 96; i < 128; i++) CHECK_EQ_INT(qs[engine_q8_act_pos(i)], 0);
+  /* the positions are a permutation of the qs bytes */
+  int seen[128] = {0};
+  for (int i = 0; i < 128; i++) seen[engine_q8_act_pos(i)]++;
+  for (int i = 0; i < 128; i++) CHECK_EQ_INT(seen[i], 1);
+  /* 4-byte groups of A and B alternate: element 4 of block 0 is in the third group */
+  CHECK_EQ_INT((int)engine_q8_act_pos(4), 8);
+  CHECK_EQ_INT((int)engine_q8_act_pos(32), 4);
+  for (int i = 0; i < 96; i++) {
+    int8_t q = qs[engine_q8_act_pos(i)];
+    CHECK(q != -128); /* q in [-127, 127] */
+    back[i] = d[i / 32] * (float)q;
   }
-  for (int i = 0; i < 64; i++) CHECK_NEAR(back[i], x[i], d[(i / 32) * 8] * 0.5 + 1e-6);
+  for (int i = 0; i < 96; i++) CHECK_NEAR(back[i], x[i], d[i / 32] * 0.5 + 1e-6);
 }
