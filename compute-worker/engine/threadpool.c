@@ -35,6 +35,7 @@ struct engine_threadpool {
   atomic_uint generation; /* futex word: bumped per job and on stop */
   atomic_int pending;     /* futex word: workers still in the current job */
   atomic_int stop;
+  atomic_int started; /* futex word: workers that have begun running (create waits for all) */
   /* current job, written by the caller before generation is bumped */
   engine_task_fn fn;
   void *ctx;
@@ -76,6 +77,10 @@ static void *worker_main(void *arg) {
   struct engine_threadpool *p = wa->pool;
   int index = wa->index;
   free(wa);
+  /* Tell create() this thread runs: glibc's thread start-up (rseq, robust list) is done, so a
+   * seccomp jail installed after create() returns never lands in the middle of it. */
+  atomic_fetch_add_explicit(&p->started, 1, memory_order_release);
+  futex_wake_all(&p->started);
   /* Generation 0 is "no job yet": a job published before this thread got scheduled must
    * still be seen as new, so do not sample the counter here. */
   unsigned seen = 0;
@@ -129,6 +134,9 @@ int engine_threadpool_create(int n_threads, struct engine_threadpool **ret_pool)
       return REALM_E_SYSTEM;
     }
   }
+  int up;
+  while ((up = atomic_load_explicit(&p->started, memory_order_acquire)) < n_threads - 1)
+    futex_wait_u32(&p->started, (unsigned)up);
   *ret_pool = p;
   return 0;
 }

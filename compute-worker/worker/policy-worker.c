@@ -62,6 +62,12 @@ static const struct {
     {"setsockopt", "libzmq tunes an accepted tcp:// connection (TCP_NODELAY, keep-alive)"},
     {"memfd_create", "each new connection's shared region (anonymous memory, no path)"},
     {"ftruncate", "sizes a new region before it is sealed against resizing"},
+    /* No thread is created after the jail, but TSYNC also reaches threads created just
+     * before it (libzmq's I/O thread starts when the first socket is made) that may still be
+     * in glibc's thread start-up, which registers these two per-thread lists. Refusing them
+     * killed the worker at random under `realmctl up` (audit: syscall 334, rseq). */
+    {"rseq", "a just-created thread registers its restartable-sequence area (glibc >= 2.35)"},
+    {"set_robust_list", "a just-created thread registers its robust-futex list"},
 };
 
 static int build_policy(realm_seccomp_policy **ret, char *err, size_t errlen) {
