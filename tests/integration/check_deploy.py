@@ -5,7 +5,14 @@ Each subcommand prints one line per problem, naming the file, the object and the
 and exits 1 if there was any (77: skipped, with the reason). Only the standard library,
 PyYAML (Debian python3-yaml) and libseccomp through ctypes are used, so it runs wherever
 the project builds. Usage: check_deploy.py compose|dockerfiles|seccomp|k8s|kustomize|tenants
-DEPLOY_DIR [EXTRA].
+DEPLOY_DIR [EXTRA], or check_deploy.py policy ROLE DEPLOY_DIR BUILD_DIR.
+
+Two rules run through several checks:
+- one gateway "runners" entry per runner replica: the gateway makes one connection per entry
+  and libzmq connects a name with several addresses to the first one only, so every tenants
+  file shipped here must name each replica (compose service, StatefulSet pod) exactly once;
+- every REALM_* variable a deployment file sets must be one the daemon it is given to reads
+  (its option table), since an unknown variable is silently ignored.
 """
 import ctypes
 import ctypes.util
@@ -50,9 +57,52 @@ def load_yaml_docs(path):
         return [d for d in yaml.load_all(f, Loader=StrictLoader) if d is not None]
 
 
+# ---- what each daemon reads --------------------------------------------------------------------
+
+# Option tables: {"flag", "REALM_VAR", ...}. Every daemon also reads the two logging variables
+# (common/src/log.c, or its own --log-* options bound to the same names).
+DAEMON_SOURCES = {
+    "worker": ["compute-worker/worker/options.c"],
+    "runner": ["tenant-runner/runner/main.c"],
+    "gateway": ["gateway/main.c"],
+}
+LOG_VARS = {"REALM_LOG_LEVEL", "REALM_LOG_FORMAT"}
+
+
+def daemon_env_names(root):
+    """{role: set of REALM_* names its option table binds}; roles whose source is missing are
+    absent (their variables are then not checked)."""
+    out = {}
+    for role, files in DAEMON_SOURCES.items():
+        names = set()
+        for rel in files:
+            path = os.path.join(root, rel)
+            if not os.path.isfile(path):
+                break
+            with open(path, encoding="utf-8") as f:
+                names |= set(re.findall(r'\{"[a-z0-9-]+",\s*"(REALM_[A-Z0-9_]+)"', f.read()))
+        else:
+            if len(names) < 3:
+                bad(f"env: read only {len(names)} REALM_* names from {files}; table format changed?")
+            out[role] = names | LOG_VARS
+    return out
+
+
+def check_env_names(where, role, names, known):
+    """Each REALM_* name in names must be read by role (known: daemon_env_names())."""
+    if role not in known:
+        return
+    for n in sorted(names):
+        if n.startswith("REALM_") and n not in known[role]:
+            bad(f"{where}: sets {n}, which realm-{role} does not read "
+                f"(its option table in {DAEMON_SOURCES[role][0]} lists the names it reads)")
+
+
 # ---- compose ------------------------------------------------------------------------------
 
 RUNNER_PREFIX = "runner-"
+RUNNER_SERVICE_RE = re.compile(r"^runner-(?P<tenant>[A-Za-z0-9._-]+)-(?P<replica>\d+)$")
+RUNNER_PORT = 7100
 
 
 def check_security_opts(name, svc, deploy, want_seccomp):
@@ -115,36 +165,61 @@ def check_compose(deploy):
         check_security_opts(name, svc, deploy, want_seccomp=name != "model-init")
 
     runners = [n for n in services if n.startswith(RUNNER_PREFIX)]
-    for tenant in ("acme", "globex"):
-        if RUNNER_PREFIX + tenant not in services:
-            bad(f"compose: no runner service for example tenant '{tenant}'")
+    known = daemon_env_names(os.path.dirname(deploy))
     for name in runners:
         svc = services[name]
-        # --scale needs several containers of one service: no fixed name, no host port.
-        if "container_name" in svc:
-            bad(f"compose: service {name}: container_name prevents --scale")
+        env = svc.get("environment") or {}
+        # One service per replica (runner-TENANT-N): the gateway needs a name per replica, and
+        # a service scaled with --scale has one name for all of its containers.
+        m = RUNNER_SERVICE_RE.match(name)
+        if not m:
+            bad(f"compose: service {name}: a runner service must be named runner-TENANT-N "
+                f"(one service per replica, listed as tcp://{name}:{RUNNER_PORT} in the tenants file)")
+            continue
+        if env.get("REALM_TENANT") != m.group("tenant"):
+            bad(f"compose: service {name}: REALM_TENANT is '{env.get('REALM_TENANT')}', not '{m.group('tenant')}'")
+        if str(env.get("REALM_REPLICA")) != m.group("replica"):
+            bad(f"compose: service {name}: REALM_REPLICA is '{env.get('REALM_REPLICA')}', not '{m.group('replica')}'")
+        if env.get("REALM_RUNNER_LISTEN") != f"tcp://0.0.0.0:{RUNNER_PORT}":
+            bad(f"compose: service {name}: REALM_RUNNER_LISTEN is '{env.get('REALM_RUNNER_LISTEN')}', "
+                f"not tcp://0.0.0.0:{RUNNER_PORT} (what the tenants file names)")
+        if "container_name" in svc or svc.get("scale") or (svc.get("deploy") or {}).get("replicas"):
+            bad(f"compose: service {name}: container_name/scale/deploy.replicas: a runner service "
+                f"is exactly one replica")
         if svc.get("ports"):
-            bad(f"compose: service {name}: published ports prevent --scale")
+            bad(f"compose: service {name}: publishes ports; runners are reached on the backend network only")
         if not any(str(t).startswith("/tmp") for t in svc.get("tmpfs") or []):
             bad(f"compose: service {name}: no tmpfs for /tmp")
-        env = svc.get("environment") or {}
-        tenant = name[len(RUNNER_PREFIX):]
-        if env.get("REALM_TENANT") != tenant:
-            bad(f"compose: service {name}: REALM_TENANT is '{env.get('REALM_TENANT')}', not '{tenant}'")
         if not any(str(v).startswith("ipc:") and str(v).endswith(":/run/realm") or v == "ipc:/run/realm"
                    for v in svc.get("volumes") or []):
             bad(f"compose: service {name}: the ipc volume is not mounted at /run/realm")
         if "seccomp=./seccomp/runner.json" not in (svc.get("security_opt") or []):
             bad(f"compose: service {name}: not confined by seccomp/runner.json")
+        if svc.get("restart") not in ("always", "unless-stopped", "on-failure"):
+            bad(f"compose: service {name}: restart is {svc.get('restart')!r}; a runner exits 75 "
+                f"when it loses the worker and must be restarted")
+        check_env_names(f"compose: service {name}", "runner", env, known)
+    check_compose_tenants(deploy, services)
     worker = services.get("worker") or {}
     if "ipc:/run/realm" not in (worker.get("volumes") or []):
         bad("compose: service worker: the ipc volume is not mounted at /run/realm")
+    wenv = worker.get("environment") or {}
+    check_env_names("compose: service worker", "worker", wenv, known)
+    if wenv.get("REALM_WORKER_BACKEND") != "cpu":
+        bad(f"compose: service worker: REALM_WORKER_BACKEND is {wenv.get('REALM_WORKER_BACKEND')!r}, "
+            f"not cpu (the CPU image has no CUDA backend)")
+    for var in ("REALM_WORKER_MODEL", "REALM_WORKER_LISTEN"):
+        if not wenv.get(var):
+            bad(f"compose: service worker: {var} is not set")
+    if worker.get("restart") not in ("always", "unless-stopped", "on-failure"):
+        bad("compose: service worker: no restart on failure (it exits 69 when the backend fails)")
     gw = services.get("gateway") or {}
     hc = " ".join(map(str, (gw.get("healthcheck") or {}).get("test") or []))
     if "/health" not in hc:
         bad("compose: service gateway: healthcheck does not GET /health")
     if not any(str(p).endswith(":8080") for p in gw.get("ports") or []):
         bad("compose: service gateway: port 8080 is not published")
+    check_env_names("compose: service gateway", "gateway", gw.get("environment") or {}, known)
     tenants_env = (gw.get("environment") or {}).get("REALM_TENANTS", "")
     m = re.match(r"/etc/realm/config/\$\{REALM_TENANTS_FILE:-(.+)\}$", tenants_env)
     if not m or not os.path.isfile(os.path.join(deploy, "config", m.group(1))):
@@ -159,11 +234,49 @@ def check_compose(deploy):
         bad(f"compose gpu override: worker GPU reservation is {devices!r}")
     if not str(gw_worker.get("image", "")).endswith("-cuda"):
         bad("compose gpu override: worker image is not the -cuda one")
+    genv = gw_worker.get("environment") or {}
+    check_env_names("compose gpu override: worker", "worker", genv, known)
+    if genv.get("REALM_WORKER_BACKEND") != "cuda":
+        bad(f"compose gpu override: worker REALM_WORKER_BACKEND is {genv.get('REALM_WORKER_BACKEND')!r}, not cuda")
     if gw_worker.get("build"):
         check_compose_service("worker (gpu)", dict(gw_worker, read_only=True, cap_drop=["ALL"],
                                                    restart="x"), deploy, files_seen)
     if set(gpu.get("services") or {}) - set(services):
         bad("compose gpu override: defines services the base file does not have")
+
+
+def check_compose_tenants(deploy, services):
+    """The compose tenants file must list, per tenant, exactly one tcp://SERVICE:7100 per runner
+    service of that tenant, in replica order, and nothing else."""
+    path = os.path.join(deploy, "config", "tenants.example.json")
+    try:
+        with open(path, encoding="utf-8") as f:
+            tenants = json.load(f)
+    except (OSError, ValueError) as e:
+        bad(f"compose: config/tenants.example.json: {e}")
+        return
+    by_tenant = {}
+    for name, svc in services.items():
+        m = RUNNER_SERVICE_RE.match(name)
+        if m:
+            by_tenant.setdefault(m.group("tenant"), []).append((int(m.group("replica")), name))
+    listed = set()
+    for t in tenants if isinstance(tenants, list) else []:
+        tid = t.get("id") if isinstance(t, dict) else None
+        if not tid:
+            continue
+        listed.add(tid)
+        reps = sorted(by_tenant.get(tid, []))
+        want = [f"tcp://{n}:{RUNNER_PORT}" for _, n in reps]
+        got = t.get("runners") or []
+        if [r for r, _ in reps] != list(range(len(reps))):
+            bad(f"compose: tenant {tid}: runner services {[n for _, n in reps]} are not numbered 0..N-1")
+        if got != want:
+            bad(f"compose: config/tenants.example.json: tenant {tid}: runners {got} but the compose "
+                f"file runs {want or 'no runner service'}: list one entry per runner service "
+                f"(the gateway connects one replica per entry)")
+    for tid in sorted(set(by_tenant) - listed):
+        bad(f"compose: runner services of tenant {tid} are not in config/tenants.example.json")
 
 
 # ---- Dockerfiles ----------------------------------------------------------------------------
@@ -177,6 +290,7 @@ def check_dockerfiles(deploy):
     root = os.path.dirname(deploy)
     ddir = os.path.join(deploy, "docker")
     finals = {"Dockerfile": ["worker", "runner", "gateway", "tools"], "Dockerfile.cuda": ["worker"]}
+    known = daemon_env_names(root)
     for fname, wanted in finals.items():
         path = os.path.join(ddir, fname)
         if not os.path.isfile(path):
@@ -210,6 +324,17 @@ def check_dockerfiles(deploy):
                         raise ValueError
                 except ValueError:
                     bad(f"{fname}: stage '{st}': ENTRYPOINT is not exec form with an absolute path")
+        # REALM_* set by ENV in a daemon's stage (or runtime-base, which every stage inherits)
+        # must be variables that daemon reads.
+        for st in wanted:
+            role = {"worker": "worker", "runner": "runner", "gateway": "gateway"}.get(st)
+            if role and st in stages:
+                env_text = stages[st] + stages.get("runtime-base", "")
+                joined = re.sub(r"\\\n", " ", env_text)
+                names = set()
+                for line in re.findall(r"^ENV\s+(.*)$", joined, flags=re.M):
+                    names |= set(re.findall(r"\b(REALM_[A-Z0-9_]+)=", line))
+                check_env_names(f"{fname}: stage '{st}' ENV", role, names, known)
         for m in re.finditer(r"^FROM\s+(\S+)", text, flags=re.M):
             img = m.group(1)
             if img.startswith("${") or img in stages:
@@ -237,6 +362,10 @@ def check_dockerfiles(deploy):
         cuda = f.read()
     if "-Dcuda=enabled" not in cuda:
         bad("Dockerfile.cuda: does not configure with -Dcuda=enabled")
+    if not re.search(r"^\s*REALM_WORKER_BACKEND=cuda\b", cuda, flags=re.M):
+        bad("Dockerfile.cuda: the worker stage does not set REALM_WORKER_BACKEND=cuda")
+    if not re.search(r"^\s*REALM_WORKER_BACKEND=cpu\b", text, flags=re.M):
+        bad("Dockerfile: the worker stage does not set REALM_WORKER_BACKEND=cpu")
     if not re.search(r"^FROM nvidia/cuda:\$\{CUDA_VERSION\}-runtime-", cuda, flags=re.M):
         bad("Dockerfile.cuda: the worker stage is not based on an nvidia/cuda runtime image")
 
@@ -326,6 +455,131 @@ def check_seccomp(deploy, seccomp_c):
         for n in inner:
             if n not in allowed and (not known or known(n)):
                 bad(f"{where}: '{n}' is allowed by common/src/seccomp.c sets but refused here")
+
+
+# ---- container profile vs the daemon's own filter -------------------------------------------------
+
+# How each role prints its in-process filter (libseccomp pseudo filter code), relative to the
+# build directory. The runner has no --print-policy flag; tests/integration/print-runner-policy
+# calls the runner's own runner_policy_export().
+POLICY_PRINTERS = {
+    "gateway": ["gateway/realm-gateway", "--print-policy"],
+    "worker": ["compute-worker/worker/realm-worker", "--print-policy"],
+    "runner": ["tests/integration/print-runner-policy"],
+}
+# Conditional rules where the container profile is deliberately narrower than the daemon's
+# filter on arguments no real call uses: checked with the value the real call passes instead
+# of by implication. clone: the daemon requires CLONE_THREAD; the profile refuses namespace
+# flags, which pthread_create never passes (glibc's flags, x86-64 and aarch64).
+WITNESSES = {
+    "clone": {0: [0x3D0F00]},  # CLONE_VM|FS|FILES|SIGHAND|THREAD|SYSVSEM|SETTLS|PARENT_SETTID|CHILD_CLEARTID
+}
+MASK64 = (1 << 64) - 1
+
+
+def parse_pfc(text):
+    """{syscall: [path, ...]} of the ALLOW actions in libseccomp's pseudo filter code (native
+    architecture only). A path is {arg index: (mask, value)} over 64-bit arguments; an empty
+    path is an unconditional allow."""
+    allowed = {}
+    cur = None
+    stack = []  # (indent, arg, half, mask, value)
+    for line in text.splitlines():
+        m = re.match(r'\s*# filter for syscall "(\w+)"', line)
+        if m:
+            cur, stack = m.group(1), []
+            continue
+        if re.match(r"\s*# default action", line) or re.match(r"# filter for arch", line.strip()):
+            cur, stack = None, []
+            continue
+        indent = len(line) - len(line.lstrip())
+        m = re.match(r"\s*if \(\$a(\d)\.(hi32|lo32)(?: & (0x[0-9a-fA-F]+))? == (\d+)\)", line)
+        if m and cur:
+            stack = [e for e in stack if e[0] < indent]
+            mask = int(m.group(3), 16) if m.group(3) else 0xFFFFFFFF
+            stack.append((indent, int(m.group(1)), m.group(2), mask, int(m.group(4))))
+            continue
+        m = re.match(r"\s*action (\w+)", line)
+        if m and cur:
+            stack = [e for e in stack if e[0] < indent]
+            if m.group(1) == "ALLOW":
+                path = {}
+                for _, arg, half, mask, value in stack:
+                    shift = 32 if half == "hi32" else 0
+                    pm, pv = path.get(arg, (0, 0))
+                    path[arg] = (pm | (mask << shift), pv | ((value & mask) << shift))
+                allowed.setdefault(cur, []).append(path)
+    return allowed
+
+
+def docker_rule_conds(rule):
+    """A Docker rule's args as {index: (mask, value)} (all must hold)."""
+    conds = {}
+    for a in rule.get("args") or []:
+        if a.get("op") == "SCMP_CMP_EQ":
+            conds[a["index"]] = (MASK64, a["value"] & MASK64)
+        elif a.get("op") == "SCMP_CMP_MASKED_EQ":
+            conds[a["index"]] = (a["value"] & MASK64, a.get("valueTwo", 0) & MASK64)
+        else:
+            return None  # other comparisons: never implied here
+    return conds
+
+
+def path_implies(path, conds):
+    """True when every argument the path admits satisfies conds."""
+    for idx, (om, ov) in conds.items():
+        pm, pv = path.get(idx, (0, 0))
+        if om & ~pm & MASK64 or (pv & om) != ov:
+            return False
+    return True
+
+
+def satisfies(values, conds):
+    return all((values.get(i, 0) & m) == v for i, (m, v) in conds.items())
+
+
+def check_policy(role, deploy, build):
+    printer = POLICY_PRINTERS[role]
+    exe = os.path.join(build, printer[0]) if build else ""
+    if not exe or not os.access(exe, os.X_OK):
+        print(f"{printer[0]} is not part of this build ({build or 'REALM_BUILD_ROOT unset'}); "
+              f"seccomp/{role}.json not compared with the {role}'s in-process filter")
+        sys.exit(77)
+    r = subprocess.run([exe] + printer[1:], capture_output=True, text=True, timeout=30)
+    if r.returncode != 0:
+        bad(f"{' '.join([printer[0]] + printer[1:])} failed ({r.returncode}): {r.stderr.strip()[:300]}")
+        return
+    inner = parse_pfc(r.stdout)
+    if len(inner) < 20:
+        bad(f"{printer[0]}: parsed only {len(inner)} allowed syscalls from its filter; format changed?")
+        return
+    where = f"seccomp/{role}.json"
+    with open(os.path.join(deploy, "seccomp", role + ".json"), encoding="utf-8") as f:
+        prof = json.load(f)
+    outer = {}
+    for rule in prof.get("syscalls") or []:
+        if rule.get("action") != "SCMP_ACT_ALLOW":
+            continue
+        for n in rule.get("names") or []:
+            outer.setdefault(n, []).append(docker_rule_conds(rule))
+    for name, paths in sorted(inner.items()):
+        rules = [c for c in outer.get(name, []) if c is not None]
+        if not rules:
+            bad(f"{where}: '{name}' is allowed by the {role}'s in-process filter but refused here")
+            continue
+        for path in paths:
+            if any(path_implies(path, c) for c in rules):
+                continue
+            witness = WITNESSES.get(name)
+            if witness:
+                vals = {i: v[0] for i, v in witness.items()}
+                if satisfies(vals, {i: mv for i, mv in path.items()}) and \
+                        any(satisfies(vals, c) for c in rules):
+                    continue
+            desc = ", ".join(f"arg{i} & {m:#x} == {v:#x}" for i, (m, v) in sorted(path.items()))
+            bad(f"{where}: '{name}' with {desc or 'any arguments'} is allowed by the {role}'s "
+                f"in-process filter but not by this profile's rules for it")
+    print(f"{len(inner)} syscalls of the {role}'s in-process filter checked against {where}")
 
 
 # ---- Kubernetes ---------------------------------------------------------------------------------
@@ -446,16 +700,11 @@ def check_k8s(deploy):
     if not wpod.get("nodeSelector") or not wpod.get("tolerations"):
         bad("k8s: realm-worker has no GPU nodeSelector/tolerations")
     need("Service", "realm-worker")
-    runner = need("Deployment", "realm-runner-acme")
+    runner = need("StatefulSet", "realm-runner-acme")
     rpod = ((runner.get("spec") or {}).get("template") or {}).get("spec") or {}
     if ((rpod.get("securityContext") or {}).get("seccompProfile") or {}).get("type") != "Localhost":
         bad("k8s: realm-runner-acme does not use a Localhost seccomp profile")
     need("Service", "realm-runner-acme")
-    hpa = need("HorizontalPodAutoscaler", "realm-runner-acme")
-    if hpa and hpa.get("apiVersion") != "autoscaling/v2":
-        bad(f"k8s: HPA apiVersion is {hpa.get('apiVersion')}, not autoscaling/v2")
-    if hpa and ((hpa.get("spec") or {}).get("scaleTargetRef") or {}).get("name") != "realm-runner-acme":
-        bad("k8s: HPA does not target realm-runner-acme")
     gw = need("Deployment", "realm-gateway")
     gpod = ((gw.get("spec") or {}).get("template") or {}).get("spec") or {}
     gc = (gpod.get("containers") or [{}])[0]
@@ -467,6 +716,121 @@ def check_k8s(deploy):
     secret = need("Secret", "realm-tenants")
     if secret:
         check_tenants_text("k8s Secret realm-tenants", (secret.get("stringData") or {}).get("tenants.json", ""))
+    check_k8s_topology("k8s/base", [d for _, d in objects.values()], daemon_env_names(os.path.dirname(deploy)))
+
+
+def pod_spec(doc):
+    return ((doc.get("spec") or {}).get("template") or {}).get("spec") or {}
+
+
+def container_role(c):
+    m = re.match(r"(?:.*/)?realm-(worker|runner|gateway)(?::|$)", str(c.get("image", "")))
+    return m.group(1) if m else None
+
+
+def check_k8s_topology(where, docs, known):
+    """Cross-object rules over one set of Kubernetes objects (the base, or what kustomize
+    renders for an overlay): runner replicas are StatefulSet pods behind a headless Service,
+    and the tenants Secret lists exactly one tcp:// entry per pod; no autoscaler resizes a
+    runner set behind the tenants file's back; every REALM_* variable reaches a daemon that
+    reads it; the GPU worker asks for the CUDA backend."""
+    by_kind = {}
+    for d in docs:
+        if isinstance(d, dict):
+            by_kind.setdefault(d.get("kind"), []).append(d)
+    configmaps = {(c.get("metadata") or {}).get("name"): c.get("data") or {}
+                  for c in by_kind.get("ConfigMap", [])}
+    services = {(sv.get("metadata") or {}).get("name"): sv for sv in by_kind.get("Service", [])}
+    cm_readers = {}
+    runner_sets = {}
+    for kind in WORKLOADS:
+        for d in by_kind.get(kind, []):
+            name = (d.get("metadata") or {}).get("name")
+            pod = pod_spec(d)
+            labels = (((d.get("spec") or {}).get("template") or {}).get("metadata") or {}).get("labels") or {}
+            for c in pod.get("containers") or []:
+                role = container_role(c)
+                env = {e.get("name"): e for e in c.get("env") or []}
+                check_env_names(f"{where}: {kind} {name} container {c.get('name')}", role, set(env), known)
+                for ef in c.get("envFrom") or []:
+                    cm = (ef.get("configMapRef") or {}).get("name")
+                    if cm:
+                        cm_readers.setdefault(cm, set()).add(role)
+                if role == "worker" and kind == "DaemonSet":
+                    backend = (env.get("REALM_WORKER_BACKEND") or {}).get("value")
+                    if backend != "cuda":
+                        bad(f"{where}: {kind} {name}: REALM_WORKER_BACKEND is {backend!r}, not cuda "
+                            f"(the GPU worker; without it the worker runs on the CPU)")
+                if role == "runner":
+                    tenant = (env.get("REALM_TENANT") or {}).get("value")
+                    if kind != "StatefulSet":
+                        bad(f"{where}: {kind} {name} runs runners: use a StatefulSet, whose pods have "
+                            f"the stable DNS names the tenants file must list one by one")
+                        continue
+                    if tenant != labels.get("realm.dev/tenant"):
+                        bad(f"{where}: {kind} {name}: REALM_TENANT {tenant!r} is not its realm.dev/tenant label")
+                    listen = (env.get("REALM_RUNNER_LISTEN") or {}).get("value")
+                    if listen != f"tcp://0.0.0.0:{RUNNER_PORT}":
+                        bad(f"{where}: {kind} {name}: REALM_RUNNER_LISTEN is {listen!r}, not tcp://0.0.0.0:{RUNNER_PORT}")
+                    rep = ((env.get("REALM_REPLICA") or {}).get("valueFrom") or {}).get("fieldRef") or {}
+                    if rep.get("fieldPath") != "metadata.name":
+                        bad(f"{where}: {kind} {name}: REALM_REPLICA is not the pod name (fieldRef metadata.name)")
+                    runner_sets.setdefault(tenant, []).append(d)
+    for cm, data in configmaps.items():
+        readers = cm_readers.get(cm, set())
+        for key in sorted(data):
+            if readers and not any(key in known.get(r, {key}) for r in readers):
+                bad(f"{where}: ConfigMap {cm}: {key} is read by none of the daemons that load it "
+                    f"({', '.join(sorted(r or '?' for r in readers))})")
+    # Autoscalers: none may target a runner set (its replica count is the tenants file's).
+    for h in by_kind.get("HorizontalPodAutoscaler", []):
+        ref = (h.get("spec") or {}).get("scaleTargetRef") or {}
+        for sets in runner_sets.values():
+            if any((st.get("metadata") or {}).get("name") == ref.get("name") for st in sets):
+                bad(f"{where}: HorizontalPodAutoscaler {(h.get('metadata') or {}).get('name')} scales "
+                    f"runner set {ref.get('name')}: the gateway only routes to the pods the tenants "
+                    f"file lists, so an autoscaler alone does not spread load")
+    # The tenants Secret: one entry per pod, in ordinal order.
+    secret_tenants = {}
+    for sec in by_kind.get("Secret", []):
+        text = (sec.get("stringData") or {}).get("tenants.json")
+        if text is None:
+            continue
+        try:
+            for t in json.loads(text):
+                secret_tenants[t.get("id")] = t.get("runners") or []
+        except (ValueError, TypeError, AttributeError):
+            continue  # reported by check_tenants_text
+    for tenant, sets in sorted(runner_sets.items(), key=lambda kv: str(kv[0])):
+        want = []
+        for st in sets:
+            meta = st.get("metadata") or {}
+            spec = st.get("spec") or {}
+            svc_name = spec.get("serviceName")
+            svc = services.get(svc_name)
+            ns = meta.get("namespace", "realm")
+            if not svc:
+                bad(f"{where}: StatefulSet {meta.get('name')}: serviceName {svc_name!r} is not a Service here")
+                continue
+            sspec = svc.get("spec") or {}
+            if sspec.get("clusterIP") != "None":
+                bad(f"{where}: Service {svc_name}: not headless (clusterIP: None); pods get no own DNS names")
+            pod_labels = ((spec.get("template") or {}).get("metadata") or {}).get("labels") or {}
+            if any(pod_labels.get(k) != v for k, v in (sspec.get("selector") or {}).items()):
+                bad(f"{where}: Service {svc_name}: selector does not match the pods of {meta.get('name')}")
+            if not any(pt.get("port") == RUNNER_PORT for pt in sspec.get("ports") or []):
+                bad(f"{where}: Service {svc_name}: no port {RUNNER_PORT}")
+            replicas = spec.get("replicas", 1)
+            want += [f"tcp://{meta.get('name')}-{i}.{svc_name}.{ns}.svc.cluster.local:{RUNNER_PORT}"
+                     for i in range(replicas)]
+        got = secret_tenants.get(tenant)
+        if got is None:
+            bad(f"{where}: runners of tenant {tenant} run, but the tenants Secret has no tenant {tenant}")
+        elif got != want:
+            bad(f"{where}: tenants Secret: tenant {tenant}: runners {got}, but its StatefulSet pods are "
+                f"{want}: list one entry per pod (replicas == number of entries)")
+    for tenant in sorted(set(secret_tenants) - set(runner_sets), key=str):
+        bad(f"{where}: tenants Secret: tenant {tenant} has no runner StatefulSet")
 
 
 def check_kustomize(deploy):
@@ -480,9 +844,11 @@ def check_kustomize(deploy):
         if r.returncode != 0:
             bad(f"kubectl kustomize k8s/{d}: {r.stderr.strip()[:500]}")
             continue
-        kinds = [d_.get("kind") for d_ in yaml.safe_load_all(r.stdout) if d_]
-        if "DaemonSet" not in kinds or "HorizontalPodAutoscaler" not in kinds:
+        rendered = [d_ for d_ in yaml.safe_load_all(r.stdout) if d_]
+        kinds = [d_.get("kind") for d_ in rendered]
+        if "DaemonSet" not in kinds or "StatefulSet" not in kinds:
             bad(f"kubectl kustomize k8s/{d}: rendered only {kinds}")
+        check_k8s_topology(f"kubectl kustomize k8s/{d}", rendered, daemon_env_names(os.path.dirname(deploy)))
         if d != "base" and "hostPath" in r.stdout:
             bad(f"kubectl kustomize k8s/{d}: the tcp overlay still mounts a hostPath")
 
@@ -589,6 +955,11 @@ def check_tenants(deploy, build):
 
 
 def main():
+    if len(sys.argv) >= 5 and sys.argv[1] == "policy" and sys.argv[2] in POLICY_PRINTERS:
+        check_policy(sys.argv[2], os.path.abspath(sys.argv[3]), sys.argv[4])
+        for p in problems:
+            print(p)
+        return 1 if problems else 0
     if len(sys.argv) < 3:
         print(__doc__)
         return 2

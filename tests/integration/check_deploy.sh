@@ -6,10 +6,14 @@
 # docker-compose's own schema and interpolation (v1 also reads every seccomp profile, from
 # the current directory: hence the cd), every file they name exists, the seccomp profiles
 # are well-formed Docker profiles over real syscall names that allow everything the
-# in-process filters of common/src/seccomp.c allow, all YAML passes yamllint with
+# in-process filters of common/src/seccomp.c allow and everything each role's own filter
+# allows (as the built daemon prints it: realm-gateway/realm-worker --print-policy, and
+# print-runner-policy for the runner), all YAML passes yamllint with
 # deploy/.yamllint, every Kubernetes object is well-formed and hardened, kustomize renders
-# the base and the overlay (when kubectl is installed), and the example tenants files are
-# accepted by the real realm-gateway, whose GET /health answers 200.
+# the base and the overlay (when kubectl is installed), every tenants file lists one runner
+# endpoint per replica the compose file / StatefulSet runs (the gateway connects one replica
+# per entry), every REALM_* variable set is one its daemon reads, and the example tenants
+# files are accepted by the real realm-gateway, whose GET /health answers 200.
 #
 # docker-compose and yamllint come from scripts/install-deps.sh: when missing, their checks
 # FAIL (a skipped validation would pass CI with nothing validated). kubectl is optional.
@@ -56,7 +60,7 @@ run_check "yamllint is installed" need_tool yamllint yamllint
 run_check "docker-compose config: docker-compose.yml" compose_config -f docker-compose.yml
 run_check "docker-compose config: docker-compose.yml + docker-compose.gpu.yml" \
   compose_config -f docker-compose.yml -f docker-compose.gpu.yml
-run_check "compose: referenced files exist, services hardened, runners scalable" \
+run_check "compose: referenced files exist, services hardened, one service per runner replica, tenants file lists each, REALM_* names real" \
   python3 "$py" compose "$deploy"
 run_check "Dockerfiles: stages, non-root users, exec-form entrypoints, copied scripts exist" \
   python3 "$py" dockerfiles "$deploy"
@@ -65,8 +69,12 @@ for f in "$deploy"/seccomp/*.json; do
 done
 run_check "seccomp profiles: format, known syscall names, superset of common/src/seccomp.c sets" \
   python3 "$py" seccomp "$deploy" "$root/common/src/seccomp.c"
+for role in gateway worker runner; do
+  run_check "seccomp/$role.json allows all that the $role's in-process filter allows" \
+    python3 "$py" policy "$role" "$deploy" "$build"
+done
 run_check "yamllint deploy/ (deploy/.yamllint)" yamllint -s -f parsable -c "$deploy/.yamllint" "$deploy"
-run_check "k8s manifests: apiVersion/kind/metadata.name, hardening, probes, kustomize files" \
+run_check "k8s manifests: hardening, probes, kustomize files, runner StatefulSets match the tenants Secret, REALM_* names real" \
   python3 "$py" k8s "$deploy"
 run_check "kubectl kustomize deploy/k8s/base and overlays/worker-tcp" \
   python3 "$py" kustomize "$deploy"
