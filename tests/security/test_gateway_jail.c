@@ -18,14 +18,11 @@
  * Synchronisation is on the gateway's own log lines (read from its stderr pipe with bounded
  * polls): "listening" (jailed by then), "is up", "tenants reloaded".
  */
-#include <errno.h>
-#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
-#include <time.h>
 #include <unistd.h>
 
 #include <zmq.h>
@@ -33,28 +30,15 @@
 #include "auth.h"
 #include "fake_runner.h"
 #include "http_client.h"
+#include "proc_util.h"
 #include "realm_test.h"
 
 #define KEY_OLD "sk-jail-old"
 #define KEY_NEW "sk-jail-new"
 
-struct gw_proc {
-  pid_t pid;
-  int err_fd;    /* read end of the child's stderr */
-  char log[65536];
-  size_t log_len;
-  bool eof;
-};
-
 static struct {
   char dir[200], tenants[260], ep[300];
 } g;
-
-static uint64_t ms_now(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-}
 
 static bool setup_dir(void) {
   if (g.dir[0]) return true;
@@ -82,76 +66,24 @@ static bool write_tenants(const char *key) {
 }
 
 /* Starts bin with the tenants file, any free port, and extra arguments (NULL-terminated). */
-static bool spawn(const char *bin, const char *const *extra, struct gw_proc *p) {
+static bool spawn(const char *bin, const char *const *extra, struct test_proc *p) {
   memset(p, 0, sizeof *p);
-  int fds[2];
-  if (!bin || pipe(fds) != 0) return false;
+  if (!bin) return false;
   setenv("REALM_LOG_FORMAT", "text", 1); /* before fork: the child may only exec */
-  p->pid = fork();
-  if (p->pid < 0) return false;
-  if (p->pid == 0) {
-    dup2(fds[1], STDERR_FILENO);
-    close(fds[0]);
-    close(fds[1]);
-    const char *argv[16] = {bin, "--tenants", g.tenants, "--port", "0", "--ping-ms", "50"};
-    int n = 7;
-    for (size_t i = 0; extra && extra[i] && n < 15; i++) argv[n++] = extra[i];
-    argv[n] = NULL;
-    execv(bin, (char *const *)argv);
-    _exit(127);
-  }
-  close(fds[1]);
-  p->err_fd = fds[0];
-  return true;
-}
-
-/* Reads stderr until needle appears at or after *from (then *from moves past it), EOF, or
- * timeout. */
-static bool wait_log(struct gw_proc *p, const char *needle, size_t *from, int timeout_ms) {
-  uint64_t end = ms_now() + (uint64_t)timeout_ms;
-  for (;;) {
-    p->log[p->log_len] = '\0';
-    const char *hit = strstr(p->log + (from ? *from : 0), needle);
-    if (hit) {
-      if (from) *from = (size_t)(hit - p->log) + strlen(needle);
-      return true;
-    }
-    uint64_t now = ms_now();
-    if (p->eof || now >= end || p->log_len + 1 >= sizeof p->log) return false;
-    struct pollfd pfd = {.fd = p->err_fd, .events = POLLIN};
-    int r = poll(&pfd, 1, (int)(end - now));
-    if (r < 0 && errno == EINTR) continue;
-    if (r <= 0) return false;
-    ssize_t n = read(p->err_fd, p->log + p->log_len, sizeof p->log - 1 - p->log_len);
-    if (n <= 0) p->eof = true;
-    else p->log_len += (size_t)n;
-  }
-}
-
-/* Waits for the child to exit (draining its stderr); returns the wait status or -1 after
- * timeout_ms (the child is then killed). */
-static int wait_exit(struct gw_proc *p, int timeout_ms) {
-  wait_log(p, "\x01never\x01", NULL, timeout_ms); /* returns at EOF or timeout */
-  int st = 0;
-  uint64_t end = ms_now() + 2000;
-  pid_t w;
-  while ((w = waitpid(p->pid, &st, p->eof ? 0 : WNOHANG)) == 0 && ms_now() < end) {
-    struct timespec ts = {0, 5 * 1000000L};
-    nanosleep(&ts, NULL);
-  }
-  close(p->err_fd);
-  if (w == p->pid) return st;
-  kill(p->pid, SIGKILL);
-  waitpid(p->pid, &st, 0);
-  printf("# timed out; log:\n# %s\n", p->log);
-  return -1;
+  const char *argv[16] = {bin, "--tenants", g.tenants, "--port", "0", "--ping-ms", "50"};
+  int n = 7;
+  for (size_t i = 0; extra && extra[i] && n < 15; i++) argv[n++] = extra[i];
+  argv[n] = NULL;
+  return test_proc_spawn(p, (char *const *)argv) == 0;
 }
 
 /* The port from the "listening" line (logged after the jail is in force). */
-static uint16_t listening_port(struct gw_proc *p) {
+static uint16_t listening_port(struct test_proc *p) {
   size_t at = 0;
-  if (!wait_log(p, "msg=\"listening\"", &at, 10000) || !wait_log(p, "\n", &at, 2000)) return 0;
-  const char *port = strstr(strstr(p->log, "msg=\"listening\""), " port=");
+  if (!test_proc_wait_log(p, "msg=\"listening\"", &at, 10000) ||
+      !test_proc_wait_log(p, "\n", &at, 2000))
+    return 0;
+  const char *port = strstr(strstr(p->out, "msg=\"listening\""), " port=");
   return port ? (uint16_t)atoi(port + 6) : 0;
 }
 
@@ -159,9 +91,9 @@ static uint16_t listening_port(struct gw_proc *p) {
 static int escape_status(const char *what, bool jail) {
   if (!setup_dir() || !write_tenants(KEY_OLD)) return -2;
   const char *extra[] = {"--test-escape", what, jail ? NULL : "--no-jail", NULL};
-  struct gw_proc p;
+  struct test_proc p;
   if (!spawn(getenv("REALM_GATEWAY_TESTHOOKS_BIN"), extra, &p)) return -2;
-  return wait_exit(&p, 10000);
+  return test_proc_wait_status(&p, 10000);
 }
 
 TEST(jailed_execve_dies_with_sigsys) {
@@ -224,14 +156,14 @@ TEST(jailed_gateway_serves_streams_reconnects_reloads_and_exits_cleanly) {
                          .prompt_tokens = 2, .completion_tokens = 2};
   fr_set_script(fr, &sc);
 
-  struct gw_proc p;
+  struct test_proc p;
   CHECK(spawn(getenv("REALM_GATEWAY_BIN"), NULL, &p));
   uint16_t port = listening_port(&p);
   CHECK(port != 0);
-  CHECK(strstr(p.log, "msg=\"jailed\"") != NULL);
-  CHECK(strstr(p.log, "jailed=true") != NULL);
+  CHECK(strstr(p.out, "msg=\"jailed\"") != NULL);
+  CHECK(strstr(p.out, "jailed=true") != NULL);
   size_t at = 0;
-  CHECK(wait_log(&p, "of tenant t is up", &at, 10000));
+  CHECK(test_proc_wait_log(&p, "of tenant t is up", &at, 10000));
 
   struct http_resp r;
   CHECK_EQ_INT(http_call(port, "GET", "/health", NULL, NULL, NULL, &r), 0);
@@ -248,9 +180,9 @@ TEST(jailed_gateway_serves_streams_reconnects_reloads_and_exits_cleanly) {
 
   /* The runner crashes and restarts: the jailed gateway must reconnect (socket + connect). */
   fr_kill(fr);
-  CHECK(wait_log(&p, "is down", &at, 10000));
+  CHECK(test_proc_wait_log(&p, "is down", &at, 10000));
   CHECK_EQ_INT(fr_revive(fr), 0);
-  CHECK(wait_log(&p, "of tenant t is up", &at, 10000));
+  CHECK(test_proc_wait_log(&p, "of tenant t is up", &at, 10000));
   CHECK_EQ_INT(http_call(port, "POST", "/v1/chat/completions", KEY_OLD, NULL, STREAM_BODY, &r), 0);
   CHECK_EQ_INT(r.status, 200);
   CHECK_STR_CONTAINS(r.body, "data: [DONE]");
@@ -259,7 +191,7 @@ TEST(jailed_gateway_serves_streams_reconnects_reloads_and_exits_cleanly) {
   /* SIGHUP reload (read-only openat under the jail): the key is rotated. */
   CHECK(write_tenants(KEY_NEW));
   CHECK_EQ_INT(kill(p.pid, SIGHUP), 0);
-  CHECK(wait_log(&p, "tenants reloaded", &at, 10000));
+  CHECK(test_proc_wait_log(&p, "tenants reloaded", &at, 10000));
   CHECK_EQ_INT(http_call(port, "GET", "/v1/models", KEY_NEW, NULL, NULL, &r), 0);
   CHECK_EQ_INT(r.status, 200);
   http_resp_free(&r);
@@ -269,8 +201,8 @@ TEST(jailed_gateway_serves_streams_reconnects_reloads_and_exits_cleanly) {
 
   /* Shutdown runs under the jail too. */
   CHECK_EQ_INT(kill(p.pid, SIGTERM), 0);
-  int st = wait_exit(&p, 10000);
-  if (!(st >= 0 && WIFEXITED(st) && WEXITSTATUS(st) == 0)) printf("# status 0x%x\n%s\n", st, p.log);
+  int st = test_proc_wait_status(&p, 10000);
+  if (!(st >= 0 && WIFEXITED(st) && WEXITSTATUS(st) == 0)) printf("# status 0x%x\n%s\n", st, p.out);
   CHECK(st >= 0);
   CHECK(WIFEXITED(st));
   CHECK_EQ_INT(WEXITSTATUS(st), 0);

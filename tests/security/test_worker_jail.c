@@ -24,67 +24,12 @@
 #include "gguf.h"
 #include "llama.h"
 #include "model.h"
+#include "proc_util.h"
 #include "realm/error.h"
 #include "realm_test.h"
 #include "wclient.h"
 
 #define TOL 1e-4
-
-struct child {
-  pid_t pid;
-  int err_fd; /* read end of its stderr */
-  int pidfd;
-  char out[16384];
-  size_t n;
-};
-
-static int spawn(struct child *c, char *const argv[]) {
-  int p[2];
-  memset(c, 0, sizeof *c);
-  if (pipe2(p, O_CLOEXEC) != 0) return -1;
-  c->pid = fork();
-  if (c->pid == 0) {
-    dup2(p[1], 2);
-    int devnull = open("/dev/null", O_WRONLY);
-    if (devnull >= 0) dup2(devnull, 1);
-    execv(argv[0], argv);
-    _exit(127);
-  }
-  close(p[1]);
-  c->err_fd = p[0];
-  c->pidfd = (int)syscall(SYS_pidfd_open, c->pid, 0);
-  return c->pid > 0 && c->pidfd >= 0 ? 0 : -1;
-}
-
-/* Reads stderr until it contains needle, EOF or timeout (bounded). */
-static bool wait_stderr(struct child *c, const char *needle, int timeout_ms) {
-  for (int i = 0; i < 2000 && !(needle && strstr(c->out, needle)); i++) {
-    struct pollfd p = {.fd = c->err_fd, .events = POLLIN};
-    if (poll(&p, 1, timeout_ms) != 1) return false;
-    ssize_t k = read(c->err_fd, c->out + c->n, sizeof c->out - 1 - c->n);
-    if (k <= 0) return false;
-    c->n += (size_t)k;
-    c->out[c->n] = 0;
-  }
-  return needle && strstr(c->out, needle) != NULL;
-}
-
-/* Waits (bounded) for exit; returns the exit status, 128 + signal, or -1 (then kills it). */
-static int wait_exit(struct child *c, int timeout_ms) {
-  wait_stderr(c, NULL, timeout_ms); /* collect the rest of its log until EOF */
-  struct pollfd p = {.fd = c->pidfd, .events = POLLIN};
-  int st = -1;
-  if (poll(&p, 1, timeout_ms) == 1 && waitpid(c->pid, &st, 0) == c->pid)
-    st = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
-  else {
-    kill(c->pid, SIGKILL);
-    waitpid(c->pid, NULL, 0);
-    st = -1;
-  }
-  close(c->pidfd);
-  close(c->err_fd);
-  return st;
-}
 
 struct site {
   char dir[64], path[128], ep[160], model[512];
@@ -108,7 +53,7 @@ static void site_clean(struct site *s) {
 
 /* Runs the test-hooks worker with --test-escape WHAT (and --no-jail when asked); returns
  * its exit status (128 + signal when killed), with its log in c. */
-static int run_escape(struct child *c, const char *what, bool no_jail) {
+static int run_escape(struct test_proc *c, const char *what, bool no_jail) {
   const char *bin = getenv("REALM_WORKER_TESTHOOKS_BIN");
   struct site s;
   site_init(&s);
@@ -121,8 +66,8 @@ static int run_escape(struct child *c, const char *what, bool no_jail) {
   if (no_jail) argv[n++] = "--no-jail";
   argv[n++] = "--test-escape", argv[n++] = (char *)what;
   argv[n] = NULL;
-  if (spawn(c, argv) < 0) return -1;
-  int st = wait_exit(c, 20000);
+  if (test_proc_spawn(c, argv) < 0) return -1;
+  int st = test_proc_wait_exit(c, 20000);
   site_clean(&s);
   return st;
 }
@@ -130,7 +75,7 @@ static int run_escape(struct child *c, const char *what, bool no_jail) {
 #define ESCAPE_TEST(what)                                                          \
   TEST(jailed_worker_dies_with_sigsys_on_##what) {                                 \
     if (!getenv("REALM_WORKER_TESTHOOKS_BIN")) SKIP("REALM_WORKER_TESTHOOKS_BIN not set"); \
-    struct child c;                                                                \
+    struct test_proc c;                                                            \
     int st = run_escape(&c, #what, false);                                         \
     if (st != 128 + SIGSYS) printf("# status %d, log:\n%s\n", st, c.out);          \
     CHECK_EQ_INT(st, 128 + SIGSYS);                                                \
@@ -146,7 +91,7 @@ TEST(unjailed_control_is_not_stopped) {
   if (!getenv("REALM_WORKER_TESTHOOKS_BIN")) SKIP("REALM_WORKER_TESTHOOKS_BIN not set");
   const char *what[] = {"openat", "socket"};
   for (int i = 0; i < 2; i++) {
-    struct child c;
+    struct test_proc c;
     int st = run_escape(&c, what[i], true);
     CHECK_EQ_INT(st, 3); /* the hook's own exit after the call went through */
     CHECK_STR_CONTAINS(c.out, "--no-jail");
@@ -271,9 +216,9 @@ TEST(jailed_worker_serves_connections_made_after_the_jail) {
   snprintf(tcp, sizeof tcp, "tcp://127.0.0.1:%d", port);
   snprintf(listen, sizeof listen, "%s,%s", s.ep, tcp);
   char *argv[] = {(char *)bin, "--model", s.model, "--listen", listen, "--threads", "2", NULL};
-  struct child c;
-  CHECK_EQ_INT(spawn(&c, argv), 0);
-  CHECK(wait_stderr(&c, "worker ready", 20000));
+  struct test_proc c;
+  CHECK_EQ_INT(test_proc_spawn(&c, argv), 0);
+  CHECK(test_proc_wait_log(&c, "worker ready", NULL, 20000));
   CHECK_STR_CONTAINS(c.out, "worker jailed");
   CHECK_EQ_INT(seccomp_mode(c.pid), 2); /* the filter is on before anyone connects */
 
@@ -303,7 +248,7 @@ TEST(jailed_worker_serves_connections_made_after_the_jail) {
   wc_close(&b);
   zmq_ctx_term(z);
   CHECK_EQ_INT(kill(c.pid, SIGTERM), 0);
-  int st = wait_exit(&c, 20000);
+  int st = test_proc_wait_exit(&c, 20000);
   if (st != 0) printf("# status %d, log:\n%s\n", st, c.out);
   CHECK_EQ_INT(st, 0); /* the drain and exit stay inside the jail too */
   CHECK_STR_CONTAINS(c.out, "worker stopped");

@@ -14,76 +14,10 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "proc_util.h"
 #include "realm/error.h"
 #include "realm_test.h"
 #include "wclient.h"
-
-struct child {
-  pid_t pid;
-  int err_fd; /* read end of its stderr */
-  int pidfd;
-  char out[8192];
-  size_t n;
-};
-
-static int spawn(struct child *c, char *const argv[]) {
-  int p[2];
-  memset(c, 0, sizeof *c);
-  if (pipe2(p, O_CLOEXEC) != 0) return -1;
-  c->pid = fork();
-  if (c->pid == 0) {
-    dup2(p[1], 2);
-    int devnull = open("/dev/null", O_WRONLY);
-    if (devnull >= 0) dup2(devnull, 1);
-    execv(argv[0], argv);
-    _exit(127);
-  }
-  close(p[1]);
-  c->err_fd = p[0];
-  c->pidfd = (int)syscall(SYS_pidfd_open, c->pid, 0);
-  return c->pid > 0 && c->pidfd >= 0 ? 0 : -1;
-}
-
-/* Collects stderr until EOF or timeout_ms; returns when the pipe closes. */
-static void read_stderr(struct child *c, int timeout_ms) {
-  for (int i = 0; i < 1000; i++) {
-    struct pollfd p = {.fd = c->err_fd, .events = POLLIN};
-    if (poll(&p, 1, timeout_ms) != 1) return;
-    ssize_t k = read(c->err_fd, c->out + c->n, sizeof c->out - 1 - c->n);
-    if (k <= 0) return;
-    c->n += (size_t)k;
-    c->out[c->n] = 0;
-  }
-}
-
-/* Reads stderr until it contains needle (bounded). */
-static bool wait_stderr(struct child *c, const char *needle, int timeout_ms) {
-  for (int i = 0; i < 1000 && !strstr(c->out, needle); i++) {
-    struct pollfd p = {.fd = c->err_fd, .events = POLLIN};
-    if (poll(&p, 1, timeout_ms) != 1) return false;
-    ssize_t k = read(c->err_fd, c->out + c->n, sizeof c->out - 1 - c->n);
-    if (k <= 0) return false;
-    c->n += (size_t)k;
-    c->out[c->n] = 0;
-  }
-  return strstr(c->out, needle) != NULL;
-}
-
-/* Waits (bounded) for exit; returns the exit status, or -1 (then kills it). */
-static int wait_exit(struct child *c, int timeout_ms) {
-  struct pollfd p = {.fd = c->pidfd, .events = POLLIN};
-  int st = -1;
-  if (poll(&p, 1, timeout_ms) == 1 && waitpid(c->pid, &st, 0) == c->pid)
-    st = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
-  else {
-    kill(c->pid, SIGKILL);
-    waitpid(c->pid, NULL, 0);
-    st = -1;
-  }
-  close(c->pidfd);
-  close(c->err_fd);
-  return st;
-}
 
 static const char *bin(void) { return getenv("REALM_WORKER_BIN"); }
 
@@ -99,10 +33,10 @@ TEST(missing_model_exits_nonzero_naming_the_path) {
   snprintf(ep, sizeof ep, "ipc://%s/w.sock", dir);
   snprintf(model, sizeof model, "%s/no-such-model.gguf", dir);
   char *argv[] = {(char *)bin(), "--model", model, "--listen", ep, NULL};
-  struct child c;
-  CHECK_EQ_INT(spawn(&c, argv), 0);
-  read_stderr(&c, 10000);
-  int st = wait_exit(&c, 10000);
+  struct test_proc c;
+  CHECK_EQ_INT(test_proc_spawn(&c, argv), 0);
+  test_proc_drain(&c, 10000);
+  int st = test_proc_wait_exit(&c, 10000);
   CHECK(st != 0 && st != -1);
   CHECK_STR_CONTAINS(c.out, model);
   rmdir(dir);
@@ -120,10 +54,10 @@ TEST(bad_model_exits_nonzero_with_the_loader_message) {
   fputs("GGUF this is not really a model file at all", fp);
   fclose(fp);
   char *argv[] = {(char *)bin(), "--model", model, "--listen", ep, NULL};
-  struct child c;
-  CHECK_EQ_INT(spawn(&c, argv), 0);
-  read_stderr(&c, 10000);
-  int st = wait_exit(&c, 10000);
+  struct test_proc c;
+  CHECK_EQ_INT(test_proc_spawn(&c, argv), 0);
+  test_proc_drain(&c, 10000);
+  int st = test_proc_wait_exit(&c, 10000);
   unlink(model);
   rmdir(dir);
   CHECK(st != 0 && st != -1);
@@ -148,10 +82,10 @@ TEST(address_in_use_exits_nonzero) {
   CHECK_EQ_INT(bind(ls, (struct sockaddr *)&sa, sizeof sa), 0);
   CHECK_EQ_INT(listen(ls, 4), 0);
   char *argv[] = {(char *)bin(), "--model", model, "--listen", ep, NULL};
-  struct child c;
-  CHECK_EQ_INT(spawn(&c, argv), 0);
-  read_stderr(&c, 10000);
-  int st = wait_exit(&c, 10000);
+  struct test_proc c;
+  CHECK_EQ_INT(test_proc_spawn(&c, argv), 0);
+  test_proc_drain(&c, 10000);
+  int st = test_proc_wait_exit(&c, 10000);
   close(ls);
   unlink(path);
   rmdir(dir);
@@ -169,9 +103,9 @@ TEST(sigterm_answers_inflight_step_then_exits_zero) {
   /* A 10 s batch window without eager batching: the Step stays queued until SIGTERM. */
   char *argv[] = {(char *)bin(), "--model", model, "--listen", ep, "--threads", "1",
                   "--batch-window-us", "10000000", "--no-batch-eager", NULL};
-  struct child c;
-  CHECK_EQ_INT(spawn(&c, argv), 0);
-  CHECK(wait_stderr(&c, "worker ready", 10000));
+  struct test_proc c;
+  CHECK_EQ_INT(test_proc_spawn(&c, argv), 0);
+  CHECK(test_proc_wait_log(&c, "worker ready", NULL, 10000));
   void *z = zmq_ctx_new();
   struct wclient a;
   CHECK_EQ_INT(wc_open(&a, z, ep, "tenant-t", "r0", 1, 0, 1 << 20), 0);
@@ -219,8 +153,8 @@ TEST(sigterm_answers_inflight_step_then_exits_zero) {
   CHECK(got_notice);
   wc_close(&a);
   zmq_ctx_term(z);
-  read_stderr(&c, 10000);
-  CHECK_EQ_INT(wait_exit(&c, 10000), 0);
+  test_proc_drain(&c, 10000);
+  CHECK_EQ_INT(test_proc_wait_exit(&c, 10000), 0);
   CHECK_STR_CONTAINS(c.out, "worker stopped");
   char p[160];
   snprintf(p, sizeof p, "%s/w.sock", dir);
