@@ -122,6 +122,17 @@ static inline const char *realm_test_models_dir(void) {
   return d ? d : "../shared/models";
 }
 
+/* Largest |a[i] - b[i]| over n floats; a NaN on either side counts as 1e30, so a CHECK_NEAR
+ * against it fails instead of passing on a NaN comparison. */
+static inline double realm_test_max_abs_diff(const float *a, const float *b, size_t n) {
+  double m = 0;
+  for (size_t i = 0; i < n; i++) {
+    double d = fabs((double)a[i] - b[i]);
+    if (d > m || d != d) m = d != d ? 1e30 : d;
+  }
+  return m;
+}
+
 int main(int argc, char **argv) {
   (void)argc;
   (void)argv;

@@ -133,41 +133,9 @@ static int free_tcp_port(void) {
 static int step_once(struct wclient *c, const int32_t *toks, uint32_t n, float *out) {
   uint64_t sid = wc_session_open(c, 0, NULL);
   if (!sid) return -1;
-  Realm__V1__StepEntry e;
-  realm__v1__step_entry__init(&e);
-  e.session_id = sid;
-  e.n_tokens = n;
-  e.n_logits = 1;
-  if (c->shm) {
-    memcpy(c->base, toks, sizeof(int32_t) * n);
-    e.tokens_offset = 0;
-    e.logits_offset = 4096;
-  } else {
-    e.n_tokens_inline = n;
-    e.tokens_inline = (int32_t *)toks;
-  }
-  Realm__V1__StepEntry *ep = &e;
-  Realm__V1__Step st;
-  realm__v1__step__init(&st);
-  st.n_entries = 1;
-  st.entries = &ep;
-  Realm__V1__WorkerRequest req;
-  realm__v1__worker_request__init(&req);
-  req.body_case = REALM__V1__WORKER_REQUEST__BODY_STEP;
-  req.step = &st;
-  Realm__V1__WorkerReply *r = wc_call(c, &req);
-  int rc = -1;
-  if (r && r->body_case == REALM__V1__WORKER_REPLY__BODY_STEP && r->step->n_results == 1 &&
-      !r->step->results[0]->error) {
-    size_t bytes = sizeof(float) * c->vocab;
-    if (c->shm) {
-      memcpy(out, c->base + 4096, bytes);
-      rc = 0;
-    } else if (r->step->results[0]->logits_inline.len == bytes) {
-      memcpy(out, r->step->results[0]->logits_inline.data, bytes);
-      rc = 0;
-    }
-  }
+  int rid = wc_send_step1(c, sid, toks, n, 1, 0, 4096);
+  Realm__V1__WorkerReply *r = rid < 0 ? NULL : wc_recv_reply(c, (uint64_t)rid);
+  int rc = wc_step_logits(c, r, 4096, out) == 0 ? 0 : -1;
   realm_frame_msg_free(r ? &r->base : NULL);
   return rc;
 }
@@ -194,15 +162,6 @@ static int reference_logits(const char *model, const int32_t *toks, uint32_t n, 
   engine_model_free(m);
   gguf_close(f);
   return rc;
-}
-
-static double max_diff(const float *a, const float *b, size_t n) {
-  double m = 0;
-  for (size_t i = 0; i < n; i++) {
-    double d = fabs((double)a[i] - b[i]);
-    if (d > m || d != d) m = d != d ? 1e30 : d;
-  }
-  return m;
 }
 
 TEST(jailed_worker_serves_connections_made_after_the_jail) {
@@ -236,14 +195,14 @@ TEST(jailed_worker_serves_connections_made_after_the_jail) {
   CHECK_EQ_INT(step_once(&b, toks_b, 3, lb), 0);
   CHECK_EQ_INT(reference_logits(s.model, toks_a, 4, ea), 0);
   CHECK_EQ_INT(reference_logits(s.model, toks_b, 3, eb), 0);
-  CHECK_NEAR(max_diff(la, ea, a.vocab), 0, TOL);
-  CHECK_NEAR(max_diff(lb, eb, a.vocab), 0, TOL);
+  CHECK_NEAR(realm_test_max_abs_diff(la, ea, a.vocab), 0, TOL);
+  CHECK_NEAR(realm_test_max_abs_diff(lb, eb, a.vocab), 0, TOL);
   /* A third connection replacing the first (same replica): a second region handed over. */
   wc_close(&a);
   CHECK_EQ_INT(wc_open(&a, z, s.ep, "tenant-a", "r0", 1, 0, 1 << 20), 0);
   CHECK(a.shm != NULL);
   CHECK_EQ_INT(step_once(&a, toks_a, 4, la), 0);
-  CHECK_NEAR(max_diff(la, ea, a.vocab), 0, TOL);
+  CHECK_NEAR(realm_test_max_abs_diff(la, ea, a.vocab), 0, TOL);
   wc_close(&a);
   wc_close(&b);
   zmq_ctx_term(z);

@@ -108,68 +108,6 @@ static int ref_step(struct ref *r, struct kv_seq *seq, const int32_t *toks, uint
   return engine_forward(r->e, &b, logits, err, sizeof err);
 }
 
-static double max_diff(const float *a, const float *b, size_t n) {
-  double m = 0;
-  for (size_t i = 0; i < n; i++) {
-    double d = fabs((double)a[i] - b[i]);
-    if (d > m || d != d) m = d != d ? 1e30 : d;
-  }
-  return m;
-}
-
-/* ---- request builders ---- */
-
-/* A one-entry Step: tokens via shm (offset tok_off) or inline; logits at log_off. */
-static int send_step1(struct wclient *c, uint64_t sid, const int32_t *toks, uint32_t n,
-                      uint32_t n_logits, uint64_t tok_off, uint64_t log_off) {
-  Realm__V1__StepEntry e;
-  realm__v1__step_entry__init(&e);
-  e.session_id = sid;
-  e.n_tokens = n;
-  e.n_logits = n_logits;
-  if (c->shm) {
-    memcpy(c->base + tok_off, toks, sizeof(int32_t) * n);
-    e.tokens_offset = tok_off;
-    e.logits_offset = log_off;
-  } else {
-    e.n_tokens_inline = n;
-    e.tokens_inline = (int32_t *)toks;
-  }
-  Realm__V1__StepEntry *ep = &e;
-  Realm__V1__Step st;
-  realm__v1__step__init(&st);
-  st.n_entries = 1;
-  st.entries = &ep;
-  Realm__V1__WorkerRequest req;
-  realm__v1__worker_request__init(&req);
-  req.body_case = REALM__V1__WORKER_REQUEST__BODY_STEP;
-  req.step = &st;
-  return wc_send(c, &req) < 0 ? -1 : (int)req.request_id;
-}
-
-/* Logits of entry 0 of a StepReply into out (V floats); returns the entry's error code. */
-static int step_logits(struct wclient *c, const Realm__V1__WorkerReply *r, uint64_t log_off,
-                       float *out) {
-  if (!r || r->body_case != REALM__V1__WORKER_REPLY__BODY_STEP) return wc_reply_code(r) ? wc_reply_code(r) : REALM_E_INTERNAL;
-  if (r->step->n_results < 1) return REALM_E_INTERNAL;
-  const Realm__V1__StepResult *res = r->step->results[0];
-  if (res->error) return realm_proto_error_code(res->error);
-  if (c->shm) memcpy(out, c->base + log_off, sizeof(float) * c->vocab);
-  else if (res->logits_inline.len == sizeof(float) * c->vocab)
-    memcpy(out, res->logits_inline.data, sizeof(float) * c->vocab);
-  else return REALM_E_INTERNAL;
-  return 0;
-}
-
-static Realm__V1__WorkerReply *recv_id(struct wclient *c, uint64_t rid) {
-  for (int i = 0; i < 64; i++) {
-    Realm__V1__WorkerReply *r = wc_recv(c, 10000);
-    if (!r || r->request_id == rid) return r;
-    realm_frame_msg_free(&r->base);
-  }
-  return NULL;
-}
-
 /* ---- tests ---- */
 
 TEST(two_tenants_interleaved_logits_match_engine) {
@@ -198,21 +136,22 @@ TEST(two_tenants_interleaved_logits_match_engine) {
   uint32_t na = 5, nb = 3;
   int32_t da, db;
   for (int round = 0; round < 4; round++) {
-    int ida = send_step1(&a, sa, ta, na, 1, 0, 4096);
-    int idb = send_step1(&b, sb, tb, nb, 1, 0, 0);
+    int ida = wc_send_step1(&a, sa, ta, na, 1, 0, 4096);
+    int idb = wc_send_step1(&b, sb, tb, nb, 1, 0, 0);
     CHECK(ida > 0 && idb > 0);
-    Realm__V1__WorkerReply *rpa = recv_id(&a, (uint64_t)ida), *rpb = recv_id(&b, (uint64_t)idb);
-    CHECK_EQ_INT(step_logits(&a, rpa, 4096, la), 0);
-    CHECK_EQ_INT(step_logits(&b, rpb, 0, lb), 0);
+    Realm__V1__WorkerReply *rpa = wc_recv_reply(&a, (uint64_t)ida);
+    Realm__V1__WorkerReply *rpb = wc_recv_reply(&b, (uint64_t)idb);
+    CHECK_EQ_INT(wc_step_logits(&a, rpa, 4096, la), 0);
+    CHECK_EQ_INT(wc_step_logits(&b, rpb, 0, lb), 0);
     CHECK_EQ_INT(rpa->step->results[0]->n_past, kv_seq_len(ra) + na);
     realm_frame_msg_free(&rpa->base);
     realm_frame_msg_free(&rpb->base);
     CHECK_EQ_INT(ref_step(&r, ra, ta, na, ea), 0);
     CHECK_EQ_INT(ref_step(&r, rb, tb, nb, eb), 0);
-    CHECK_NEAR(max_diff(la, ea, V), 0, TOL);
-    CHECK_NEAR(max_diff(lb, eb, V), 0, TOL);
+    CHECK_NEAR(realm_test_max_abs_diff(la, ea, V), 0, TOL);
+    CHECK_NEAR(realm_test_max_abs_diff(lb, eb, V), 0, TOL);
     /* The two tenants' logits differ: nobody got the other's row. */
-    CHECK(max_diff(la, lb, V) > 1e-3);
+    CHECK(realm_test_max_abs_diff(la, lb, V) > 1e-3);
     /* next: one decode token each (fixed, different per tenant) */
     da = 300 + round, db = 400 + round;
     ta = &da, tb = &db, na = nb = 1;
@@ -254,16 +193,16 @@ TEST(other_connections_session_is_not_found) {
   CHECK(sa != 0 && sb != 0);
   /* Per-connection ids: B's first session has the same number as A's — still not A's. */
   int32_t t[] = {1, 5, 6};
-  int id = send_step1(&a, sa, t, 3, 1, 0, 4096);
-  Realm__V1__WorkerReply *r = recv_id(&a, (uint64_t)id);
+  int id = wc_send_step1(&a, sa, t, 3, 1, 0, 4096);
+  Realm__V1__WorkerReply *r = wc_recv_reply(&a, (uint64_t)id);
   float *l = malloc(sizeof(float) * a.vocab);
-  CHECK_EQ_INT(step_logits(&a, r, 4096, l), 0);
+  CHECK_EQ_INT(wc_step_logits(&a, r, 4096, l), 0);
   realm_frame_msg_free(&r->base);
   /* B names an id it never opened (A's second would-be id, and a made-up one). */
   uint64_t foreign[] = {sa + 1 + (1ull << 32), 0xdeadbeefULL, (2ull << 32) | 1};
   for (int k = 0; k < 3; k++) {
-    id = send_step1(&b, foreign[k], t, 3, 1, 0, 0);
-    r = recv_id(&b, (uint64_t)id);
+    id = wc_send_step1(&b, foreign[k], t, 3, 1, 0, 0);
+    r = wc_recv_reply(&b, (uint64_t)id);
     CHECK(r && r->body_case == REALM__V1__WORKER_REPLY__BODY_STEP);
     CHECK(r->step->results[0]->error != NULL);
     CHECK_EQ_INT(realm_proto_error_code(r->step->results[0]->error), REALM_E_NOT_FOUND);
@@ -299,12 +238,13 @@ TEST(other_connections_session_is_not_found) {
   CHECK_EQ_INT(wc_reply_code(r), REALM_E_NOT_FOUND);
   realm_frame_msg_free(&r->base);
   /* B's own session still serves B. */
-  id = send_step1(&b, sb, t, 3, 1, 0, 0);
-  r = recv_id(&b, (uint64_t)id);
+  id = wc_send_step1(&b, sb, t, 3, 1, 0, 0);
+  r = wc_recv_reply(&b, (uint64_t)id);
   float *lb = malloc(sizeof(float) * b.vocab);
-  CHECK_EQ_INT(step_logits(&b, r, 0, lb), 0);
+  CHECK_EQ_INT(wc_step_logits(&b, r, 0, lb), 0);
   realm_frame_msg_free(&r->base);
-  CHECK_NEAR(max_diff(l, lb, b.vocab), 0, TOL); /* same tokens, same logits, own sessions */
+  /* same tokens, same logits, own sessions */
+  CHECK_NEAR(realm_test_max_abs_diff(l, lb, b.vocab), 0, TOL);
   free(l);
   free(lb);
   wc_close(&a);
@@ -328,18 +268,18 @@ TEST(kv_quota_refuses_sessions_and_steps) {
   CHECK(s1 != 0);
   int32_t t[32];
   for (int i = 0; i < 32; i++) t[i] = 1 + i;
-  int id = send_step1(&a, s1, t, 32, 1, 0, 0);
-  Realm__V1__WorkerReply *r = recv_id(&a, (uint64_t)id);
+  int id = wc_send_step1(&a, s1, t, 32, 1, 0, 0);
+  Realm__V1__WorkerReply *r = wc_recv_reply(&a, (uint64_t)id);
   float *l = malloc(sizeof(float) * a.vocab);
-  CHECK_EQ_INT(step_logits(&a, r, 0, l), 0);
+  CHECK_EQ_INT(wc_step_logits(&a, r, 0, l), 0);
   realm_frame_msg_free(&r->base);
   /* All pages held: a second session is refused. */
   CHECK_EQ_INT(wc_session_open(&a, 0, &code), 0);
   CHECK_EQ_INT(code, REALM_E_QUOTA);
   /* Growing past the granted length fails that entry and leaves the session as it was. */
-  id = send_step1(&a, s1, t, 1, 1, 0, 0);
-  r = recv_id(&a, (uint64_t)id);
-  CHECK_EQ_INT(step_logits(&a, r, 0, l), REALM_E_OUT_OF_RANGE);
+  id = wc_send_step1(&a, s1, t, 1, 1, 0, 0);
+  r = wc_recv_reply(&a, (uint64_t)id);
+  CHECK_EQ_INT(wc_step_logits(&a, r, 0, l), REALM_E_OUT_OF_RANGE);
   CHECK_EQ_INT(r->step->results[0]->n_past, 32);
   realm_frame_msg_free(&r->base);
   /* Closing gives the pages back. */
@@ -356,8 +296,8 @@ TEST(kv_quota_refuses_sessions_and_steps) {
   uint64_t s2 = wc_session_open(&a, 20, &code);
   CHECK(s2 != 0);
   /* A 20-token session whose step needs a third page would be out of range first; fill 20. */
-  id = send_step1(&a, s2, t, 20, 0, 0, 0);
-  r = recv_id(&a, (uint64_t)id);
+  id = wc_send_step1(&a, s2, t, 20, 0, 0, 0);
+  r = wc_recv_reply(&a, (uint64_t)id);
   CHECK(r && r->body_case == REALM__V1__WORKER_REPLY__BODY_STEP);
   CHECK(r->step->results[0]->error == NULL);
   CHECK_EQ_INT(r->step->results[0]->n_past, 20);
@@ -460,9 +400,9 @@ TEST(matmul_and_attention_reproduce_step_logits) {
   const float eps = a.rms_eps;
   int32_t toks[3] = {1, 403, 407};
   float *step_l = malloc(sizeof(float) * V), *op_l = malloc(sizeof(float) * V);
-  int id = send_step1(&a, s1, toks, 3, 1, 0, 4096);
-  Realm__V1__WorkerReply *rp = recv_id(&a, (uint64_t)id);
-  CHECK_EQ_INT(step_logits(&a, rp, 4096, step_l), 0);
+  int id = wc_send_step1(&a, s1, toks, 3, 1, 0, 4096);
+  Realm__V1__WorkerReply *rp = wc_recv_reply(&a, (uint64_t)id);
+  CHECK_EQ_INT(wc_step_logits(&a, rp, 4096, step_l), 0);
   realm_frame_msg_free(&rp->base);
 
   /* The same three tokens through ops. */
@@ -502,20 +442,20 @@ TEST(matmul_and_attention_reproduce_step_logits) {
   CHECK_EQ_INT(wc_get_rows(&a, "output_norm.weight", &row0, 1, gain, D), 0);
   rmsnorm(x + (T - 1) * D, gain, 1, D, eps, xb);
   CHECK_EQ_INT(wc_matmul(&a, "output.weight", xb, 1, D, op_l, V), 0);
-  CHECK_NEAR(max_diff(step_l, op_l, V), 0, TOL);
+  CHECK_NEAR(realm_test_max_abs_diff(step_l, op_l, V), 0, TOL);
 
   /* And the session the ops filled continues like the Step's session: one decode step each. */
   int32_t next = 300;
-  id = send_step1(&a, s1, &next, 1, 1, 0, 4096);
-  rp = recv_id(&a, (uint64_t)id);
-  CHECK_EQ_INT(step_logits(&a, rp, 4096, step_l), 0);
+  id = wc_send_step1(&a, s1, &next, 1, 1, 0, 4096);
+  rp = wc_recv_reply(&a, (uint64_t)id);
+  CHECK_EQ_INT(wc_step_logits(&a, rp, 4096, step_l), 0);
   realm_frame_msg_free(&rp->base);
-  id = send_step1(&a, s2, &next, 1, 1, 0, 4096);
-  rp = recv_id(&a, (uint64_t)id);
-  CHECK_EQ_INT(step_logits(&a, rp, 4096, op_l), 0);
+  id = wc_send_step1(&a, s2, &next, 1, 1, 0, 4096);
+  rp = wc_recv_reply(&a, (uint64_t)id);
+  CHECK_EQ_INT(wc_step_logits(&a, rp, 4096, op_l), 0);
   CHECK_EQ_INT(rp->step->results[0]->n_past, 4);
   realm_frame_msg_free(&rp->base);
-  CHECK_NEAR(max_diff(step_l, op_l, V), 0, TOL);
+  CHECK_NEAR(realm_test_max_abs_diff(step_l, op_l, V), 0, TOL);
 
   /* Errors: unknown tensor, a norm, a bad layer; GetRows out of the tensor. */
   CHECK_EQ_INT(wc_matmul(&a, "blk.99.attn_q.weight", xb, 1, D, op_l, D), REALM_E_NOT_FOUND);
@@ -570,10 +510,10 @@ TEST(weight_access_is_refused_unless_the_operator_allows_it) {
   uint64_t sa = wc_session_open(&a, 0, NULL);
   CHECK(sa);
   int32_t toks[2] = {1, 403};
-  int id = send_step1(&a, sa, toks, 2, 1, 0, 4096);
-  Realm__V1__WorkerReply *rp = recv_id(&a, (uint64_t)id);
+  int id = wc_send_step1(&a, sa, toks, 2, 1, 0, 4096);
+  Realm__V1__WorkerReply *rp = wc_recv_reply(&a, (uint64_t)id);
   float *l = malloc(sizeof(float) * a.vocab);
-  CHECK_EQ_INT(step_logits(&a, rp, 4096, l), 0);
+  CHECK_EQ_INT(wc_step_logits(&a, rp, 4096, l), 0);
   realm_frame_msg_free(&rp->base);
   const uint32_t KV = D / a.n_head * a.n_head_kv;
   float *q = calloc(D, 4), *k = calloc(KV, 4), *v = calloc(KV, 4), *o = calloc(D, 4);
@@ -737,12 +677,12 @@ TEST(malformed_messages_get_errors_and_others_keep_being_served) {
   CHECK_EQ_INT(kv_seq_open(engine_kv(rf.e), NULL, &rs), 0);
   int32_t t[] = {1, 403, 407};
   float *l = malloc(sizeof(float) * good.vocab), *el = malloc(sizeof(float) * good.vocab);
-  int id = send_step1(&good, sg, t, 3, 1, 0, 0);
-  r = recv_id(&good, (uint64_t)id);
-  CHECK_EQ_INT(step_logits(&good, r, 0, l), 0);
+  int id = wc_send_step1(&good, sg, t, 3, 1, 0, 0);
+  r = wc_recv_reply(&good, (uint64_t)id);
+  CHECK_EQ_INT(wc_step_logits(&good, r, 0, l), 0);
   realm_frame_msg_free(&r->base);
   CHECK_EQ_INT(ref_step(&rf, rs, t, 3, el), 0);
-  CHECK_NEAR(max_diff(l, el, good.vocab), 0, TOL);
+  CHECK_NEAR(realm_test_max_abs_diff(l, el, good.vocab), 0, TOL);
   kv_seq_close(engine_kv(rf.e), rs);
   ref_close(&rf);
   free(l);
@@ -813,8 +753,8 @@ TEST(flooding_tenant_cannot_starve_another) {
   uint64_t flood_id = req.request_id;
   /* B runs STEPS_B prompts of 96 tokens, one at a time. */
   for (int s = 0; s < STEPS_B; s++) {
-    int id = send_step1(&b, sb, toks + s * PROMPT_B, PROMPT_B, 1, 0, 0);
-    Realm__V1__WorkerReply *r = recv_id(&b, (uint64_t)id);
+    int id = wc_send_step1(&b, sb, toks + s * PROMPT_B, PROMPT_B, 1, 0, 0);
+    Realm__V1__WorkerReply *r = wc_recv_reply(&b, (uint64_t)id);
     CHECK(r && r->body_case == REALM__V1__WORKER_REPLY__BODY_STEP);
     CHECK(r->step->results[0]->error == NULL);
     realm_frame_msg_free(&r->base);
@@ -828,7 +768,7 @@ TEST(flooding_tenant_cannot_starve_another) {
   CHECK(ta < (uint64_t)NA * PROMPT_A); /* A was still backlogged the whole time */
   CHECK(share >= (1.0 / 3) / 2 && share <= (1.0 / 3) * 2);
   /* The flood completes too, each entry with its logits. */
-  Realm__V1__WorkerReply *r = recv_id(&a, flood_id);
+  Realm__V1__WorkerReply *r = wc_recv_reply(&a, flood_id);
   CHECK(r && r->body_case == REALM__V1__WORKER_REPLY__BODY_STEP);
   CHECK_EQ_INT(r->step->n_results, NA);
   for (int i = 0; i < NA; i++) CHECK_EQ_INT(r->step->results[i]->n_past, PROMPT_A);
@@ -879,10 +819,10 @@ TEST(idle_connections_are_dropped_and_their_sessions_freed) {
   CHECK(sh);
   int32_t t[20];
   for (int i = 0; i < 20; i++) t[i] = 1 + i;
-  int id = send_step1(&holder, sh, t, 20, 1, 0, 0);
-  Realm__V1__WorkerReply *r = recv_id(&holder, (uint64_t)id);
+  int id = wc_send_step1(&holder, sh, t, 20, 1, 0, 0);
+  Realm__V1__WorkerReply *r = wc_recv_reply(&holder, (uint64_t)id);
   float *l = malloc(sizeof(float) * holder.vocab);
-  CHECK_EQ_INT(step_logits(&holder, r, 0, l), 0);
+  CHECK_EQ_INT(wc_step_logits(&holder, r, 0, l), 0);
   realm_frame_msg_free(&r->base);
   CHECK_EQ_INT(wc_open(&obs, f.zctx, f.endpoint, "tenant-obs", "r0", 1, 0, 0), 0);
   /* States: 3 connections → 2 (quiet gone, holder's pages still held) → 1 (pages freed). */
@@ -907,8 +847,8 @@ TEST(idle_connections_are_dropped_and_their_sessions_freed) {
   r = wc_call(&quiet, &req);
   CHECK_EQ_INT(wc_reply_code(r), REALM_E_UNAVAILABLE);
   realm_frame_msg_free(&r->base);
-  id = send_step1(&holder, sh, t, 1, 1, 0, 0);
-  r = recv_id(&holder, (uint64_t)id);
+  id = wc_send_step1(&holder, sh, t, 1, 1, 0, 0);
+  r = wc_recv_reply(&holder, (uint64_t)id);
   CHECK_EQ_INT(wc_reply_code(r), REALM_E_UNAVAILABLE);
   realm_frame_msg_free(&r->base);
   free(l);
@@ -936,8 +876,8 @@ TEST(backend_failure_fails_everything_unavailable_and_stops) {
   CHECK(sa && sb);
   worker_inject_backend_failure(f.w);
   int32_t t[] = {1, 403, 407};
-  int ida = send_step1(&a, sa, t, 3, 1, 0, 4096);
-  int idb = send_step1(&b, sb, t, 3, 1, 0, 0);
+  int ida = wc_send_step1(&a, sa, t, 3, 1, 0, 4096);
+  int idb = wc_send_step1(&b, sb, t, 3, 1, 0, 0);
   CHECK(ida > 0 && idb > 0);
   struct wclient *cs[] = {&a, &b};
   int ids[] = {ida, idb};

@@ -111,24 +111,9 @@ TEST(sigterm_answers_inflight_step_then_exits_zero) {
   CHECK_EQ_INT(wc_open(&a, z, ep, "tenant-t", "r0", 1, 0, 1 << 20), 0);
   uint64_t s = wc_session_open(&a, 0, NULL);
   CHECK(s);
-  ((int32_t *)a.base)[0] = 1;
-  Realm__V1__StepEntry e;
-  realm__v1__step_entry__init(&e);
-  e.session_id = s;
-  e.n_tokens = 1;
-  e.n_logits = 1;
-  e.logits_offset = 4096;
-  Realm__V1__StepEntry *ep1 = &e;
-  Realm__V1__Step st;
-  realm__v1__step__init(&st);
-  st.n_entries = 1;
-  st.entries = &ep1;
-  Realm__V1__WorkerRequest req;
-  realm__v1__worker_request__init(&req);
-  req.body_case = REALM__V1__WORKER_REQUEST__BODY_STEP;
-  req.step = &st;
-  CHECK_EQ_INT(wc_send(&a, &req), 0);
-  uint64_t step_id = req.request_id;
+  const int32_t bos = 1;
+  int step_id = wc_send_step1(&a, s, &bos, 1, 1, 0, 4096);
+  CHECK(step_id > 0);
   /* A Stats round trip proves the worker has the Step (same connection, in order). */
   Realm__V1__StatsRequest sq;
   realm__v1__stats_request__init(&sq);
@@ -145,7 +130,8 @@ TEST(sigterm_answers_inflight_step_then_exits_zero) {
   for (int i = 0; i < 4 && !(got_step && got_notice); i++) {
     r = wc_recv(&a, 10000);
     if (!r) break;
-    if (r->request_id == step_id && wc_reply_code(r) == REALM_E_SHUTTING_DOWN) got_step = true;
+    if (r->request_id == (uint64_t)step_id && wc_reply_code(r) == REALM_E_SHUTTING_DOWN)
+      got_step = true;
     if (r->request_id == 0 && wc_reply_code(r) == REALM_E_SHUTTING_DOWN) got_notice = true;
     realm_frame_msg_free(&r->base);
   }

@@ -59,16 +59,22 @@ static inline int wc_send(struct wclient *c, Realm__V1__WorkerRequest *req) {
                         sizeof c->err);
 }
 
-/* Sends req and waits (10 s at most) for its reply. */
-static inline Realm__V1__WorkerReply *wc_call(struct wclient *c, Realm__V1__WorkerRequest *req) {
-  if (wc_send(c, req) < 0) return NULL;
+/* Waits (10 s at most per message) for the reply to request rid, skipping up to 64 others
+ * (stray notices, replies to earlier requests); returns it or NULL. */
+static inline Realm__V1__WorkerReply *wc_recv_reply(struct wclient *c, uint64_t rid) {
   for (int i = 0; i < 64; i++) {
     Realm__V1__WorkerReply *r = wc_recv(c, 10000);
     if (!r) return NULL;
-    if (r->request_id == req->request_id) return r;
-    realm_frame_msg_free(&r->base); /* a stray notice: skip */
+    if (r->request_id == rid) return r;
+    realm_frame_msg_free(&r->base);
   }
   return NULL;
+}
+
+/* Sends req and waits (10 s at most) for its reply. */
+static inline Realm__V1__WorkerReply *wc_call(struct wclient *c, Realm__V1__WorkerRequest *req) {
+  if (wc_send(c, req) < 0) return NULL;
+  return wc_recv_reply(c, req->request_id);
 }
 
 /* Fetches the memfd for a HelloReply over the side socket. */
@@ -210,6 +216,53 @@ static inline int wc_get_rows(struct wclient *c, const char *tensor, const int32
 static inline int wc_reply_code(const Realm__V1__WorkerReply *r) {
   if (!r) return REALM_E_TIMEOUT;
   return r->body_case == REALM__V1__WORKER_REPLY__BODY_ERROR ? realm_proto_error_code(r->error) : 0;
+}
+
+/* Sends a one-entry Step on session sid: n tokens, n_logits rows of logits wanted. In shm
+ * mode the tokens are copied to shm offset tok_off and the logits land at log_off; inline
+ * mode sends the tokens in the message. Returns the request id, or -1. */
+static inline int wc_send_step1(struct wclient *c, uint64_t sid, const int32_t *toks, uint32_t n,
+                                uint32_t n_logits, uint64_t tok_off, uint64_t log_off) {
+  Realm__V1__StepEntry e;
+  realm__v1__step_entry__init(&e);
+  e.session_id = sid;
+  e.n_tokens = n;
+  e.n_logits = n_logits;
+  if (c->shm) {
+    memcpy(c->base + tok_off, toks, sizeof(int32_t) * n);
+    e.tokens_offset = tok_off;
+    e.logits_offset = log_off;
+  } else {
+    e.n_tokens_inline = n;
+    e.tokens_inline = (int32_t *)toks;
+  }
+  Realm__V1__StepEntry *ep = &e;
+  Realm__V1__Step st;
+  realm__v1__step__init(&st);
+  st.n_entries = 1;
+  st.entries = &ep;
+  Realm__V1__WorkerRequest req;
+  realm__v1__worker_request__init(&req);
+  req.body_case = REALM__V1__WORKER_REQUEST__BODY_STEP;
+  req.step = &st;
+  return wc_send(c, &req) < 0 ? -1 : (int)req.request_id;
+}
+
+/* The logits of entry 0 of a StepReply (one row of c->vocab floats, read from shm offset
+ * log_off in shm mode) into out; returns 0 or the error code (the entry's, the reply's, or
+ * REALM_E_INTERNAL for a malformed reply). */
+static inline int wc_step_logits(struct wclient *c, const Realm__V1__WorkerReply *r,
+                                 uint64_t log_off, float *out) {
+  if (!r || r->body_case != REALM__V1__WORKER_REPLY__BODY_STEP)
+    return wc_reply_code(r) ? wc_reply_code(r) : REALM_E_INTERNAL;
+  if (r->step->n_results < 1) return REALM_E_INTERNAL;
+  const Realm__V1__StepResult *res = r->step->results[0];
+  if (res->error) return realm_proto_error_code(res->error);
+  size_t bytes = sizeof(float) * c->vocab;
+  if (c->shm) memcpy(out, c->base + log_off, bytes);
+  else if (res->logits_inline.len == bytes) memcpy(out, res->logits_inline.data, bytes);
+  else return REALM_E_INTERNAL;
+  return 0;
 }
 
 #endif /* REALM_TEST_WCLIENT_H */
