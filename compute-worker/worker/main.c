@@ -18,13 +18,15 @@
  * makes the process attempt a forbidden syscall (openat, execve, socket) right after the jail,
  * to prove the jail kills it with SIGSYS.
  */
-#include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
-#include <sys/socket.h>
 #include <unistd.h>
 
+#ifdef REALM_WORKER_TEST_HOOKS
+#define REALM_DAEMON_TEST_HOOKS /* realm_daemon_test_escape() */
+#endif
+#include "realm/daemon.h"
 #include "realm/error.h"
 #include "realm/log.h"
 #include "worker.h"
@@ -48,24 +50,6 @@ static const char *take_test_escape(int *argc, char **argv) {
       return what;
     }
   return "";
-}
-
-/* Attempts the forbidden syscall named by WHAT: never returns when the jail works. Raw
- * attempts, so the call cannot be satisfied from a libc cache. */
-static void test_escape(const char *what) {
-  realm_log_warn("TEST HOOK: attempting a forbidden syscall", RLOG_STR("syscall", what));
-  if (strcmp(what, "openat") == 0) {
-    int fd = openat(AT_FDCWD, "/etc/hostname", O_RDONLY | O_CLOEXEC);
-    realm_log_error("TEST HOOK: openat was not stopped", RLOG_INT("fd", fd));
-  } else if (strcmp(what, "execve") == 0) {
-    char *const argv[] = {"/bin/true", NULL};
-    execve("/bin/true", argv, NULL);
-    realm_log_error("TEST HOOK: execve was not stopped");
-  } else if (strcmp(what, "socket") == 0) {
-    int fd = socket(AF_UNIX, SOCK_STREAM, 0);
-    realm_log_error("TEST HOOK: socket was not stopped", RLOG_INT("fd", fd));
-  }
-  _exit(3);
 }
 #endif
 
@@ -101,12 +85,7 @@ int main(int argc, char **argv) {
     return 1;
   }
   g_worker = w;
-  struct sigaction sa;
-  memset(&sa, 0, sizeof sa);
-  sa.sa_handler = on_stop_signal;
-  sigemptyset(&sa.sa_mask);
-  sigaction(SIGTERM, &sa, NULL);
-  sigaction(SIGINT, &sa, NULL);
+  realm_daemon_catch_stop_signals(on_stop_signal);
   bool jailed = false;
   if (cfg.no_jail) {
     realm_log_warn("!!! --no-jail: running WITHOUT the seccomp jail; for debugging only, never "
@@ -127,7 +106,7 @@ int main(int argc, char **argv) {
     realm_log_info("worker jailed", RLOG_STR("policy", "policy-worker.c"));
   }
 #ifdef REALM_WORKER_TEST_HOOKS
-  if (escape[0]) test_escape(escape);
+  if (escape[0]) realm_daemon_test_escape(escape);
 #endif
   rc = worker_run(w);
   g_worker = NULL;

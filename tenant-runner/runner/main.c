@@ -9,15 +9,17 @@
  * tests/security only; the installed realm-runner has no such code) --test-escape makes the
  * jailed process attempt a forbidden syscall, to prove the jail kills it with SIGSYS.
  */
-#include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
 #include <unistd.h>
 
 #include "realm/config.h"
+#ifdef REALM_RUNNER_TEST_HOOKS
+#define REALM_DAEMON_TEST_HOOKS /* realm_daemon_test_escape() */
+#endif
+#include "realm/daemon.h"
 #include "realm/log.h"
 #include "runner.h"
 
@@ -27,26 +29,6 @@ static void on_stop(int sig) {
   (void)sig;
   g_stop = 1;
 }
-
-#ifdef REALM_RUNNER_TEST_HOOKS
-/* Attempts the forbidden syscall named by `what` (after the jail): never returns when the
- * jail works. Raw attempts, so the call cannot be satisfied from a libc cache. */
-static void test_escape(const char *what) {
-  realm_log_warn("TEST HOOK: attempting a forbidden syscall", RLOG_STR("syscall", what));
-  if (strcmp(what, "openat") == 0) {
-    int fd = openat(AT_FDCWD, "/etc/hostname", O_RDONLY | O_CLOEXEC);
-    realm_log_error("TEST HOOK: openat was not stopped", RLOG_INT("fd", fd));
-  } else if (strcmp(what, "execve") == 0) {
-    char *const argv[] = {"/bin/true", NULL};
-    execve("/bin/true", argv, NULL);
-    realm_log_error("TEST HOOK: execve was not stopped");
-  } else if (strcmp(what, "socket") == 0) {
-    int fd = socket(AF_UNIX, SOCK_STREAM, 0);
-    realm_log_error("TEST HOOK: socket was not stopped", RLOG_INT("fd", fd));
-  }
-  _exit(3);
-}
-#endif
 
 int main(int argc, char **argv) {
   struct runner_config cfg;
@@ -150,12 +132,7 @@ int main(int argc, char **argv) {
   snprintf(component, sizeof component, "runner:%s", cfg.tenant_id);
   realm_log_init(component, lv, fmt);
 
-  struct sigaction sa;
-  memset(&sa, 0, sizeof sa);
-  sa.sa_handler = on_stop;
-  sigemptyset(&sa.sa_mask);
-  sigaction(SIGTERM, &sa, NULL);
-  sigaction(SIGINT, &sa, NULL);
+  realm_daemon_catch_stop_signals(on_stop);
   signal(SIGPIPE, SIG_IGN);
 
   struct runner *r = NULL;
@@ -188,7 +165,7 @@ int main(int argc, char **argv) {
     rc = runner_run_until(r, &g_stop, (uint64_t)test_escape_after);
     if (rc == 0 && !g_stop) {
       runner_linger(r, 200); /* let the finished requests' events leave first */
-      test_escape(test_escape_what);
+      realm_daemon_test_escape(test_escape_what);
     }
   }
 #endif
