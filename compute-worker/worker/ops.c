@@ -100,6 +100,41 @@ static bool weight_access_denied(struct worker *w, struct worker_conn *c, uint64
   return true;
 }
 
+/* The inline-size gate of an op's output (a shm connection has no such limit: its range is
+ * checked instead). Replies too_large naming param and returns true when out_bytes cannot
+ * travel inline. */
+static bool inline_output_too_large(struct worker *w, struct worker_conn *c, uint64_t request_id,
+                                    size_t out_bytes, const char *param) {
+  if (c->shm || out_bytes <= REALM_MAX_INLINE_TENSOR_BYTES) return false;
+  char msg[256];
+  snprintf(msg, sizeof msg, "inline output of %zu bytes exceeds %u", out_bytes,
+           REALM_MAX_INLINE_TENSOR_BYTES);
+  worker_reply_error(w, &c->peer, request_id, REALM_E_TOO_LARGE, msg, param);
+  return true;
+}
+
+/* Puts an op's result (bytes at y) where the runner asked for it: into the shared region at
+ * out_shm, or inline through *inl, the reply body's output_inline (y must then live until the
+ * reply is sent). */
+static void place_output(const struct worker_conn *c, void *out_shm, float *y, size_t bytes,
+                         ProtobufCBinaryData *inl) {
+  if (c->shm) {
+    memcpy(out_shm, y, bytes);
+  } else {
+    inl->data = (uint8_t *)y;
+    inl->len = bytes;
+  }
+}
+
+/* A reply to request_id whose body (body_case) the caller sets before sending it. */
+static Realm__V1__WorkerReply op_reply(uint64_t request_id, Realm__V1__WorkerReply__BodyCase body) {
+  Realm__V1__WorkerReply reply;
+  realm__v1__worker_reply__init(&reply);
+  reply.request_id = request_id;
+  reply.body_case = body;
+  return reply;
+}
+
 int ops_shm_range(struct worker_conn *c, const char *field, uint64_t off, uint64_t len,
                   void **ret_ptr, char *msg, size_t msglen) {
   if (!c->shm) {
@@ -225,12 +260,7 @@ void ops_handle_matmul(struct worker *w, struct worker_conn *c, uint64_t request
   }
   size_t n_in = wt->n_in, n_out = wt->n_out, rows = m->n_rows;
   size_t out_bytes = sizeof(float) * rows * n_out, in_bytes = sizeof(float) * rows * n_in;
-  if (!c->shm && out_bytes > REALM_MAX_INLINE_TENSOR_BYTES) {
-    snprintf(msg, sizeof msg, "inline output of %zu bytes exceeds %u", out_bytes,
-             REALM_MAX_INLINE_TENSOR_BYTES);
-    worker_reply_error(w, &c->peer, request_id, REALM_E_TOO_LARGE, msg, "n_rows");
-    return;
-  }
+  if (inline_output_too_large(w, c, request_id, out_bytes, "n_rows")) return;
   void *out_shm = NULL;
   if (c->shm) {
     int rc = ops_shm_range(c, "output_offset", m->output_offset, out_bytes, &out_shm, msg, sizeof msg);
@@ -245,52 +275,36 @@ void ops_handle_matmul(struct worker *w, struct worker_conn *c, uint64_t request
     }
   }
   float *x = malloc(in_bytes), *y = malloc(out_bytes);
-  if (!x || !y) {
-    free(x);
-    free(y);
-    worker_reply_error(w, &c->peer, request_id, REALM_E_NOMEM, "no memory for the matmul", NULL);
-    return;
+  int rc = REALM_E_NOMEM;
+  const char *bad = NULL;
+  snprintf(msg, sizeof msg, "no memory for the matmul");
+  if (x && y) {
+    rc = read_input(c, "input", m->input_offset, &m->input_inline, rows * n_in, x, msg, sizeof msg);
+    if (rc < 0) bad = "input";
   }
-  int rc = read_input(c, "input", m->input_offset, &m->input_inline, rows * n_in, x, msg, sizeof msg);
+  if (rc == 0) {
+    float *dx = dev_buf(w, DEV_A, x, in_bytes, true), *dy = dev_buf(w, DEV_B, y, out_bytes, false);
+    if (!dx || !dy) {
+      rc = REALM_E_NOMEM;
+      snprintf(msg, sizeof msg, "no device memory for the matmul");
+    } else {
+      w->be->ops->matmul(w->be->ctx, wt, dx, (uint32_t)rows, dy);
+      rc = dev_finish(w, y, dy, out_bytes, msg, sizeof msg);
+    }
+  }
   if (rc < 0) {
-    worker_reply_error(w, &c->peer, request_id, rc, msg, "input");
-    free(x);
-    free(y);
-    return;
-  }
-  float *dx = dev_buf(w, DEV_A, x, in_bytes, true), *dy = dev_buf(w, DEV_B, y, out_bytes, false);
-  if (!dx || !dy) {
-    free(x);
-    free(y);
-    worker_reply_error(w, &c->peer, request_id, REALM_E_NOMEM, "no device memory for the matmul",
-                       NULL);
-    return;
-  }
-  w->be->ops->matmul(w->be->ctx, wt, dx, (uint32_t)rows, dy);
-  rc = dev_finish(w, y, dy, out_bytes, msg, sizeof msg);
-  if (rc < 0) {
-    free(x);
-    free(y);
-    worker_reply_error(w, &c->peer, request_id, rc, msg, NULL);
-    return;
-  }
-  Realm__V1__MatmulReply mr;
-  realm__v1__matmul_reply__init(&mr);
-  mr.n_rows = (uint32_t)rows;
-  mr.n_in = (uint32_t)n_in;
-  mr.n_out = (uint32_t)n_out;
-  if (c->shm) {
-    memcpy(out_shm, y, out_bytes);
+    worker_reply_error(w, &c->peer, request_id, rc, msg, bad);
   } else {
-    mr.output_inline.data = (uint8_t *)y;
-    mr.output_inline.len = out_bytes;
+    Realm__V1__MatmulReply mr;
+    realm__v1__matmul_reply__init(&mr);
+    mr.n_rows = (uint32_t)rows;
+    mr.n_in = (uint32_t)n_in;
+    mr.n_out = (uint32_t)n_out;
+    place_output(c, out_shm, y, out_bytes, &mr.output_inline);
+    Realm__V1__WorkerReply reply = op_reply(request_id, REALM__V1__WORKER_REPLY__BODY_MATMUL);
+    reply.matmul = &mr;
+    worker_send_reply(w, &c->peer, &reply);
   }
-  Realm__V1__WorkerReply reply;
-  realm__v1__worker_reply__init(&reply);
-  reply.request_id = request_id;
-  reply.body_case = REALM__V1__WORKER_REPLY__BODY_MATMUL;
-  reply.matmul = &mr;
-  worker_send_reply(w, &c->peer, &reply);
   free(x);
   free(y);
 }
@@ -426,16 +440,8 @@ void ops_handle_attention(struct worker *w, struct worker_conn *c, uint64_t requ
     Realm__V1__AttentionReply ar;
     realm__v1__attention_reply__init(&ar);
     ar.n_tokens = n;
-    if (c->shm) {
-      memcpy(out_shm, out, q_bytes);
-    } else {
-      ar.output_inline.data = (uint8_t *)out;
-      ar.output_inline.len = q_bytes;
-    }
-    Realm__V1__WorkerReply reply;
-    realm__v1__worker_reply__init(&reply);
-    reply.request_id = request_id;
-    reply.body_case = REALM__V1__WORKER_REPLY__BODY_ATTENTION;
+    place_output(c, out_shm, out, q_bytes, &ar.output_inline);
+    Realm__V1__WorkerReply reply = op_reply(request_id, REALM__V1__WORKER_REPLY__BODY_ATTENTION);
     reply.attention = &ar;
     worker_send_reply(w, &c->peer, &reply);
   }
@@ -479,12 +485,7 @@ void ops_handle_get_rows(struct worker *w, struct worker_conn *c, uint64_t reque
       return;
     }
   const size_t rows = m->n_rows, out_bytes = sizeof(float) * rows * n_cols;
-  if (!c->shm && out_bytes > REALM_MAX_INLINE_TENSOR_BYTES) {
-    snprintf(msg, sizeof msg, "inline output of %zu bytes exceeds %u", out_bytes,
-             REALM_MAX_INLINE_TENSOR_BYTES);
-    worker_reply_error(w, &c->peer, request_id, REALM_E_TOO_LARGE, msg, "rows");
-    return;
-  }
+  if (inline_output_too_large(w, c, request_id, out_bytes, "rows")) return;
   void *out_shm = NULL;
   if (c->shm) {
     int rc = ops_shm_range(c, "output_offset", m->output_offset, out_bytes, &out_shm, msg,
@@ -508,16 +509,8 @@ void ops_handle_get_rows(struct worker *w, struct worker_conn *c, uint64_t reque
   realm__v1__get_rows_reply__init(&gr);
   gr.n_rows = (uint32_t)rows;
   gr.n_cols = n_cols;
-  if (c->shm) {
-    memcpy(out_shm, y, out_bytes);
-  } else {
-    gr.output_inline.data = (uint8_t *)y;
-    gr.output_inline.len = out_bytes;
-  }
-  Realm__V1__WorkerReply reply;
-  realm__v1__worker_reply__init(&reply);
-  reply.request_id = request_id;
-  reply.body_case = REALM__V1__WORKER_REPLY__BODY_GET_ROWS;
+  place_output(c, out_shm, y, out_bytes, &gr.output_inline);
+  Realm__V1__WorkerReply reply = op_reply(request_id, REALM__V1__WORKER_REPLY__BODY_GET_ROWS);
   reply.get_rows = &gr;
   worker_send_reply(w, &c->peer, &reply);
   free(y);
