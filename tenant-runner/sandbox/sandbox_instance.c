@@ -602,24 +602,40 @@ uint32_t wasm_rt_grow_memory(wasm_rt_memory_t *m, uint32_t delta) {
   return r;
 }
 
+/* The table limit both table allocators apply, checked before allocating: false (the
+ * instantiating instance told why) when the module's table is over
+ * REALM_GUEST_MAX_TABLE_ELEMS; otherwise *max_elements is clamped to it. */
+static bool table_within_limit(struct sandbox_instance *inst, uint32_t elements,
+                               uint32_t *max_elements) {
+  if (elements > REALM_GUEST_MAX_TABLE_ELEMS) {
+    if (inst)
+      sandbox_import_fail(inst, REALM_E_TOO_LARGE, "module's table has %u elements, limit %u",
+                          elements, (unsigned)REALM_GUEST_MAX_TABLE_ELEMS);
+    return false;
+  }
+  if (*max_elements > REALM_GUEST_MAX_TABLE_ELEMS) *max_elements = REALM_GUEST_MAX_TABLE_ELEMS;
+  return true;
+}
+
+/* After allocating a table of elements: false (size zeroed, the instance told) when the
+ * runtime ran out of memory. */
+static bool table_allocated(struct sandbox_instance *inst, const void *data, uint32_t elements,
+                            uint32_t *size) {
+  if (data || !elements) return true;
+  *size = 0;
+  if (inst) sandbox_import_fail(inst, REALM_E_NOMEM, "out of memory allocating a table");
+  return false;
+}
+
+/* Both allocators leave t a valid (possibly empty) table before trapping, so the instance's
+ * teardown can free it. */
 void wasm_rt_allocate_funcref_table(wasm_rt_funcref_table_t *t, uint32_t elements,
                                     uint32_t max_elements) {
   int prev = sandbox_host_enter();
   struct sandbox_instance *inst = sandbox_g_call.instantiating;
-  if (elements > REALM_GUEST_MAX_TABLE_ELEMS) {
-    sandbox_rt_allocate_funcref_table(t, 0, 0);
-    if (inst)
-      sandbox_import_fail(inst, REALM_E_TOO_LARGE, "module's table has %u elements, limit %u",
-                          elements, (unsigned)REALM_GUEST_MAX_TABLE_ELEMS);
-    wasm_rt_trap(WASM_RT_TRAP_OOB);
-  }
-  if (max_elements > REALM_GUEST_MAX_TABLE_ELEMS) max_elements = REALM_GUEST_MAX_TABLE_ELEMS;
-  sandbox_rt_allocate_funcref_table(t, elements, max_elements);
-  if (!t->data && elements) {
-    t->size = 0;
-    if (inst) sandbox_import_fail(inst, REALM_E_NOMEM, "out of memory allocating a table");
-    wasm_rt_trap(WASM_RT_TRAP_OOB);
-  }
+  bool ok = table_within_limit(inst, elements, &max_elements);
+  sandbox_rt_allocate_funcref_table(t, ok ? elements : 0, ok ? max_elements : 0);
+  if (!ok || !table_allocated(inst, t->data, elements, &t->size)) wasm_rt_trap(WASM_RT_TRAP_OOB);
   sandbox_host_leave(prev);
 }
 
@@ -627,20 +643,9 @@ void wasm_rt_allocate_externref_table(wasm_rt_externref_table_t *t, uint32_t ele
                                       uint32_t max_elements) {
   int prev = sandbox_host_enter();
   struct sandbox_instance *inst = sandbox_g_call.instantiating;
-  if (elements > REALM_GUEST_MAX_TABLE_ELEMS) {
-    sandbox_rt_allocate_externref_table(t, 0, 0);
-    if (inst)
-      sandbox_import_fail(inst, REALM_E_TOO_LARGE, "module's table has %u elements, limit %u",
-                          elements, (unsigned)REALM_GUEST_MAX_TABLE_ELEMS);
-    wasm_rt_trap(WASM_RT_TRAP_OOB);
-  }
-  if (max_elements > REALM_GUEST_MAX_TABLE_ELEMS) max_elements = REALM_GUEST_MAX_TABLE_ELEMS;
-  sandbox_rt_allocate_externref_table(t, elements, max_elements);
-  if (!t->data && elements) {
-    t->size = 0;
-    if (inst) sandbox_import_fail(inst, REALM_E_NOMEM, "out of memory allocating a table");
-    wasm_rt_trap(WASM_RT_TRAP_OOB);
-  }
+  bool ok = table_within_limit(inst, elements, &max_elements);
+  sandbox_rt_allocate_externref_table(t, ok ? elements : 0, ok ? max_elements : 0);
+  if (!ok || !table_allocated(inst, t->data, elements, &t->size)) wasm_rt_trap(WASM_RT_TRAP_OOB);
   sandbox_host_leave(prev);
 }
 
