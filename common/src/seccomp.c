@@ -8,6 +8,13 @@
  * skipped when a set is applied (e.g. poll and epoll_wait do not exist on aarch64, whose libc
  * uses ppoll and epoll_pwait, which are listed too). Every entry says why a role needs it: a
  * syscall nobody can justify in one line does not belong in a set.
+ *
+ * Roles describe their allowlist as a table (struct realm_seccomp_role, seccomp.h), applied
+ * here in order by realm_seccomp_role_build: sets, single syscalls, and syscalls allowed only
+ * with given argument values (the gateway's socket-by-family, read-only openat, ...).
+ *
+ * Sanitizer builds (REALM_SECCOMP_SANITIZED below) add the "sanitizer" set to every policy
+ * and run LeakSanitizer's check before the filter is loaded; see the set's comment.
  */
 #include "realm/seccomp.h"
 
@@ -15,6 +22,7 @@
 #include <sched.h>
 #include <seccomp.h>
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -22,6 +30,17 @@
 #include <sys/mman.h>
 #include <sys/prctl.h>
 #include <unistd.h>
+
+/* Compiled with -fsanitize=address (gcc defines __SANITIZE_ADDRESS__, clang answers
+ * __has_feature). UBSan alone needs nothing: its runtime makes syscalls only to print a
+ * report, and the sanitizer build makes every report fatal anyway. */
+#if defined(__SANITIZE_ADDRESS__)
+#define REALM_SECCOMP_SANITIZED 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define REALM_SECCOMP_SANITIZED 1
+#endif
+#endif
 
 #define A REALM_SECCOMP_ALLOW
 #define NOEXEC REALM_SECCOMP_ALLOW_NO_EXEC
@@ -122,6 +141,19 @@ static const struct realm_seccomp_rule set_exit[] = {
     {"exit", A, "a thread (or a libc without exit_group) ends"},
 };
 
+/* What the AddressSanitizer runtime itself calls inside a jailed process, beyond what every
+ * role allows anyway (its allocator's mmap/munmap/madvise are in "memory"; sigaltstack for
+ * its per-thread alternate signal stack is in "signals"). Applied by realm_seccomp_policy_new
+ * only when this file is compiled with ASan (REALM_SECCOMP_SANITIZED), never in production.
+ * LeakSanitizer's end-of-process check (clone of a tracer process, ptrace, reading
+ * /proc/self/maps) is deliberately NOT here: realm_seccomp_install runs that check once
+ * before the filter is loaded instead, so the jail tests' openat/fork/ptrace kills still
+ * hold in sanitized builds. */
+static const struct realm_seccomp_rule set_sanitizer[] = {
+    {"sigaltstack", A, "ASan gives every new thread an alternate signal stack and removes it "
+                       "at thread exit (its SEGV handler reports stack overflows)"},
+};
+
 #define SET(name, purpose, rules) {name, purpose, rules, sizeof rules / sizeof rules[0]}
 static const struct realm_seccomp_set all_sets[] = {
     SET("basic-io", "reads and writes on fds opened before the jail", set_basic_io),
@@ -132,6 +164,7 @@ static const struct realm_seccomp_set all_sets[] = {
     SET("threads", "creating and ending threads (not processes)", set_threads),
     SET("zmq-io", "what libzmq's I/O thread keeps calling on existing sockets", set_zmq_io),
     SET("exit", "ending the process and its threads", set_exit),
+    SET("sanitizer", "the ASan runtime inside a jail (sanitizer builds only)", set_sanitizer),
 };
 #undef SET
 #undef A
@@ -185,12 +218,19 @@ realm_seccomp_rule_kind realm_seccomp_kind_for(const char *syscall) {
 
 #define POLICY_MAX_SYSCALLS 512
 
+/* How a syscall already in the policy was ruled: bare rules (any kind from the tables) and
+ * argument rules must not be mixed on one syscall (a bare allow makes argument rules dead). */
+struct policy_syscall {
+  int nr;
+  bool by_arg;
+};
+
 struct realm_seccomp_policy {
-  scmp_filter_ctx ctx;              /* libseccomp filter being built */
-  pid_t pid;                        /* process that built it: SELF rules compare with this */
-  bool installed;                   /* loaded into the kernel; no more rules */
-  size_t n_added;                   /* entries of added[] in use */
-  int added[POLICY_MAX_SYSCALLS];   /* syscall numbers already ruled, to skip duplicates */
+  scmp_filter_ctx ctx;                 /* libseccomp filter being built */
+  pid_t pid;                           /* process that built it: SELF rules use it */
+  bool installed;                      /* loaded into the kernel; no more rules */
+  size_t n_added;                      /* entries of added[] in use */
+  struct policy_syscall added[POLICY_MAX_SYSCALLS]; /* syscalls ruled so far, and how */
 };
 
 static void set_err(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
@@ -224,20 +264,43 @@ int realm_seccomp_policy_new(realm_seccomp_policy **ret_policy, char *err, size_
     return REALM_E_SYSTEM;
   }
   p->pid = getpid();
+#ifdef REALM_SECCOMP_SANITIZED
+  /* The sanitizer runtime runs inside every jailed process of a sanitized build. */
+  rc = realm_seccomp_allow_set(p, "sanitizer", err, errlen);
+  if (rc != REALM_OK) {
+    realm_seccomp_policy_free(p);
+    return rc;
+  }
+#endif
   *ret_policy = p;
   return REALM_OK;
 }
 
-static bool policy_has(const realm_seccomp_policy *p, int nr) {
+static const struct policy_syscall *policy_find(const realm_seccomp_policy *p, int nr) {
   for (size_t i = 0; i < p->n_added; i++)
-    if (p->added[i] == nr) return true;
-  return false;
+    if (p->added[i].nr == nr) return &p->added[i];
+  return NULL;
+}
+
+static int policy_note(realm_seccomp_policy *p, int nr, bool by_arg, char *err, size_t errlen) {
+  if (p->n_added == POLICY_MAX_SYSCALLS) {
+    set_err(err, errlen, "seccomp: more than %d syscalls in one policy", POLICY_MAX_SYSCALLS);
+    return REALM_E_TOO_LARGE;
+  }
+  p->added[p->n_added++] = (struct policy_syscall){nr, by_arg};
+  return REALM_OK;
 }
 
 /* Adds the rule for syscall nr with the constraint its kind requires. */
 static int policy_add(realm_seccomp_policy *p, const char *name, int nr, realm_seccomp_rule_kind kind,
                       char *err, size_t errlen) {
-  if (policy_has(p, nr)) return REALM_OK;
+  const struct policy_syscall *had = policy_find(p, nr);
+  if (had && had->by_arg) {
+    set_err(err, errlen, "seccomp: '%s' is already allowed only with argument values; "
+                         "allowing it bare as well would make those rules pointless", name);
+    return REALM_E_INVALID_ARGUMENT;
+  }
+  if (had) return REALM_OK;
   if (p->n_added == POLICY_MAX_SYSCALLS) {
     set_err(err, errlen, "seccomp: more than %d syscalls in one policy", POLICY_MAX_SYSCALLS);
     return REALM_E_TOO_LARGE;
@@ -271,8 +334,7 @@ static int policy_add(realm_seccomp_policy *p, const char *name, int nr, realm_s
     set_err(err, errlen, "seccomp: adding rule for '%s': %s", name, strerror(-rc));
     return REALM_E_SYSTEM;
   }
-  p->added[p->n_added++] = nr;
-  return REALM_OK;
+  return policy_note(p, nr, false, err, errlen);
 }
 
 static int policy_check_open(const realm_seccomp_policy *p, char *err, size_t errlen) {
@@ -316,6 +378,11 @@ int realm_seccomp_allow(realm_seccomp_policy *p, const char *syscall, char *err,
   return policy_add(p, syscall, nr, realm_seccomp_kind_for(syscall), err, errlen);
 }
 
+#ifdef REALM_SECCOMP_SANITIZED
+/* LeakSanitizer's interface (declared weak: an ASan runtime built without LSan lacks it). */
+extern void __lsan_do_leak_check(void) __attribute__((weak));
+#endif
+
 int realm_seccomp_install(realm_seccomp_policy *p, char *err, size_t errlen) {
   int rc = policy_check_open(p, err, errlen);
   if (rc != REALM_OK) return rc;
@@ -324,6 +391,14 @@ int realm_seccomp_install(realm_seccomp_policy *p, char *err, size_t errlen) {
                          "own-pid rules would be wrong", (int)p->pid, (int)getpid());
     return REALM_E_INVALID_ARGUMENT;
   }
+#ifdef REALM_SECCOMP_SANITIZED
+  /* LSan's end-of-process check stops the world with a tracer *process* (clone without
+   * CLONE_THREAD, ptrace, /proc/self/maps): under the jail it would die with SIGSYS at exit
+   * and hide the real exit status. Checking now covers everything the set-up allocated and
+   * disables the exit-time check (LSan runs it once); leaks made after the jail are left to
+   * the unjailed runs of the same code (unit tests, --no-jail). */
+  if (__lsan_do_leak_check) __lsan_do_leak_check();
+#endif
   /* Without NO_NEW_PRIVS an unprivileged process may not install a filter, and a setuid exec
    * could otherwise escape it. Done here explicitly so a failure has a clear message. */
   if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0) {
@@ -344,6 +419,113 @@ int realm_seccomp_install(realm_seccomp_policy *p, char *err, size_t errlen) {
   }
   p->installed = true;
   return REALM_OK;
+}
+
+int realm_seccomp_allow_arg(realm_seccomp_policy *p, const char *syscall, unsigned arg,
+                            realm_seccomp_arg_op op, uint64_t mask, const uint64_t *values,
+                            size_t n_values, char *err, size_t errlen) {
+  int rc = policy_check_open(p, err, errlen);
+  if (rc != REALM_OK) return rc;
+  int nr = syscall ? seccomp_syscall_resolve_name(syscall) : __NR_SCMP_ERROR;
+  if (nr < 0) {
+    set_err(err, errlen, "seccomp: unknown syscall '%s' (not a syscall on this architecture)",
+            syscall ? syscall : "(null)");
+    return REALM_E_NOT_FOUND;
+  }
+  if (arg > 5 || !values || n_values == 0 || n_values > REALM_SECCOMP_MAX_ARG_VALUES ||
+      (op != REALM_SECCOMP_ARG_EQ && op != REALM_SECCOMP_ARG_MASKED_EQ)) {
+    set_err(err, errlen, "seccomp: argument rule for '%s': argument %u, %zu values, op %d "
+                         "(want argument 0..5, 1..%d values, EQ or MASKED_EQ)", syscall, arg,
+            n_values, (int)op, REALM_SECCOMP_MAX_ARG_VALUES);
+    return REALM_E_INVALID_ARGUMENT;
+  }
+  if (realm_seccomp_kind_for(syscall) != REALM_SECCOMP_ALLOW) {
+    set_err(err, errlen, "seccomp: '%s' always carries its own constraint (%s); an argument "
+                         "rule could only widen it", syscall,
+            realm_seccomp_kind_name(realm_seccomp_kind_for(syscall)));
+    return REALM_E_INVALID_ARGUMENT;
+  }
+  const struct policy_syscall *had = policy_find(p, nr);
+  if (had && !had->by_arg) {
+    set_err(err, errlen, "seccomp: '%s' is already allowed with any arguments; an argument "
+                         "rule for it would be dead", syscall);
+    return REALM_E_INVALID_ARGUMENT;
+  }
+  for (size_t i = 0; i < n_values; i++) {
+    /* libseccomp's MASKED_EQ takes the mask in datum_a and the value in datum_b. */
+    bool masked = op == REALM_SECCOMP_ARG_MASKED_EQ;
+    struct scmp_arg_cmp c = {.arg = arg,
+                             .op = masked ? SCMP_CMP_MASKED_EQ : SCMP_CMP_EQ,
+                             .datum_a = masked ? mask : values[i],
+                             .datum_b = masked ? values[i] : 0};
+    int src = seccomp_rule_add_array(p->ctx, SCMP_ACT_ALLOW, nr, 1, &c);
+    if (src != 0) {
+      set_err(err, errlen, "seccomp: adding argument rule for '%s': %s", syscall, strerror(-src));
+      return REALM_E_SYSTEM;
+    }
+  }
+  return had ? REALM_OK : policy_note(p, nr, true, err, errlen);
+}
+
+static int role_apply(const struct realm_seccomp_role *role, const struct realm_seccomp_entry *e,
+                      realm_seccomp_policy *p, char *err, size_t errlen) {
+  if (!e->name || !e->why || !e->why[0]) {
+    set_err(err, errlen, "entry %zu has no %s", (size_t)(e - role->entries),
+            e->name ? "reason" : "name");
+    return REALM_E_INVALID_ARGUMENT;
+  }
+  switch (e->what) {
+  case REALM_SECCOMP_ENTRY_SET: return realm_seccomp_allow_set(p, e->name, err, errlen);
+  case REALM_SECCOMP_ENTRY_SYSCALL: return realm_seccomp_allow(p, e->name, err, errlen);
+  case REALM_SECCOMP_ENTRY_ARG:
+    return realm_seccomp_allow_arg(p, e->name, e->arg, e->op, e->mask, e->values, e->n_values,
+                                   err, errlen);
+  }
+  set_err(err, errlen, "entry '%s' has unknown kind %d", e->name, (int)e->what);
+  return REALM_E_INVALID_ARGUMENT;
+}
+
+int realm_seccomp_role_build(const struct realm_seccomp_role *role,
+                             realm_seccomp_policy **ret_policy, char *err, size_t errlen) {
+  if (!role || !ret_policy || (!role->entries && role->n_entries)) {
+    set_err(err, errlen, "seccomp: role build: invalid arguments");
+    return REALM_E_INVALID_ARGUMENT;
+  }
+  const char *name = role->name ? role->name : "(unnamed)";
+  realm_seccomp_policy *p = NULL;
+  int rc = realm_seccomp_policy_new(&p, err, errlen);
+  for (size_t i = 0; rc == REALM_OK && i < role->n_entries; i++) {
+    char why[256] = "";
+    rc = role_apply(role, &role->entries[i], p, why, sizeof why);
+    if (rc != REALM_OK)
+      set_err(err, errlen, "%s policy, entry %zu ('%s'): %s", name, i,
+              role->entries[i].name ? role->entries[i].name : "(null)", why);
+  }
+  if (rc != REALM_OK) {
+    realm_seccomp_policy_free(p);
+    return rc;
+  }
+  *ret_policy = p;
+  return REALM_OK;
+}
+
+int realm_seccomp_role_install(const struct realm_seccomp_role *role, char *err, size_t errlen) {
+  realm_seccomp_policy *p = NULL;
+  int rc = realm_seccomp_role_build(role, &p, err, errlen);
+  if (rc != REALM_OK) return rc;
+  rc = realm_seccomp_install(p, err, errlen);
+  realm_seccomp_policy_free(p); /* free(3) only: "memory" must be in the role's table */
+  return rc;
+}
+
+int realm_seccomp_role_export(const struct realm_seccomp_role *role, int fd, char *err,
+                              size_t errlen) {
+  realm_seccomp_policy *p = NULL;
+  int rc = realm_seccomp_role_build(role, &p, err, errlen);
+  if (rc != REALM_OK) return rc;
+  rc = realm_seccomp_export_pfc(p, fd, err, errlen);
+  realm_seccomp_policy_free(p);
+  return rc;
 }
 
 int realm_seccomp_export_pfc(const realm_seccomp_policy *p, int fd, char *err, size_t errlen) {

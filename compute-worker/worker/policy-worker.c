@@ -38,64 +38,45 @@
 #include "internal.h"
 #include "realm/seccomp.h"
 
-/* The named sets the worker needs whole (each rule's reason is in common/src/seccomp.c).
- * "threads" is deliberately absent: no thread is created after the jail. */
-static const char *const worker_sets[] = {
-    "basic-io", /* read/write/close on existing fds; fcntl (F_ADD_SEALS on a new memfd) */
-    "memory",   /* malloc, the region mmap; mmap/mprotect never with PROT_EXEC */
-    "time",     /* monotonic clock for batching windows, timeouts and log timestamps */
-    "signals",  /* the SIGTERM handler returns (rt_sigreturn); abort() on our own pid */
-    "process",  /* own ids, getrandom (shm tokens), sched_yield */
-    "zmq-io",   /* libzmq's I/O thread on existing sockets: epoll, poll, send/recv, sendmsg */
-    "exit",     /* exit and exit_group */
-};
-
-/* Single syscalls beyond the sets, one reason each. */
-static const struct {
-  const char *name;
-  const char *why;
-} worker_extra[] = {
-    {"futex", "the engine thread pool waits and wakes on futexes; mutexes in libzmq and malloc"},
-    {"accept4", "new runner connections: libzmq's listener and the shm handshake socket"},
-    {"getsockname", "libzmq names an accepted connection's local address"},
-    {"getpeername", "libzmq names an accepted connection's peer"},
-    {"setsockopt", "libzmq tunes an accepted tcp:// connection (TCP_NODELAY, keep-alive)"},
-    {"memfd_create", "each new connection's shared region (anonymous memory, no path)"},
-    {"ftruncate", "sizes a new region before it is sealed against resizing"},
+/* The worker's allowlist, in the order it is built: named sets first (each rule's reason
+ * is in common/src/seccomp.c), then single syscalls. "threads" is deliberately absent: no
+ * thread is created after the jail. */
+static const struct realm_seccomp_entry worker_rules[] = {
+    REALM_SECCOMP_SET("basic-io", "read/write/close on existing fds; fcntl (F_ADD_SEALS on a new "
+                                  "memfd)"),
+    REALM_SECCOMP_SET("memory", "malloc, the region mmap; mmap/mprotect never with PROT_EXEC"),
+    REALM_SECCOMP_SET("time", "monotonic clock for batching windows, timeouts and log timestamps"),
+    REALM_SECCOMP_SET("signals", "the SIGTERM handler returns (rt_sigreturn); abort() on our own "
+                                 "pid"),
+    REALM_SECCOMP_SET("process", "own ids, getrandom (shm tokens), sched_yield"),
+    REALM_SECCOMP_SET("zmq-io", "libzmq's I/O thread on existing sockets: epoll, poll, send/recv, "
+                                "sendmsg"),
+    REALM_SECCOMP_SET("exit", "exit and exit_group"),
+    REALM_SECCOMP_SYSCALL("futex", "the engine thread pool waits and wakes on futexes; mutexes in "
+                                   "libzmq and malloc"),
+    REALM_SECCOMP_SYSCALL("accept4", "new runner connections: libzmq's listener and the shm "
+                                     "handshake socket"),
+    REALM_SECCOMP_SYSCALL("getsockname", "libzmq names an accepted connection's local address"),
+    REALM_SECCOMP_SYSCALL("getpeername", "libzmq names an accepted connection's peer"),
+    REALM_SECCOMP_SYSCALL("setsockopt", "libzmq tunes an accepted tcp:// connection (TCP_NODELAY, "
+                                        "keep-alive)"),
+    REALM_SECCOMP_SYSCALL("memfd_create", "each new connection's shared region (anonymous memory, "
+                                          "no path)"),
+    REALM_SECCOMP_SYSCALL("ftruncate", "sizes a new region before it is sealed against resizing"),
     /* No thread is created after the jail, but TSYNC also reaches threads created just
      * before it (libzmq's I/O thread starts when the first socket is made) that may still be
      * in glibc's thread start-up, which registers these two per-thread lists. Refusing them
      * killed the worker at random under `realmctl up` (audit: syscall 334, rseq). */
-    {"rseq", "a just-created thread registers its restartable-sequence area (glibc >= 2.35)"},
-    {"set_robust_list", "a just-created thread registers its robust-futex list"},
+    REALM_SECCOMP_SYSCALL("rseq", "a just-created thread registers its restartable-sequence area "
+                                  "(glibc >= 2.35)"),
+    REALM_SECCOMP_SYSCALL("set_robust_list", "a just-created thread registers its robust-futex "
+                                             "list"),
 };
 
-static int build_policy(realm_seccomp_policy **ret, char *err, size_t errlen) {
-  realm_seccomp_policy *p = NULL;
-  int rc = realm_seccomp_policy_new(&p, err, errlen);
-  if (rc < 0) return rc;
-  for (size_t i = 0; i < sizeof worker_sets / sizeof worker_sets[0]; i++) {
-    rc = realm_seccomp_allow_set(p, worker_sets[i], err, errlen);
-    if (rc < 0) goto fail;
-  }
-  for (size_t i = 0; i < sizeof worker_extra / sizeof worker_extra[0]; i++) {
-    rc = realm_seccomp_allow(p, worker_extra[i].name, err, errlen);
-    if (rc < 0) goto fail;
-  }
-  *ret = p;
-  return REALM_OK;
-fail:
-  realm_seccomp_policy_free(p);
-  return rc;
-}
+static const struct realm_seccomp_role worker_role = REALM_SECCOMP_ROLE("worker", worker_rules);
 
 int worker_policy_export(int fd, char *err, size_t errlen) {
-  realm_seccomp_policy *p = NULL;
-  int rc = build_policy(&p, err, errlen);
-  if (rc < 0) return rc;
-  rc = realm_seccomp_export_pfc(p, fd, err, errlen);
-  realm_seccomp_policy_free(p);
-  return rc;
+  return realm_seccomp_role_export(&worker_role, fd, err, errlen);
 }
 
 int worker_jail(struct worker *w, char *err, size_t errlen) {
@@ -119,10 +100,5 @@ int worker_jail(struct worker *w, char *err, size_t errlen) {
    * POSIX TZ string is parsed without touching the file system. */
   setenv("TZ", "UTC0", 1);
   tzset();
-  realm_seccomp_policy *p = NULL;
-  int rc = build_policy(&p, err, errlen);
-  if (rc < 0) return rc;
-  rc = realm_seccomp_install(p, err, errlen);
-  realm_seccomp_policy_free(p);
-  return rc;
+  return realm_seccomp_role_install(&worker_role, err, errlen);
 }

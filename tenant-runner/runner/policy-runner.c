@@ -34,57 +34,36 @@
 #include "realm/seccomp.h"
 #include "runner_internal.h"
 
-/* The named sets the runner needs whole (each rule's reason is in common/src/seccomp.c). */
-static const char *const runner_sets[] = {
-    "basic-io", /* read/write/close on fds opened before the jail; stderr logging */
-    "memory",   /* malloc and guest linear memory; mmap/mprotect never with PROT_EXEC */
-    "time",     /* clocks; timer_settime arms the guest deadline timer made before the jail */
-    "signals",  /* the deadline/fault handlers: rt_sigaction, rt_sigreturn, sigaltstack,
-                   tgkill on our own pid (abort) */
-    "process",  /* own ids, getrandom, sched_yield */
-    "zmq-io",   /* libzmq's I/O thread on existing sockets: epoll, poll, send/recv */
-    "exit",     /* exit and exit_group */
+/* The runner's allowlist, in the order it is built: named sets first (each rule's reason
+ * is in common/src/seccomp.c), then single syscalls. */
+static const struct realm_seccomp_entry runner_rules[] = {
+    REALM_SECCOMP_SET("basic-io", "read/write/close on fds opened before the jail; stderr logging"),
+    REALM_SECCOMP_SET("memory", "malloc and guest linear memory; mmap/mprotect never with "
+                                "PROT_EXEC"),
+    REALM_SECCOMP_SET("time", "clocks; timer_settime arms the guest deadline timer made before the "
+                              "jail"),
+    REALM_SECCOMP_SET("signals", "the deadline/fault handlers: rt_sigaction, rt_sigreturn, "
+                                 "sigaltstack, tgkill on our own pid (abort)"),
+    REALM_SECCOMP_SET("process", "own ids, getrandom, sched_yield"),
+    REALM_SECCOMP_SET("zmq-io", "libzmq's I/O thread on existing sockets: epoll, poll, send/recv"),
+    REALM_SECCOMP_SET("exit", "exit and exit_group"),
+    REALM_SECCOMP_SYSCALL("futex", "mutexes and condition variables inside libzmq and malloc "
+                                   "(no thread creation: the \"threads\" set is deliberately "
+                                   "not allowed)"),
+    REALM_SECCOMP_SYSCALL("accept4", "a gateway (re)connecting to the ROUTER bound before the "
+                                     "jail"),
+    REALM_SECCOMP_SYSCALL("getsockname", "libzmq names an accepted connection's local address for "
+                                         "its events"),
+    REALM_SECCOMP_SYSCALL("getpeername", "libzmq names an accepted connection's peer for its "
+                                         "events"),
+    REALM_SECCOMP_SYSCALL("setsockopt", "libzmq tunes an accepted connection (buffer sizes, "
+                                        "keep-alive)"),
 };
 
-/* Single syscalls beyond the sets, one reason each. */
-static const struct {
-  const char *name;
-  const char *why;
-} runner_extra[] = {
-    {"futex", "mutexes and condition variables inside libzmq and malloc (no thread creation: "
-              "the \"threads\" set is deliberately not allowed)"},
-    {"accept4", "a gateway (re)connecting to the ROUTER bound before the jail"},
-    {"getsockname", "libzmq names an accepted connection's local address for its events"},
-    {"getpeername", "libzmq names an accepted connection's peer for its events"},
-    {"setsockopt", "libzmq tunes an accepted connection (buffer sizes, keep-alive)"},
-};
-
-static int build_policy(realm_seccomp_policy **ret, char *err, size_t errlen) {
-  realm_seccomp_policy *p = NULL;
-  int rc = realm_seccomp_policy_new(&p, err, errlen);
-  if (rc < 0) return rc;
-  for (size_t i = 0; i < sizeof runner_sets / sizeof runner_sets[0]; i++) {
-    rc = realm_seccomp_allow_set(p, runner_sets[i], err, errlen);
-    if (rc < 0) goto fail;
-  }
-  for (size_t i = 0; i < sizeof runner_extra / sizeof runner_extra[0]; i++) {
-    rc = realm_seccomp_allow(p, runner_extra[i].name, err, errlen);
-    if (rc < 0) goto fail;
-  }
-  *ret = p;
-  return REALM_OK;
-fail:
-  realm_seccomp_policy_free(p);
-  return rc;
-}
+static const struct realm_seccomp_role runner_role = REALM_SECCOMP_ROLE("runner", runner_rules);
 
 int runner_policy_export(int fd, char *err, size_t errlen) {
-  realm_seccomp_policy *p = NULL;
-  int rc = build_policy(&p, err, errlen);
-  if (rc < 0) return rc;
-  rc = realm_seccomp_export_pfc(p, fd, err, errlen);
-  realm_seccomp_policy_free(p);
-  return rc;
+  return realm_seccomp_role_export(&runner_role, fd, err, errlen);
 }
 
 /* Highest open fd number, from /proc/self/fd (read before the jail); -1 when unreadable. */
@@ -156,11 +135,7 @@ int runner_jail(struct runner *r, const struct runner_jail_options *opts, char *
   setenv("TZ", "UTC0", 1);
   tzset();
   /* 5. The syscall allowlist, on every thread (libzmq's I/O and reaper threads too). */
-  realm_seccomp_policy *p = NULL;
-  rc = build_policy(&p, err, errlen);
-  if (rc < 0) return rc;
-  rc = realm_seccomp_install(p, err, errlen);
-  realm_seccomp_policy_free(p);
+  rc = realm_seccomp_role_install(&runner_role, err, errlen);
   if (rc < 0) return rc;
   runner_set_jailed(r);
   return REALM_OK;

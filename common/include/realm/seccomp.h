@@ -1,25 +1,38 @@
 /*
  * seccomp.h — building blocks for the per-role seccomp allowlists (DESIGN.md §5).
  *
- * Each process role (policy-runner.c, policy-worker.c, policy-gateway.c) builds its policy
- * from named syscall sets defined once, with a reason per syscall, in common/src/seccomp.c,
- * plus individual syscalls by name:
+ * Each process role (policy-runner.c, policy-worker.c, policy-gateway.c) describes its
+ * allowlist as one declarative table — named syscall sets defined once, with a reason per
+ * syscall, in common/src/seccomp.c; single syscalls; and syscalls allowed only with given
+ * argument values — each entry with the reason the role needs it:
  *
- *   realm_seccomp_policy *p;
- *   realm_seccomp_policy_new(&p, err, sizeof err);
- *   realm_seccomp_allow_set(p, "basic-io", err, sizeof err);   ... "memory", "zmq-io", "exit"
- *   realm_seccomp_allow(p, "getrandom", err, sizeof err);
- *   realm_seccomp_install(p, err, sizeof err);                 after all set-up is done
- *   realm_seccomp_policy_free(p);
+ *   static const struct realm_seccomp_entry worker_rules[] = {
+ *       REALM_SECCOMP_SET("basic-io", "read/write/close on existing fds"),
+ *       REALM_SECCOMP_SYSCALL("accept4", "new runner connections"),
+ *       REALM_SECCOMP_ARG_EQ("socket", 0, "ipc:// and tcp:// only", AF_UNIX, AF_INET),
+ *   };
+ *   static const struct realm_seccomp_role worker_role =
+ *       REALM_SECCOMP_ROLE("worker", worker_rules);
+ *   realm_seccomp_role_install(&worker_role, err, sizeof err);   after all set-up is done
+ *   realm_seccomp_role_export(&worker_role, fd, err, sizeof err); --print-policy
+ *
+ * The lower-level calls the table is applied with stay public (tests build minimal policies):
+ * realm_seccomp_policy_new, _allow_set, _allow, _allow_arg, _install, _policy_free.
  *
  * Everything not allowed kills the whole process with SIGSYS (SCMP_ACT_KILL_PROCESS), so a
  * supervisor sees it and restarts the role. Some syscalls are only ever allowed with argument
- * constraints, whichever way they are added:
+ * constraints, whichever way they are added (and never through realm_seccomp_allow_arg):
  *   mmap, mprotect, pkey_mprotect  only without PROT_EXEC (no new executable memory)
  *   clone                          only with CLONE_THREAD (threads, never new processes)
  *   clone3                         answered ENOSYS (its flags are in memory seccomp cannot
  *                                  read), so glibc falls back to clone
  *   tgkill, kill                   only aimed at our own process id
+ *
+ * Sanitizer builds (ASan, compiled with -fsanitize=address): every policy also gets the
+ * "sanitizer" set (the few syscalls the sanitizer runtime itself makes in a jailed process,
+ * each commented in seccomp.c), and install runs LeakSanitizer's end-of-process check right
+ * before loading the filter, because at exit LSan would clone a tracer process and ptrace
+ * the threads, which no jail allows. Production builds contain neither.
  *
  * The policy's pid-bound rules are computed when added: build the policy in the process
  * that installs it (install refuses a policy built before a fork). The libseccomp context is
@@ -30,6 +43,7 @@
 #define REALM_SECCOMP_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include "realm/error.h"
 
@@ -88,6 +102,86 @@ int realm_seccomp_install(realm_seccomp_policy *p, char *err, size_t errlen);
 /* Writes the policy as libseccomp's human-readable pseudo filter code to fd (for docs and
  * for debugging a kill). */
 int realm_seccomp_export_pfc(const realm_seccomp_policy *p, int fd, char *err, size_t errlen);
+
+/* ---- argument-constrained rules ---- */
+
+typedef enum realm_seccomp_arg_op {
+  REALM_SECCOMP_ARG_EQ = 0,    /* the argument equals the value */
+  REALM_SECCOMP_ARG_MASKED_EQ, /* (argument & mask) equals the value */
+} realm_seccomp_arg_op;
+
+/* Most alternative values one argument rule takes (socket families, ioctl requests, ...). */
+#define REALM_SECCOMP_MAX_ARG_VALUES 8
+
+/* Allows syscall when its argument number arg (0..5) compares op to any one of
+ * values[0..n_values-1] (one kernel rule per value; the call passes when any matches).
+ * Calling it again for the same syscall adds alternatives. Refused with INVALID_ARGUMENT:
+ * arg > 5, n_values 0 or above REALM_SECCOMP_MAX_ARG_VALUES, a syscall that always carries
+ * its own constraint (mmap, clone, kill, ... above: an argument rule could only widen it),
+ * and a syscall the policy already allows without arguments (the rule would be dead).
+ * NOT_FOUND: not a syscall on this architecture. */
+int realm_seccomp_allow_arg(realm_seccomp_policy *p, const char *syscall, unsigned arg,
+                            realm_seccomp_arg_op op, uint64_t mask, const uint64_t *values,
+                            size_t n_values, char *err, size_t errlen);
+
+/* ---- declarative role tables ---- */
+
+typedef enum realm_seccomp_entry_kind {
+  REALM_SECCOMP_ENTRY_SET = 0, /* name is a named set: realm_seccomp_allow_set */
+  REALM_SECCOMP_ENTRY_SYSCALL, /* name is a syscall: realm_seccomp_allow */
+  REALM_SECCOMP_ENTRY_ARG,     /* name is a syscall with an argument rule: _allow_arg */
+} realm_seccomp_entry_kind;
+
+/* One line of a role's table. Write it with the macros below. */
+struct realm_seccomp_entry {
+  realm_seccomp_entry_kind what;
+  const char *name; /* set or syscall */
+  const char *why;  /* why this role needs it (docs; never empty) */
+  /* REALM_SECCOMP_ENTRY_ARG only: */
+  unsigned arg;
+  realm_seccomp_arg_op op;
+  uint64_t mask;
+  size_t n_values;
+  uint64_t values[REALM_SECCOMP_MAX_ARG_VALUES];
+};
+
+#define REALM_SECCOMP_SET(set_, why_) \
+  {.what = REALM_SECCOMP_ENTRY_SET, .name = (set_), .why = (why_)}
+#define REALM_SECCOMP_SYSCALL(syscall_, why_) \
+  {.what = REALM_SECCOMP_ENTRY_SYSCALL, .name = (syscall_), .why = (why_)}
+/* Allowed when argument arg_ equals one of the values listed after why_. */
+#define REALM_SECCOMP_ARG_EQ(syscall_, arg_, why_, ...)                                   \
+  {.what = REALM_SECCOMP_ENTRY_ARG, .name = (syscall_), .why = (why_), .arg = (arg_),   \
+   .op = REALM_SECCOMP_ARG_EQ, .values = {__VA_ARGS__},                                  \
+   .n_values = sizeof((uint64_t[]){__VA_ARGS__}) / sizeof(uint64_t)}
+/* Allowed when (argument arg_ & mask_) equals one of the values listed after why_. */
+#define REALM_SECCOMP_ARG_MASKED_EQ(syscall_, arg_, mask_, why_, ...)                      \
+  {.what = REALM_SECCOMP_ENTRY_ARG, .name = (syscall_), .why = (why_), .arg = (arg_),   \
+   .op = REALM_SECCOMP_ARG_MASKED_EQ, .mask = (mask_), .values = {__VA_ARGS__},          \
+   .n_values = sizeof((uint64_t[]){__VA_ARGS__}) / sizeof(uint64_t)}
+
+/* A process role's whole allowlist: its name (in error messages) and its table, applied
+ * in order. */
+struct realm_seccomp_role {
+  const char *name;
+  const struct realm_seccomp_entry *entries;
+  size_t n_entries;
+};
+#define REALM_SECCOMP_ROLE(name_, entries_) \
+  {.name = (name_), .entries = (entries_), .n_entries = sizeof(entries_) / sizeof((entries_)[0])}
+
+/* Builds the role's policy in this process (entries in order). Errors: those of the calls
+ * above, with err naming the role and the entry; INVALID_ARGUMENT for an entry without a
+ * name or a reason. */
+int realm_seccomp_role_build(const struct realm_seccomp_role *role,
+                             realm_seccomp_policy **ret_policy, char *err, size_t errlen);
+
+/* Builds the role's policy and installs it (realm_seccomp_install). Irreversible. */
+int realm_seccomp_role_install(const struct realm_seccomp_role *role, char *err, size_t errlen);
+
+/* Builds the role's policy and writes it as pseudo filter code to fd; installs nothing. */
+int realm_seccomp_role_export(const struct realm_seccomp_role *role, int fd, char *err,
+                              size_t errlen);
 
 /* Frees the policy (an installed filter stays in force). Accepts NULL. */
 void realm_seccomp_policy_free(realm_seccomp_policy *p);
