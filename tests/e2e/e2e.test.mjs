@@ -6,6 +6,10 @@
 // port and keys; start/exit per child; reloaded) and its prefixed log on stderr, then:
 //   concurrent_streams      all three tenants stream at once: framing, finish_reason, usage
 //                           chunk; greedy completion of "" contains the stories260K oracle
+//   config_to_daemons       the config's worker.backend reaches realm-worker (its ready line
+//                           names the cpu backend) and initech's chat_template (chatml)
+//                           reaches its runner: the same chat costs initech more prompt
+//                           tokens than globex, which has no template (raw rendering)
 //   runner_kill_mid_stream  kill -9 acme's replica 0 while two acme streams run: exactly one
 //                           fails with an error, the others finish; the replica is restarted
 //                           and a new request is served by it
@@ -54,12 +58,12 @@ writeFileSync(configPath, JSON.stringify({
   gateway: { listen: '127.0.0.1', port: 0, args: ['--ping-ms', '200'] },
   // Each batch waits 2 ms for company (no eager start): a 400-token stream then lasts about a
   // second even on a fast machine, so a kill after its first chunk is surely mid-stream.
-  worker: { threads: 1, args: ['--batch-window-us', '2000', '--no-batch-eager'] },
+  worker: { threads: 1, backend: 'cpu', args: ['--batch-window-us', '2000', '--no-batch-eager'] },
   supervisor: { backoff_ms: 50, max_backoff_ms: 400, healthy_after_ms: 2000, stop_grace_ms: 3000 },
   tenants: [
     { id: 'acme', replicas: 2, limits: { max_concurrent: 16 }, weight: 2 },
     { id: 'globex', replicas: 1 },
-    { id: 'initech', replicas: 1 },
+    { id: 'initech', replicas: 1, chat_template: 'chatml' },
   ],
 }));
 
@@ -263,6 +267,17 @@ test('concurrent_streams', async () => {
   assert(g.usage, 'greedy usage chunk');
   assertEq(g.usage.completion_tokens, 40, 'greedy completion_tokens');
   assertEq(g.usage.prompt_tokens, 1, 'greedy prompt_tokens (BOS only)');
+});
+
+test('config_to_daemons', async () => {
+  assert(logLines.some((l) => l.startsWith('[worker] ') && /worker ready.*backend="?cpu/.test(l)),
+    'the worker ready line names the cpu backend');
+  const ask = async (c) => (await c.chat.completions.create({
+    model: MODEL, messages: [{ role: 'user', content: 'Tell me a story' }], max_tokens: 1,
+  })).usage.prompt_tokens;
+  const [plain, chatml] = [await ask(client.globex), await ask(client.initech)];
+  assert(chatml > plain, `chatml prompt (${chatml} tokens) should be longer than the raw one (${plain})`);
+  console.log(`# same chat: ${plain} prompt tokens raw, ${chatml} with chatml`);
 });
 
 test('runner_kill_mid_stream', async () => {

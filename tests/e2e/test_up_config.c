@@ -3,7 +3,8 @@
  * up_config.c), without starting any daemon: the shipped example parses; bad fields are named
  * in the error; a first sync creates one key per tenant and stores only its hash; a second
  * sync keeps every hash and creates no key; a tenant added with `realmctl tenant add` (no
- * runners) is adopted with one replica; a tenant whose runners live elsewhere is left alone.
+ * runners) is adopted with one replica; a tenant whose runners live elsewhere is left alone;
+ * worker.backend and per-tenant chat_template are parsed (and refused, named, when bad).
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -49,6 +50,10 @@ TEST(example_config_parses) {
   CHECK_STR_EQ(cfg.model_name, "default");
   CHECK_EQ_INT((int)cfg.gw_port, 8080);
   CHECK_STR_EQ(cfg.model_path, "");
+  CHECK_STR_EQ(cfg.worker_backend, "cpu");
+  CHECK(cfg.tenants[0].chat_template == NULL);
+  CHECK(cfg.tenants[1].chat_template != NULL);
+  if (cfg.tenants[1].chat_template) CHECK_STR_EQ(cfg.tenants[1].chat_template, "llama2");
   up_config_free(&cfg);
 }
 
@@ -66,6 +71,11 @@ TEST(bad_fields_are_named) {
       {"{\"worker\":{\"args\":[1]},\"tenants\":[{\"id\":\"a\"}]}", "'worker.args[0]'"},
       {"{\"tenants\":[{\"id\":\"a\",\"models\":[]}]}", "'tenants[0].models'"},
       {"{\"tenants\":[{\"id\":\"a\"}],\"tenants\":[]}", "duplicate"},
+      {"{\"worker\":{\"backend\":\"gpu\"},\"tenants\":[{\"id\":\"a\"}]}", "'worker.backend'"},
+      {"{\"worker\":{\"cuda_device\":-1},\"tenants\":[{\"id\":\"a\"}]}", "'worker.cuda_device'"},
+      {"{\"tenants\":[{\"id\":\"a\",\"chat_template\":7}]}", "'tenants[0].chat_template'"},
+      {"{\"tenants\":[{\"id\":\"a\",\"chat_template\":\"\"}]}", "'tenants[0].chat_template'"},
+      {"{\"tenants\":[{\"id\":\"a\",\"chat_template\":\"@\"}]}", "'tenants[0].chat_template'"},
   };
   for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
     const char *p = write_file("bad.json", cases[i].json);
@@ -91,6 +101,49 @@ TEST(relative_module_path) {
   /* absent models default to the model name */
   CHECK_STR_EQ(json_string_value(json_array_get(cfg.tenants[0].models, 0)), "default");
   up_config_free(&cfg);
+}
+
+/* worker.backend / cuda_device and per-tenant chat_template: absent means "not passed" (the
+ * daemons' defaults); a relative @FILE template is resolved against the config's directory,
+ * inline text is kept as is; a template longer than one argv string may carry is refused. */
+TEST(backend_and_chat_template) {
+  const char *p = write_file("ct.json",
+                             "{\"worker\":{\"backend\":\"cuda\",\"cuda_device\":1},"
+                             "\"tenants\":[{\"id\":\"a\",\"chat_template\":\"@t/chat.jinja\"},"
+                             "{\"id\":\"b\",\"chat_template\":\"chatml\"},{\"id\":\"c\"}]}");
+  struct up_config cfg;
+  char err[512] = "", want[600], real[512];
+  CHECK_EQ_INT(up_config_load(p, &cfg, err, sizeof err), 0);
+  CHECK_STR_EQ(cfg.worker_backend, "cuda");
+  CHECK_EQ_INT((int)cfg.cuda_device, 1);
+  CHECK(realpath(tmpdir(), real) != NULL);
+  snprintf(want, sizeof want, "@%s/t/chat.jinja", real);
+  CHECK(cfg.tenants[0].chat_template != NULL);
+  if (cfg.tenants[0].chat_template) CHECK_STR_EQ(cfg.tenants[0].chat_template, want);
+  CHECK(cfg.tenants[1].chat_template != NULL);
+  if (cfg.tenants[1].chat_template) CHECK_STR_EQ(cfg.tenants[1].chat_template, "chatml");
+  CHECK(cfg.tenants[2].chat_template == NULL);
+  up_config_free(&cfg);
+
+  p = write_file("none.json", "{\"tenants\":[{\"id\":\"a\"}]}");
+  CHECK_EQ_INT(up_config_load(p, &cfg, err, sizeof err), 0);
+  CHECK_STR_EQ(cfg.worker_backend, "");
+  CHECK_EQ_INT((int)cfg.cuda_device, -1);
+  up_config_free(&cfg);
+
+  /* An inline template one byte over the argv-safe cap. */
+  size_t n = UP_MAX_CHAT_TEMPLATE_BYTES + 1;
+  char *big = malloc(n + 64);
+  CHECK(big != NULL);
+  if (!big) return;
+  int off = snprintf(big, 64, "{\"tenants\":[{\"id\":\"a\",\"chat_template\":\"");
+  memset(big + off, 'x', n);
+  snprintf(big + off + n, 64, "\"}]}");
+  p = write_file("big.json", big);
+  free(big);
+  err[0] = '\0';
+  CHECK(up_config_load(p, &cfg, err, sizeof err) < 0);
+  CHECK(strstr(err, "'tenants[0].chat_template'") != NULL);
 }
 
 static json_t *entry(json_t *root, const char *id) {

@@ -347,8 +347,21 @@ static int start_worker(struct up *u, char *err, size_t errlen) {
   sfmt(shm, sizeof shm, "%s/worker.shm.sock", u->run_dir);
   sfmt(threads, sizeof threads, "%lld", (long long)u->cfg.worker_threads);
   sfmt(kv, sizeof kv, "%lld", (long long)u->cfg.kv_blocks);
-  const char *fixed[] = {u->bin_worker, "--model", u->model_path, "--listen", listen,
-                         "--shm-socket", shm, "--threads", threads, "--kv-blocks", kv, NULL};
+  char cuda_device[24];
+  sfmt(cuda_device, sizeof cuda_device, "%lld", (long long)u->cfg.cuda_device);
+  const char *fixed[16] = {u->bin_worker, "--model", u->model_path, "--listen", listen,
+                           "--shm-socket", shm, "--threads", threads, "--kv-blocks", kv};
+  size_t nf = 11;
+  /* Only when the config says so: the worker's own default (cpu) otherwise. */
+  if (u->cfg.worker_backend[0]) {
+    fixed[nf++] = "--backend";
+    fixed[nf++] = u->cfg.worker_backend;
+  }
+  if (u->cfg.cuda_device >= 0) {
+    fixed[nf++] = "--cuda-device";
+    fixed[nf++] = cuda_device;
+  }
+  fixed[nf] = NULL;
   char **argv = build_argv(fixed, u->cfg.worker_args);
   if (!argv) return sfmt(err, errlen, "out of memory"), REALM_E_NOMEM;
   u->worker = up_sup_add(u->sup, "worker", UP_ROLE_WORKER, NULL, 0, argv, err, errlen);
@@ -384,7 +397,9 @@ static int start_missing_runners(struct up *u, json_t *started, char *err, size_
       const char *fixed[] = {u->bin_runner, "--tenant", ut->id, "--replica", replica,
                              "--worker", worker_ep, "--listen", ep, "--module", module,
                              "--module-cache", u->cache_dir, "--vocab", u->model_path,
-                             "--weight", weight, NULL};
+                             "--weight", weight,
+                             ut->chat_template ? "--chat-template" : NULL, ut->chat_template,
+                             NULL};
       char **argv = build_argv(fixed, u->cfg.runner_args);
       if (!argv) return sfmt(err, errlen, "out of memory"), REALM_E_NOMEM;
       struct up_child *c = up_sup_add(u->sup, name, UP_ROLE_RUNNER, ut->id, r, argv, err, errlen);

@@ -23,6 +23,9 @@
 #define UP_MAX_CONFIG_BYTES (1u << 20)
 #define UP_MAX_EXTRA_ARGS 32     /* "args" entries per daemon section */
 #define UP_PATH_MAX 512
+/* An inline chat template travels as one argv string of realm-runner (--chat-template), and
+ * Linux caps one argv string at 128 KiB; larger templates go in a file ("@FILE"). */
+#define UP_MAX_CHAT_TEMPLATE_BYTES (64 * 1024)
 #define UP_IPC_PATH_MAX 107      /* sun_path holds 108 bytes with the NUL */
 /* The longest socket name in the run dir: "/runner-" + 64-char id + "-15" + ".sock". */
 #define UP_RUNNER_SOCK_NAME_MAX (8 + 64 + 3 + 5)
@@ -36,6 +39,8 @@ struct up_tenant {
   json_t *limits;         /* object or NULL (owned) */
   int64_t weight;         /* 1.. (1 if absent) */
   char module[UP_PATH_MAX]; /* guest .wasm; "" = the default guest */
+  char *chat_template;    /* realm-runner --chat-template: a family name, Jinja text or
+                           * "@/abs/path" (owned); NULL = none (the model's own template) */
   bool from_config;       /* false: adopted from the tenants file (realmctl tenant add) */
 };
 
@@ -46,6 +51,8 @@ struct up_config {
   int64_t gw_port;              /* 0 = any free port */
   int64_t worker_threads;       /* 0 = the worker's default (online CPUs) */
   int64_t kv_blocks;            /* 0 = the worker's default */
+  char worker_backend[8];       /* realm-worker --backend: "cpu", "cuda", "auto"; "" = its default (cpu) */
+  int64_t cuda_device;          /* realm-worker --cuda-device; -1 = not given */
   json_t *worker_args, *runner_args, *gateway_args; /* extra flags (arrays of strings, owned) */
   int64_t backoff_ms, max_backoff_ms, healthy_after_ms, stop_grace_ms;
   struct up_tenant tenants[UP_MAX_TENANTS];

@@ -74,6 +74,40 @@ static int get_args(json_t *section, const char *where, json_t **ret, char *err,
   return 0;
 }
 
+/* Reads a tenant's optional "chat_template" (what realm-runner --chat-template takes: a family
+ * name such as "chatml", Jinja text, or "@FILE"). A relative @FILE is resolved against the
+ * config's directory, since the runner's working directory is not the config's. The runner
+ * validates the value itself (an unknown family fails its requests, a missing file its
+ * set-up); here only its shape and size are checked. */
+static int get_chat_template(json_t *t, const char *where, const char *base_dir, char **ret,
+                             char *err, size_t errlen) {
+  json_t *v = json_object_get(t, "chat_template");
+  if (!v || json_is_null(v)) return 0;
+  if (!json_is_string(v) || json_string_length(v) == 0 ||
+      json_string_length(v) > UP_MAX_CHAT_TEMPLATE_BYTES ||
+      strlen(json_string_value(v)) != json_string_length(v))
+    FAIL(REALM_E_INVALID_ARGUMENT,
+         "config: '%schat_template' must be a non-empty string of at most %d bytes without NUL "
+         "(a family name, Jinja text, or @FILE for a longer template)",
+         where, UP_MAX_CHAT_TEMPLATE_BYTES);
+  const char *s = json_string_value(v);
+  char *out;
+  if (s[0] == '@') {
+    char path[UP_PATH_MAX];
+    if (!s[1] || resolve_path(base_dir, s + 1, path, sizeof path) < 0)
+      FAIL(REALM_E_INVALID_ARGUMENT, "config: '%schat_template' @FILE path is empty or too long",
+           where);
+    size_t n = strlen(path) + 2;
+    out = malloc(n);
+    if (out) snprintf(out, n, "@%s", path);
+  } else {
+    out = strdup(s);
+  }
+  if (!out) FAIL(REALM_E_NOMEM, "out of memory");
+  *ret = out;
+  return 0;
+}
+
 static int parse_tenant(json_t *t, size_t idx, const char *base_dir, struct up_config *cfg,
                         char *err, size_t errlen) {
   struct up_tenant *ut = &cfg->tenants[cfg->n_tenants];
@@ -122,6 +156,7 @@ static int parse_tenant(json_t *t, size_t idx, const char *base_dir, struct up_c
   rc = get_str(t, where, "module", module, sizeof module, err, errlen);
   if (rc == 0 && module[0] && resolve_path(base_dir, module, ut->module, sizeof ut->module) < 0)
     rc = REALM_E_INVALID_ARGUMENT, snprintf(err, errlen, "config: '%smodule' path too long", where);
+  if (rc == 0) rc = get_chat_template(t, where, base_dir, &ut->chat_template, err, errlen);
   if (rc < 0) {
     json_decref(ut->models);
     json_decref(ut->limits);
@@ -159,6 +194,7 @@ int up_config_load(const char *path, struct up_config *ret_cfg, char *err, size_
   snprintf(cfg->model_name, sizeof cfg->model_name, "default");
   snprintf(cfg->gw_listen, sizeof cfg->gw_listen, "127.0.0.1");
   cfg->gw_port = 8080;
+  cfg->cuda_device = -1;
   cfg->backoff_ms = 100;
   cfg->max_backoff_ms = 5000;
   cfg->healthy_after_ms = 10000;
@@ -192,6 +228,8 @@ int up_config_load(const char *path, struct up_config *ret_cfg, char *err, size_
       (rc = get_args(gw, "gateway.", &cfg->gateway_args, err, errlen)) < 0 ||
       (rc = get_int(wk, "worker.", "threads", 0, 1024, &cfg->worker_threads, err, errlen)) < 0 ||
       (rc = get_int(wk, "worker.", "kv_blocks", 0, 1 << 24, &cfg->kv_blocks, err, errlen)) < 0 ||
+      (rc = get_str(wk, "worker.", "backend", cfg->worker_backend, sizeof cfg->worker_backend, err, errlen)) < 0 ||
+      (rc = get_int(wk, "worker.", "cuda_device", 0, 64, &cfg->cuda_device, err, errlen)) < 0 ||
       (rc = get_args(wk, "worker.", &cfg->worker_args, err, errlen)) < 0 ||
       (rc = get_args(rn, "runner.", &cfg->runner_args, err, errlen)) < 0 ||
       (rc = get_int(sup, "supervisor.", "backoff_ms", 1, 60000, &cfg->backoff_ms, err, errlen)) < 0 ||
@@ -199,6 +237,13 @@ int up_config_load(const char *path, struct up_config *ret_cfg, char *err, size_
       (rc = get_int(sup, "supervisor.", "healthy_after_ms", 0, 3600000, &cfg->healthy_after_ms, err, errlen)) < 0 ||
       (rc = get_int(sup, "supervisor.", "stop_grace_ms", 1, 600000, &cfg->stop_grace_ms, err, errlen)) < 0)
     goto out;
+  if (cfg->worker_backend[0] && strcmp(cfg->worker_backend, "cpu") != 0 &&
+      strcmp(cfg->worker_backend, "cuda") != 0 && strcmp(cfg->worker_backend, "auto") != 0) {
+    rc = REALM_E_INVALID_ARGUMENT;
+    snprintf(err, errlen, "config: 'worker.backend' is '%s'; must be cpu, cuda or auto",
+             cfg->worker_backend);
+    goto out;
+  }
   if (model_path[0] && resolve_path(base_dir, model_path, cfg->model_path, sizeof cfg->model_path) < 0) {
     rc = REALM_E_INVALID_ARGUMENT;
     snprintf(err, errlen, "config: 'model.path' is too long");
@@ -233,6 +278,8 @@ void up_config_free(struct up_config *cfg) {
     json_decref(cfg->tenants[i].models);
     json_decref(cfg->tenants[i].limits);
     cfg->tenants[i].models = cfg->tenants[i].limits = NULL;
+    free(cfg->tenants[i].chat_template);
+    cfg->tenants[i].chat_template = NULL;
   }
   cfg->n_tenants = 0;
   json_decref(cfg->worker_args);

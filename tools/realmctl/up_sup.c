@@ -265,11 +265,15 @@ int up_sup_set_argv(struct up_child *c, char *const *argv) {
 size_t up_sup_count(const struct up_sup *s) { return s->n; }
 struct up_child *up_sup_child(struct up_sup *s, size_t i) { return i < s->n ? s->children[i] : NULL; }
 
-/* Describes a wait status for the log: "exited with status 75", "killed by signal 9 (KILL)". */
+/* Describes a wait status for the log: "exited with status 75 (worker lost)", "killed by
+ * signal 9 (KILL)". The named statuses are the daemons' documented ones: a runner exits 75
+ * when it loses the worker, a worker 69 when its compute backend failed for good. */
 static void describe_status(int st, char *out, size_t outlen) {
   if (WIFEXITED(st))
     snprintf(out, outlen, "exited with status %d%s", WEXITSTATUS(st),
-             WEXITSTATUS(st) == 75 ? " (worker lost)" : "");
+             WEXITSTATUS(st) == 75   ? " (worker lost)"
+             : WEXITSTATUS(st) == 69 ? " (compute backend failed)"
+                                     : "");
   else if (WIFSIGNALED(st))
     snprintf(out, outlen, "killed by signal %d (%s)", WTERMSIG(st), strsignal(WTERMSIG(st)));
   else
