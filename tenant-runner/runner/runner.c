@@ -274,17 +274,25 @@ static void req_fail(struct rreq *q, int code, const char *msg) {
   req_end(q, END_ERROR, REALM__V1__FINISH_REASON__FINISH_REASON_ERROR, code, msg, NULL);
 }
 
+/* Reallocates buf (capacity *cap elements of elem bytes, need > *cap) to the first power-of-two
+ * multiple of first (or of *cap) that holds need elements. Returns the new buffer with *cap
+ * updated, or NULL (buf and *cap untouched) when out of memory. Callers bound need first. */
+static void *grow_buffer(void *buf, uint32_t *cap, uint64_t need, uint32_t first, size_t elem) {
+  uint32_t c = *cap ? *cap : first;
+  while (c < need) c *= 2;
+  void *p = realloc(buf, (size_t)c * elem);
+  if (p) *cap = c;
+  return p;
+}
+
 static int pending_push(struct rreq *q, const int32_t *tokens, uint32_t n, uint32_t at) {
   uint64_t need = (uint64_t)q->n_pending + n;
   if (need > q->session_max && q->session_max) return REALM_E_OUT_OF_RANGE;
   if (need > (uint64_t)REALM_MAX_CONTEXT) return REALM_E_OUT_OF_RANGE;
   if (need > q->cap_pending) {
-    uint32_t cap = q->cap_pending ? q->cap_pending : 64;
-    while (cap < need) cap *= 2;
-    int32_t *p = realloc(q->pending, (size_t)cap * sizeof *p);
+    int32_t *p = grow_buffer(q->pending, &q->cap_pending, need, 64, sizeof *p);
     if (!p) return REALM_E_NOMEM;
     q->pending = p;
-    q->cap_pending = cap;
   }
   memmove(q->pending + at + n, q->pending + at, (size_t)(q->n_pending - at) * sizeof(int32_t));
   memcpy(q->pending + at, tokens, (size_t)n * sizeof(int32_t));
@@ -349,12 +357,9 @@ static int host_emit_text(void *user, uint32_t req_id, const char *text, uint32_
   uint64_t need = (uint64_t)q->n_hold + len;
   if (need > q->runner->cfg.guest_output) return REALM_GUEST_E_INVALID;
   if (need > q->cap_hold) {
-    uint32_t cap = q->cap_hold ? q->cap_hold : 256;
-    while (cap < need) cap *= 2;
-    char *p = realloc(q->hold, cap);
+    char *p = grow_buffer(q->hold, &q->cap_hold, need, 256, 1);
     if (!p) return REALM_GUEST_E_INTERNAL;
     q->hold = p;
-    q->cap_hold = cap;
   }
   memcpy(q->hold + q->n_hold, text, len);
   q->n_hold += len;
@@ -371,12 +376,9 @@ static int host_emit_token(void *user, uint32_t req_id, int32_t token, float log
   uint64_t need = (uint64_t)q->n_hold + len;
   if (need > q->runner->cfg.guest_output) return REALM_GUEST_E_INVALID;
   if (need > q->cap_tok_text) {
-    uint32_t cap = q->cap_tok_text ? q->cap_tok_text : 64;
-    while (cap < need) cap *= 2;
-    char *p = realloc(q->tok_text, cap);
+    char *p = grow_buffer(q->tok_text, &q->cap_tok_text, need, 64, 1);
     if (!p) return REALM_GUEST_E_INTERNAL;
     q->tok_text = p;
-    q->cap_tok_text = cap;
   }
   if (q->n_hold) memcpy(q->tok_text, q->hold, q->n_hold);
   if (len) memcpy(q->tok_text + q->n_hold, text, len);
