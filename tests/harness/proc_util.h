@@ -33,6 +33,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "time_util.h"
+
 /* A running child. out holds what it wrote to stderr so far (NUL-terminated). 64 KiB is room
  * for a daemon's whole start-up and shutdown log at info level. */
 struct test_proc {
@@ -44,10 +46,28 @@ struct test_proc {
   char out[65536];
 };
 
-static inline int64_t test_proc_now_ms(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+/* Waits up to timeout_ms for child pid (pidfd: its pidfd) to exit, then reaps it. Returns its
+ * raw wait status, or -1 when it is still running (left running) or cannot be waited for. */
+static inline int test_proc_reap_fd(pid_t pid, int pidfd, int timeout_ms) {
+  struct pollfd pfd = {.fd = pidfd, .events = POLLIN};
+  int64_t end = test_mono_ms() + timeout_ms;
+  int r;
+  for (;;) {
+    int64_t left = end - test_mono_ms();
+    r = poll(&pfd, 1, left > 0 ? (int)left : 0);
+    if (!(r < 0 && errno == EINTR)) break;
+  }
+  int st;
+  return r == 1 && waitpid(pid, &st, 0) == pid ? st : -1;
+}
+
+/* test_proc_reap_fd for a child started some other way (posix_spawn): opens its pidfd. */
+static inline int test_proc_reap(pid_t pid, int timeout_ms) {
+  int pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
+  if (pidfd < 0) return -1;
+  int st = test_proc_reap_fd(pid, pidfd, timeout_ms);
+  close(pidfd);
+  return st;
 }
 
 /* Starts argv[0] with argv, stderr on a pipe, stdout on /dev/null. Returns 0, or -1 when the
@@ -88,7 +108,7 @@ static inline int test_proc_spawn(struct test_proc *p, char *const argv[]) {
  * (or the deadline) and returns false. */
 static inline bool test_proc_wait_log(struct test_proc *p, const char *needle, size_t *from,
                                       int timeout_ms) {
-  int64_t end = test_proc_now_ms() + timeout_ms;
+  int64_t end = test_mono_ms() + timeout_ms;
   for (;;) {
     p->out[p->n] = '\0';
     const char *hit = needle ? strstr(p->out + (from ? *from : 0), needle) : NULL;
@@ -96,7 +116,7 @@ static inline bool test_proc_wait_log(struct test_proc *p, const char *needle, s
       if (from) *from = (size_t)(hit - p->out) + strlen(needle);
       return true;
     }
-    int64_t now = test_proc_now_ms();
+    int64_t now = test_mono_ms();
     if (p->eof || p->err_fd < 0 || now >= end || p->n + 1 >= sizeof p->out) return false;
     struct pollfd pfd = {.fd = p->err_fd, .events = POLLIN};
     int r = poll(&pfd, 1, (int)(end - now));
@@ -118,21 +138,12 @@ static inline void test_proc_drain(struct test_proc *p, int timeout_ms) {
  * then killed, reaped, and its log printed as a TAP comment). Closes the pipe and the pidfd. */
 static inline int test_proc_wait_status(struct test_proc *p, int timeout_ms) {
   test_proc_drain(p, timeout_ms);
-  struct pollfd pfd = {.fd = p->pidfd, .events = POLLIN};
-  int64_t end = test_proc_now_ms() + timeout_ms;
-  int r, st = -1;
-  for (;;) {
-    int64_t left = end - test_proc_now_ms();
-    r = poll(&pfd, 1, left > 0 ? (int)left : 0);
-    if (!(r < 0 && errno == EINTR)) break;
-  }
-  bool exited = r == 1 && waitpid(p->pid, &st, 0) == p->pid;
-  if (!exited) {
+  int st = test_proc_reap_fd(p->pid, p->pidfd, timeout_ms);
+  if (st == -1) {
     kill(p->pid, SIGKILL);
     waitpid(p->pid, NULL, 0);
     printf("# child %d did not exit within %d ms; killed. log:\n# %s\n", (int)p->pid, timeout_ms,
            p->out);
-    st = -1;
   }
   close(p->pidfd);
   close(p->err_fd);

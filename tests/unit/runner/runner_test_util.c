@@ -20,16 +20,13 @@
 
 #include <zmq.h>
 
+#include "proc_util.h"
 #include "realm/ipc.h"
 #include "realm/shm.h"
+#include "time_util.h"
 
 extern char **environ;
 
-static int64_t now_ms(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 /* ================================ fake worker ================================ */
 
@@ -411,14 +408,7 @@ void fake_worker_get_stats(struct fake_worker *w, struct fake_worker_stats *ret)
 }
 
 int fake_worker_wait_closed(struct fake_worker *w, uint64_t n, int timeout_ms) {
-  struct timespec until;
-  clock_gettime(CLOCK_MONOTONIC, &until);
-  until.tv_sec += timeout_ms / 1000;
-  until.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
-  if (until.tv_nsec >= 1000000000L) {
-    until.tv_sec++;
-    until.tv_nsec -= 1000000000L;
-  }
+  struct timespec until = test_deadline(CLOCK_MONOTONIC, timeout_ms);
   pthread_mutex_lock(&w->mu);
   int rc = 0;
   while (w->stats.sessions_closed < n && rc == 0)
@@ -480,17 +470,7 @@ int runner_spawn_prefixed(const char *const *prefix, const char *exe, const char
   return 0;
 }
 
-int runner_wait(pid_t pid, int timeout_ms) {
-  int64_t until = now_ms() + timeout_ms;
-  int status;
-  while (now_ms() < until) {
-    pid_t w = waitpid(pid, &status, WNOHANG);
-    if (w == pid) return status;
-    if (w < 0) return -1;
-    poll(NULL, 0, 10); /* child-exit polling: waitpid has no timeout */
-  }
-  return -1;
-}
+int runner_wait(pid_t pid, int timeout_ms) { return test_proc_reap(pid, timeout_ms); }
 
 void runner_stop(struct runner_proc *p) {
   if (p->pid <= 0) return;
@@ -576,11 +556,11 @@ static Realm__V1__RunnerEvent *gw_recv(struct gw_client *c, int timeout_ms) {
 int gw_collect(struct gw_client *c, const char *const *ids, struct gw_result *res, int n,
                int timeout_ms, void (*on_token)(void *user, int idx, uint32_t n_tokens),
                void *user) {
-  int64_t until = now_ms() + timeout_ms;
+  int64_t until = test_mono_ms() + timeout_ms;
   int done = 0;
   for (int i = 0; i < n; i++) done += res[i].done;
   while (done < n) {
-    int64_t left = until - now_ms();
+    int64_t left = until - test_mono_ms();
     if (left <= 0) break;
     Realm__V1__RunnerEvent *ev = gw_recv(c, (int)left);
     if (!ev) continue;
@@ -656,9 +636,9 @@ int gw_ping_ex(struct gw_client *c, uint64_t nonce, bool *ret_worker_connected,
   req.body_case = REALM__V1__RUNNER_REQUEST__BODY_PING;
   req.ping = &ping;
   if (gw_send(c, &req) < 0) return -1;
-  int64_t until = now_ms() + timeout_ms;
-  while (now_ms() < until) {
-    Realm__V1__RunnerEvent *ev = gw_recv(c, (int)(until - now_ms()));
+  int64_t until = test_mono_ms() + timeout_ms;
+  while (test_mono_ms() < until) {
+    Realm__V1__RunnerEvent *ev = gw_recv(c, (int)(until - test_mono_ms()));
     if (!ev) continue;
     bool match = ev->body_case == REALM__V1__RUNNER_EVENT__BODY_PONG && ev->pong &&
                  ev->pong->nonce == nonce;
