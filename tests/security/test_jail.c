@@ -22,6 +22,7 @@
 
 #include "realm_test.h"
 #include "runner_test_util.h"
+#include "time_util.h"
 
 static const char *moody(void) {
   static char p[512];
@@ -87,8 +88,7 @@ TEST(unjailed_control_really_makes_the_call) {
 /* Pings until a runner that has served no request yet answers: the restarted one. While no
  * runner is bound a send fails at once, so failed attempts are paced (bounded by time). */
 static int wait_fresh_runner(struct gw_client *gw, int timeout_ms) {
-  struct timespec t0, t;
-  clock_gettime(CLOCK_MONOTONIC, &t0);
+  int64_t end = test_mono_ms() + timeout_ms;
   for (uint64_t i = 0;; i++) {
     bool up = false;
     uint64_t total = 99;
@@ -97,9 +97,7 @@ static int wait_fresh_runner(struct gw_client *gw, int timeout_ms) {
     } else {
       poll(NULL, 0, 20);
     }
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    if ((t.tv_sec - t0.tv_sec) * 1000 + (t.tv_nsec - t0.tv_nsec) / 1000000 > timeout_ms)
-      return -1;
+    if (test_mono_ms() > end) return -1;
   }
 }
 
