@@ -10,7 +10,6 @@
 #include <ctype.h>
 #include <errno.h>
 #include <inttypes.h>
-#include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -22,15 +21,6 @@ union opt_value {
   uint64_t u;
   bool b;
 };
-
-static void set_err(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static void set_err(char *err, size_t errlen, const char *fmt, ...) {
-  if (!err || errlen == 0) return;
-  va_list ap;
-  va_start(ap, fmt);
-  vsnprintf(err, errlen, fmt, ap);
-  va_end(ap);
-}
 
 /* ---- value parsers ---- */
 
@@ -135,7 +125,8 @@ static int parse_value(const struct realm_option *o, const char *src, const char
     return REALM_OK;
   case REALM_OPT_BOOL:
     if (realm_config_parse_bool(text, &out->b) != REALM_OK) {
-      set_err(err, errlen, "%s: '%s' is not a boolean (true/false, yes/no, on/off, 1/0)", src, text);
+      realm_set_err(err, errlen, "%s: '%s' is not a boolean (true/false, yes/no, on/off, 1/0)", src,
+                    text);
       return REALM_E_INVALID_ARGUMENT;
     }
     return REALM_OK;
@@ -145,24 +136,28 @@ static int parse_value(const struct realm_option *o, const char *src, const char
     bool dur = o->type == REALM_OPT_DURATION_MS;
     rc = dur ? realm_config_parse_duration_ms(text, &v) : realm_config_parse_int64(text, &v);
     if (rc == REALM_E_OUT_OF_RANGE) {
-      set_err(err, errlen, "%s: '%s' is out of range", src, text);
+      realm_set_err(err, errlen, "%s: '%s' is out of range", src, text);
       return REALM_E_INVALID_ARGUMENT;
     }
     if (rc != REALM_OK) {
       if (dur)
-        set_err(err, errlen, "%s: '%s' is not a duration (a whole number with ms, s, m or h, "
-                             "e.g. 250ms, 2s)", src, text);
+        realm_set_err(err, errlen,
+                      "%s: '%s' is not a duration (a whole number with ms, s, m or h, "
+                      "e.g. 250ms, 2s)",
+                      src, text);
       else
-        set_err(err, errlen, "%s: '%s' is not an integer", src, text);
+        realm_set_err(err, errlen, "%s: '%s' is not an integer", src, text);
       return REALM_E_INVALID_ARGUMENT;
     }
     const char *unit = dur ? "ms" : "";
     if (has_bounds(o) && v < o->min) {
-      set_err(err, errlen, "%s: %s is below the minimum %" PRId64 "%s", src, text, o->min, unit);
+      realm_set_err(err, errlen, "%s: %s is below the minimum %" PRId64 "%s", src, text, o->min,
+                    unit);
       return REALM_E_INVALID_ARGUMENT;
     }
     if (has_bounds(o) && v > o->max) {
-      set_err(err, errlen, "%s: %s is above the maximum %" PRId64 "%s", src, text, o->max, unit);
+      realm_set_err(err, errlen, "%s: %s is above the maximum %" PRId64 "%s", src, text, o->max,
+                    unit);
       return REALM_E_INVALID_ARGUMENT;
     }
     out->i = v;
@@ -172,28 +167,32 @@ static int parse_value(const struct realm_option *o, const char *src, const char
     uint64_t v;
     rc = realm_config_parse_size(text, &v);
     if (rc == REALM_E_OUT_OF_RANGE) {
-      set_err(err, errlen, "%s: '%s' is too large", src, text);
+      realm_set_err(err, errlen, "%s: '%s' is too large", src, text);
       return REALM_E_INVALID_ARGUMENT;
     }
     if (rc != REALM_OK) {
-      set_err(err, errlen, "%s: '%s' is not a size (a whole number with an optional K, M, G or "
-                           "T suffix, e.g. 64M)", src, text);
+      realm_set_err(err, errlen,
+                    "%s: '%s' is not a size (a whole number with an optional K, M, G or "
+                    "T suffix, e.g. 64M)",
+                    src, text);
       return REALM_E_INVALID_ARGUMENT;
     }
     /* Bounds are non-negative for sizes; compare unsigned so huge values stay huge. */
     if (has_bounds(o) && o->min > 0 && v < (uint64_t)o->min) {
-      set_err(err, errlen, "%s: %s is below the minimum %" PRId64 " bytes", src, text, o->min);
+      realm_set_err(err, errlen, "%s: %s is below the minimum %" PRId64 " bytes", src, text,
+                    o->min);
       return REALM_E_INVALID_ARGUMENT;
     }
     if (has_bounds(o) && (o->max < 0 || v > (uint64_t)o->max)) {
-      set_err(err, errlen, "%s: %s is above the maximum %" PRId64 " bytes", src, text, o->max);
+      realm_set_err(err, errlen, "%s: %s is above the maximum %" PRId64 " bytes", src, text,
+                    o->max);
       return REALM_E_INVALID_ARGUMENT;
     }
     out->u = v;
     return REALM_OK;
   }
   }
-  set_err(err, errlen, "option --%s has an unknown type %d", o->name, (int)o->type);
+  realm_set_err(err, errlen, "option --%s has an unknown type %d", o->name, (int)o->type);
   return REALM_E_INTERNAL;
 }
 
@@ -204,21 +203,22 @@ static int check_table(const struct realm_option *opts, size_t n, char *err, siz
     const struct realm_option *o = &opts[i];
     if (!o->name || !o->name[0] || o->name[0] == '-' || strchr(o->name, '=') || !o->value ||
         (int)o->type < REALM_OPT_STRING || (int)o->type > REALM_OPT_DURATION_MS) {
-      set_err(err, errlen, "option table entry %zu ('%s') is invalid", i, o->name ? o->name : "(null)");
+      realm_set_err(err, errlen, "option table entry %zu ('%s') is invalid", i,
+                    o->name ? o->name : "(null)");
       return REALM_E_INTERNAL;
     }
     if (has_bounds(o) && o->min > o->max) {
-      set_err(err, errlen, "option --%s: minimum %" PRId64 " is above maximum %" PRId64, o->name,
-              o->min, o->max);
+      realm_set_err(err, errlen, "option --%s: minimum %" PRId64 " is above maximum %" PRId64,
+                    o->name, o->min, o->max);
       return REALM_E_INTERNAL;
     }
     if (strcmp(o->name, "help") == 0) {
-      set_err(err, errlen, "option --help is built in; remove it from the table");
+      realm_set_err(err, errlen, "option --help is built in; remove it from the table");
       return REALM_E_INTERNAL;
     }
     for (size_t j = 0; j < i; j++)
       if (strcmp(opts[j].name, o->name) == 0) {
-        set_err(err, errlen, "option --%s appears twice in the table", o->name);
+        realm_set_err(err, errlen, "option --%s appears twice in the table", o->name);
         return REALM_E_INTERNAL;
       }
   }
@@ -279,11 +279,11 @@ static int parse_argv(const struct realm_option *opts, size_t n, union opt_value
     }
     if (a[0] != '-' || a[1] == 0) { /* positional ("-" alone means stdin by convention) */
       if (allow_positional) break;
-      set_err(err, errlen, "unexpected argument '%s'", a);
+      realm_set_err(err, errlen, "unexpected argument '%s'", a);
       return REALM_E_INVALID_ARGUMENT;
     }
     if (a[1] != '-') {
-      set_err(err, errlen, "unknown option %s (options are long: --name)", a);
+      realm_set_err(err, errlen, "unknown option %s (options are long: --name)", a);
       return REALM_E_INVALID_ARGUMENT;
     }
     const char *name = a + 2;
@@ -299,19 +299,19 @@ static int parse_argv(const struct realm_option *opts, size_t n, union opt_value
       o = find_opt(opts, n, name + 3, name_len - 3, &idx);
       if (o && o->type == REALM_OPT_BOOL) {
         if (eq) {
-          set_err(err, errlen, "%s: takes no value (got '%s')", src, eq + 1);
+          realm_set_err(err, errlen, "%s: takes no value (got '%s')", src, eq + 1);
           return REALM_E_INVALID_ARGUMENT;
         }
         vals[idx].b = false;
         continue;
       }
       if (o) {
-        set_err(err, errlen, "unknown option %s (--%s is not a boolean)", src, o->name);
+        realm_set_err(err, errlen, "unknown option %s (--%s is not a boolean)", src, o->name);
         return REALM_E_INVALID_ARGUMENT;
       }
     }
     if (!o) {
-      set_err(err, errlen, "unknown option %s", src);
+      realm_set_err(err, errlen, "unknown option %s", src);
       return REALM_E_INVALID_ARGUMENT;
     }
     const char *text;
@@ -323,18 +323,20 @@ static int parse_argv(const struct realm_option *opts, size_t n, union opt_value
     } else if (i + 1 < argc && strncmp(argv[i + 1], "--", 2) != 0) {
       text = argv[++i];
     } else if (i + 1 < argc) {
-      set_err(err, errlen, "%s: missing value (next argument '%s' is an option; write %s=%s "
-                           "to use it as the value)", src, argv[i + 1], src, argv[i + 1]);
+      realm_set_err(err, errlen,
+                    "%s: missing value (next argument '%s' is an option; write %s=%s "
+                    "to use it as the value)",
+                    src, argv[i + 1], src, argv[i + 1]);
       return REALM_E_INVALID_ARGUMENT;
     } else {
-      set_err(err, errlen, "%s: missing value", src);
+      realm_set_err(err, errlen, "%s: missing value", src);
       return REALM_E_INVALID_ARGUMENT;
     }
     int rc = parse_value(o, src, text, &vals[idx], err, errlen);
     if (rc != REALM_OK) return rc;
   }
   if (!allow_positional && i < argc) { /* arguments after "--" */
-    set_err(err, errlen, "unexpected argument '%s'", argv[i]);
+    realm_set_err(err, errlen, "unexpected argument '%s'", argv[i]);
     return REALM_E_INVALID_ARGUMENT;
   }
   *ret_first = i;
@@ -344,7 +346,7 @@ static int parse_argv(const struct realm_option *opts, size_t n, union opt_value
 int realm_config_parse(const struct realm_option *opts, size_t n_opts, int argc, char *const *argv,
                        int *ret_first_arg, char *err, size_t errlen) {
   if ((!opts && n_opts) || argc < 0 || (argc > 0 && !argv)) {
-    set_err(err, errlen, "config: invalid arguments");
+    realm_set_err(err, errlen, "config: invalid arguments");
     return REALM_E_INVALID_ARGUMENT;
   }
   int rc = check_table(opts, n_opts, err, errlen);
@@ -353,7 +355,7 @@ int realm_config_parse(const struct realm_option *opts, size_t n_opts, int argc,
 
   union opt_value *vals = calloc(n_opts ? n_opts : 1, sizeof *vals);
   if (!vals) {
-    set_err(err, errlen, "config: out of memory");
+    realm_set_err(err, errlen, "config: out of memory");
     return REALM_E_NOMEM;
   }
   char src[128];

@@ -1,10 +1,13 @@
 /*
  * error.c — lookups over the error table in error.h. Everything is derived from the
- * REALM_ERROR_TABLE X-macro so that a new error needs exactly one new line.
+ * REALM_ERROR_TABLE X-macro so that a new error needs exactly one new line. Also the one
+ * writer of the (err, errlen) message buffers library functions fill on failure.
  */
 #include "realm/error.h"
 
 #include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
 #include <string.h>
 
 struct err_row {
@@ -66,4 +69,23 @@ int realm_err_from_errno(int errnum) {
   case EIO: return REALM_E_IO;
   default: return REALM_E_SYSTEM;
   }
+}
+
+static void vset_err(char *err, size_t errlen, const char *fmt, va_list ap) {
+  if (err && errlen > 0) vsnprintf(err, errlen, fmt, ap);
+}
+
+void realm_set_err(char *err, size_t errlen, const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  vset_err(err, errlen, fmt, ap);
+  va_end(ap);
+}
+
+int realm_fail(int code, char *err, size_t errlen, const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  vset_err(err, errlen, fmt, ap);
+  va_end(ap);
+  return code;
 }

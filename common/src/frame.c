@@ -9,26 +9,12 @@
  */
 #include "realm/frame.h"
 
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "realm/error.h"
 #include "realm/limits.h"
-
-static int frame_fail(int code, char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
-
-static int frame_fail(int code, char *err, size_t errlen, const char *fmt, ...) {
-  if (err && errlen > 0) {
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-  }
-  return code;
-}
 
 static void put_le16(uint8_t *p, uint16_t v) {
   p[0] = (uint8_t)v;
@@ -65,33 +51,32 @@ size_t realm_frame_encoded_size(const ProtobufCMessage *msg) {
 int realm_frame_encode(unsigned kind, const ProtobufCMessage *msg, uint8_t *buf, size_t cap,
                        size_t *ret_len, char *err, size_t errlen) {
   if (kind < REALM_FRAME_KIND_MIN || kind > REALM_FRAME_KIND_MAX)
-    return frame_fail(REALM_E_INVALID_ARGUMENT, err, errlen, "frame kind %u is not a known kind",
+    return realm_fail(REALM_E_INVALID_ARGUMENT, err, errlen, "frame kind %u is not a known kind",
                       kind);
   if (!msg || !buf)
-    return frame_fail(REALM_E_INVALID_ARGUMENT, err, errlen, "frame encode: NULL %s",
+    return realm_fail(REALM_E_INVALID_ARGUMENT, err, errlen, "frame encode: NULL %s",
                       msg ? "buffer" : "message");
   /* A message with NULL strings or sub-messages would crash or mis-pack; refuse it here so
    * the bug is reported at the sender, not as garbage at the receiver. */
   if (!protobuf_c_message_check(msg))
-    return frame_fail(REALM_E_INVALID_ARGUMENT, err, errlen,
+    return realm_fail(REALM_E_INVALID_ARGUMENT, err, errlen,
                       "message %s fails protobuf_c_message_check (NULL string or field?)",
                       msg->descriptor->name);
   size_t payload = protobuf_c_message_get_packed_size(msg);
   if (payload > UINT32_MAX)
-    return frame_fail(REALM_E_TOO_LARGE, err, errlen,
+    return realm_fail(REALM_E_TOO_LARGE, err, errlen,
                       "%s payload of %zu bytes does not fit the 32-bit length field",
                       msg->descriptor->name, payload);
   if (cap < REALM_FRAME_HEADER_BYTES || cap - REALM_FRAME_HEADER_BYTES < payload)
-    return frame_fail(REALM_E_TOO_LARGE, err, errlen,
-                      "%s frame needs %zu bytes, buffer holds %zu", msg->descriptor->name,
-                      payload + REALM_FRAME_HEADER_BYTES, cap);
+    return realm_fail(REALM_E_TOO_LARGE, err, errlen, "%s frame needs %zu bytes, buffer holds %zu",
+                      msg->descriptor->name, payload + REALM_FRAME_HEADER_BYTES, cap);
   memcpy(buf, REALM_FRAME_MAGIC, REALM_FRAME_MAGIC_BYTES);
   put_le16(buf + 4, REALM_PROTOCOL_VERSION);
   put_le16(buf + 6, (uint16_t)kind);
   put_le32(buf + 8, (uint32_t)payload);
   size_t packed = protobuf_c_message_pack(msg, buf + REALM_FRAME_HEADER_BYTES);
   if (packed != payload)
-    return frame_fail(REALM_E_INTERNAL, err, errlen, "%s packed to %zu bytes, expected %zu",
+    return realm_fail(REALM_E_INTERNAL, err, errlen, "%s packed to %zu bytes, expected %zu",
                       msg->descriptor->name, packed, payload);
   *ret_len = REALM_FRAME_HEADER_BYTES + payload;
   return 0;
@@ -101,40 +86,36 @@ int realm_frame_peek(const uint8_t *buf, size_t len, size_t max_bytes,
                      realm_frame_header *ret_header, char *err, size_t errlen) {
   if (max_bytes == 0) max_bytes = REALM_MAX_FRAME_BYTES;
   if (!buf && len > 0)
-    return frame_fail(REALM_E_INVALID_ARGUMENT, err, errlen, "frame decode: NULL buffer");
+    return realm_fail(REALM_E_INVALID_ARGUMENT, err, errlen, "frame decode: NULL buffer");
   if (len < REALM_FRAME_MAGIC_BYTES)
-    return frame_fail(REALM_E_PROTOCOL, err, errlen,
-                      "truncated frame: %zu bytes, header needs %d", len,
-                      REALM_FRAME_HEADER_BYTES);
+    return realm_fail(REALM_E_PROTOCOL, err, errlen, "truncated frame: %zu bytes, header needs %d",
+                      len, REALM_FRAME_HEADER_BYTES);
   if (memcmp(buf, REALM_FRAME_MAGIC, REALM_FRAME_MAGIC_BYTES) != 0)
-    return frame_fail(REALM_E_PROTOCOL, err, errlen,
+    return realm_fail(REALM_E_PROTOCOL, err, errlen,
                       "bad frame magic %02x %02x %02x %02x (expected \"RLM\\0\"): not a Realm "
                       "peer",
                       buf[0], buf[1], buf[2], buf[3]);
   if (len < 6)
-    return frame_fail(REALM_E_PROTOCOL, err, errlen,
-                      "truncated frame: %zu bytes, header needs %d", len,
-                      REALM_FRAME_HEADER_BYTES);
+    return realm_fail(REALM_E_PROTOCOL, err, errlen, "truncated frame: %zu bytes, header needs %d",
+                      len, REALM_FRAME_HEADER_BYTES);
   /* The version is checked before anything whose layout a future version might change. */
   uint16_t version = get_le16(buf + 4);
   if (version != REALM_PROTOCOL_VERSION)
-    return frame_fail(REALM_E_VERSION, err, errlen,
-                      "peer speaks protocol %u, this build speaks %u", (unsigned)version,
-                      (unsigned)REALM_PROTOCOL_VERSION);
+    return realm_fail(REALM_E_VERSION, err, errlen, "peer speaks protocol %u, this build speaks %u",
+                      (unsigned)version, (unsigned)REALM_PROTOCOL_VERSION);
   if (len < REALM_FRAME_HEADER_BYTES)
-    return frame_fail(REALM_E_PROTOCOL, err, errlen,
-                      "truncated frame: %zu bytes, header needs %d", len,
-                      REALM_FRAME_HEADER_BYTES);
+    return realm_fail(REALM_E_PROTOCOL, err, errlen, "truncated frame: %zu bytes, header needs %d",
+                      len, REALM_FRAME_HEADER_BYTES);
   uint16_t kind = get_le16(buf + 6);
   if (kind < REALM_FRAME_KIND_MIN || kind > REALM_FRAME_KIND_MAX)
-    return frame_fail(REALM_E_PROTOCOL, err, errlen, "unknown frame kind %u", (unsigned)kind);
+    return realm_fail(REALM_E_PROTOCOL, err, errlen, "unknown frame kind %u", (unsigned)kind);
   uint32_t payload_len = get_le32(buf + 8);
   if (payload_len > max_bytes)
-    return frame_fail(REALM_E_TOO_LARGE, err, errlen,
+    return realm_fail(REALM_E_TOO_LARGE, err, errlen,
                       "frame payload length %u exceeds the limit of %zu bytes",
                       (unsigned)payload_len, max_bytes);
   if ((size_t)payload_len != len - REALM_FRAME_HEADER_BYTES)
-    return frame_fail(REALM_E_PROTOCOL, err, errlen,
+    return realm_fail(REALM_E_PROTOCOL, err, errlen,
                       "frame length field says %u payload bytes, %zu present",
                       (unsigned)payload_len, len - REALM_FRAME_HEADER_BYTES);
   ret_header->version = version;
@@ -175,11 +156,11 @@ int realm_frame_decode(const uint8_t *buf, size_t len, unsigned expected_kind,
   int r = realm_frame_peek(buf, len, max_bytes, &h, err, errlen);
   if (r < 0) return r;
   if (h.kind != expected_kind)
-    return frame_fail(REALM_E_PROTOCOL, err, errlen, "expected a %s frame (kind %u), got %s (%u)",
+    return realm_fail(REALM_E_PROTOCOL, err, errlen, "expected a %s frame (kind %u), got %s (%u)",
                       realm_frame_kind_name(expected_kind), expected_kind,
                       realm_frame_kind_name(h.kind), (unsigned)h.kind);
   if (!desc)
-    return frame_fail(REALM_E_INVALID_ARGUMENT, err, errlen, "frame decode: NULL descriptor");
+    return realm_fail(REALM_E_INVALID_ARGUMENT, err, errlen, "frame decode: NULL descriptor");
   struct frame_budget budget = {
       .left = (size_t)h.payload_len * REALM_FRAME_DECODE_AMPLIFICATION +
               REALM_FRAME_DECODE_SLACK_BYTES,
@@ -192,14 +173,13 @@ int realm_frame_decode(const uint8_t *buf, size_t len, unsigned expected_kind,
       protobuf_c_message_unpack(desc, &alloc, h.payload_len, buf + REALM_FRAME_HEADER_BYTES);
   if (!msg) {
     if (budget.nomem)
-      return frame_fail(REALM_E_NOMEM, err, errlen,
-                        "out of memory unpacking a %u-byte %s payload", (unsigned)h.payload_len,
-                        desc->name);
+      return realm_fail(REALM_E_NOMEM, err, errlen, "out of memory unpacking a %u-byte %s payload",
+                        (unsigned)h.payload_len, desc->name);
     if (budget.refused)
-      return frame_fail(REALM_E_TOO_LARGE, err, errlen,
-                        "%s payload of %u bytes unpacks to more than %dx its size",
-                        desc->name, (unsigned)h.payload_len, REALM_FRAME_DECODE_AMPLIFICATION);
-    return frame_fail(REALM_E_PROTOCOL, err, errlen,
+      return realm_fail(REALM_E_TOO_LARGE, err, errlen,
+                        "%s payload of %u bytes unpacks to more than %dx its size", desc->name,
+                        (unsigned)h.payload_len, REALM_FRAME_DECODE_AMPLIFICATION);
+    return realm_fail(REALM_E_PROTOCOL, err, errlen,
                       "%s payload of %u bytes does not parse as protobuf", desc->name,
                       (unsigned)h.payload_len);
   }

@@ -14,7 +14,6 @@
 #include "realm/ipc.h"
 
 #include <errno.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/un.h>
@@ -30,19 +29,6 @@
 #define IPC_HEARTBEAT_TIMEOUT_MS 5000
 #define IPC_RECONNECT_IVL_MAX_MS 2000
 
-static int ipc_fail(int code, char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
-
-static int ipc_fail(int code, char *err, size_t errlen, const char *fmt, ...) {
-  if (err && errlen > 0) {
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-  }
-  return code;
-}
-
 /* Maps a libzmq errno to a realm code with a message naming the operation. */
 static int ipc_zmq_fail(int errnum, const char *what, char *err, size_t errlen) {
   int code;
@@ -53,14 +39,14 @@ static int ipc_zmq_fail(int errnum, const char *what, char *err, size_t errlen) 
   case EINVAL: code = REALM_E_INVALID_ARGUMENT; break;
   default: code = realm_err_from_errno(errnum); break;
   }
-  return ipc_fail(code, err, errlen, "%s: %s", what, zmq_strerror(errnum));
+  return realm_fail(code, err, errlen, "%s: %s", what, zmq_strerror(errnum));
 }
 
 int realm_ipc_socket_new(void *zmq_ctx, int zmq_type, size_t max_payload_bytes, void **ret_sock,
                          char *err, size_t errlen) {
   if (zmq_type != ZMQ_ROUTER && zmq_type != ZMQ_DEALER)
-    return ipc_fail(REALM_E_INVALID_ARGUMENT, err, errlen,
-                    "socket type %d: only ZMQ_ROUTER and ZMQ_DEALER are used", zmq_type);
+    return realm_fail(REALM_E_INVALID_ARGUMENT, err, errlen,
+                      "socket type %d: only ZMQ_ROUTER and ZMQ_DEALER are used", zmq_type);
   if (max_payload_bytes == 0) max_payload_bytes = REALM_MAX_FRAME_BYTES;
   void *sock = zmq_socket(zmq_ctx, zmq_type);
   if (!sock) return ipc_zmq_fail(zmq_errno(), "zmq_socket", err, errlen);
@@ -105,36 +91,36 @@ int realm_ipc_endpoint(char *buf, size_t cap, const char *dir, const char *name,
                        size_t errlen) {
   size_t max_path = sizeof(((struct sockaddr_un *)0)->sun_path) - 1;
   if (!buf || !dir || !name)
-    return ipc_fail(REALM_E_INVALID_ARGUMENT, err, errlen, "ipc endpoint: NULL argument");
+    return realm_fail(REALM_E_INVALID_ARGUMENT, err, errlen, "ipc endpoint: NULL argument");
   size_t path_len = strlen(dir) + 1 + strlen(name);
   if (path_len > max_path)
-    return ipc_fail(REALM_E_TOO_LARGE, err, errlen,
-                    "socket path of %zu bytes, a Unix socket allows %zu: %s/%s", path_len,
-                    max_path, dir, name);
+    return realm_fail(REALM_E_TOO_LARGE, err, errlen,
+                      "socket path of %zu bytes, a Unix socket allows %zu: %s/%s", path_len,
+                      max_path, dir, name);
   int n = snprintf(buf, cap, "ipc://%s/%s", dir, name);
   if (n < 0 || (size_t)n >= cap)
-    return ipc_fail(REALM_E_TOO_LARGE, err, errlen, "endpoint ipc://%s/%s does not fit %zu bytes",
-                    dir, name, cap);
+    return realm_fail(REALM_E_TOO_LARGE, err, errlen, "endpoint ipc://%s/%s does not fit %zu bytes",
+                      dir, name, cap);
   return 0;
 }
 
 int realm_ipc_send(void *sock, const realm_ipc_peer *to, unsigned kind,
                    const ProtobufCMessage *msg, int zmq_flags, char *err, size_t errlen) {
   if (!sock || !msg)
-    return ipc_fail(REALM_E_INVALID_ARGUMENT, err, errlen, "ipc send: NULL %s",
-                    sock ? "message" : "socket");
+    return realm_fail(REALM_E_INVALID_ARGUMENT, err, errlen, "ipc send: NULL %s",
+                      sock ? "message" : "socket");
   /* realm_frame_encoded_size() walks the message; refuse NULL fields before it does. */
   if (!protobuf_c_message_check(msg))
-    return ipc_fail(REALM_E_INVALID_ARGUMENT, err, errlen,
-                    "message %s fails protobuf_c_message_check (NULL string or field?)",
-                    msg->descriptor->name);
+    return realm_fail(REALM_E_INVALID_ARGUMENT, err, errlen,
+                      "message %s fails protobuf_c_message_check (NULL string or field?)",
+                      msg->descriptor->name);
   if (to && to->len > sizeof to->id)
-    return ipc_fail(REALM_E_INVALID_ARGUMENT, err, errlen, "routing id of %zu bytes", to->len);
+    return realm_fail(REALM_E_INVALID_ARGUMENT, err, errlen, "routing id of %zu bytes", to->len);
 
   size_t need = realm_frame_encoded_size(msg);
   zmq_msg_t frame;
   if (zmq_msg_init_size(&frame, need) != 0)
-    return ipc_fail(REALM_E_NOMEM, err, errlen, "no memory for a %zu-byte frame", need);
+    return realm_fail(REALM_E_NOMEM, err, errlen, "no memory for a %zu-byte frame", need);
   size_t len = 0;
   int r = realm_frame_encode(kind, msg, zmq_msg_data(&frame), need, &len, err, errlen);
   if (r < 0) {
@@ -179,7 +165,7 @@ int realm_ipc_recv(void *sock, realm_ipc_peer *ret_from, unsigned expected_kind,
                    const ProtobufCMessageDescriptor *desc, size_t max_payload_bytes,
                    int zmq_flags, ProtobufCMessage **ret_msg, char *err, size_t errlen) {
   if (!sock || !desc || !ret_msg)
-    return ipc_fail(REALM_E_INVALID_ARGUMENT, err, errlen, "ipc recv: NULL argument");
+    return realm_fail(REALM_E_INVALID_ARGUMENT, err, errlen, "ipc recv: NULL argument");
   size_t expected_parts = ret_from ? 2 : 1;
   zmq_msg_t part;
   zmq_msg_init(&part);
@@ -197,15 +183,15 @@ int realm_ipc_recv(void *sock, realm_ipc_peer *ret_from, unsigned expected_kind,
     if (id_len > sizeof ret_from->id) {
       zmq_msg_close(&part);
       if (more) ipc_drain(sock);
-      return ipc_fail(REALM_E_PROTOCOL, err, errlen, "routing id of %zu bytes (max %zu)", id_len,
-                      sizeof ret_from->id);
+      return realm_fail(REALM_E_PROTOCOL, err, errlen, "routing id of %zu bytes (max %zu)", id_len,
+                        sizeof ret_from->id);
     }
     memcpy(ret_from->id, zmq_msg_data(&part), id_len);
     ret_from->len = id_len;
     zmq_msg_close(&part);
     if (!more)
-      return ipc_fail(REALM_E_PROTOCOL, err, errlen,
-                      "message has 1 part, expected 2 ([routing id][frame])");
+      return realm_fail(REALM_E_PROTOCOL, err, errlen,
+                        "message has 1 part, expected 2 ([routing id][frame])");
     zmq_msg_init(&part);
     if (zmq_msg_recv(&part, sock, ZMQ_DONTWAIT) < 0) {
       int e = zmq_errno();
@@ -217,9 +203,9 @@ int realm_ipc_recv(void *sock, realm_ipc_peer *ret_from, unsigned expected_kind,
   if (zmq_msg_more(&part)) {
     zmq_msg_close(&part);
     size_t extra = ipc_drain(sock);
-    return ipc_fail(REALM_E_PROTOCOL, err, errlen, "message has %zu parts, expected %zu%s",
-                    expected_parts + extra, expected_parts,
-                    ret_from ? " ([routing id][frame])" : " ([frame])");
+    return realm_fail(REALM_E_PROTOCOL, err, errlen, "message has %zu parts, expected %zu%s",
+                      expected_parts + extra, expected_parts,
+                      ret_from ? " ([routing id][frame])" : " ([frame])");
   }
 
   ProtobufCMessage *msg = NULL;

@@ -21,7 +21,6 @@
 #include <errno.h>
 #include <sched.h>
 #include <seccomp.h>
-#include <stdarg.h>
 #include <stdint.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -233,26 +232,17 @@ struct realm_seccomp_policy {
   struct policy_syscall added[POLICY_MAX_SYSCALLS]; /* syscalls ruled so far, and how */
 };
 
-static void set_err(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static void set_err(char *err, size_t errlen, const char *fmt, ...) {
-  if (!err || errlen == 0) return;
-  va_list ap;
-  va_start(ap, fmt);
-  vsnprintf(err, errlen, fmt, ap);
-  va_end(ap);
-}
-
 int realm_seccomp_policy_new(realm_seccomp_policy **ret_policy, char *err, size_t errlen) {
   if (!ret_policy) return REALM_E_INVALID_ARGUMENT;
   realm_seccomp_policy *p = calloc(1, sizeof *p);
   if (!p) {
-    set_err(err, errlen, "seccomp: out of memory");
+    realm_set_err(err, errlen, "seccomp: out of memory");
     return REALM_E_NOMEM;
   }
   p->ctx = seccomp_init(SCMP_ACT_KILL_PROCESS);
   if (!p->ctx) {
     free(p);
-    set_err(err, errlen, "seccomp: seccomp_init failed");
+    realm_set_err(err, errlen, "seccomp: seccomp_init failed");
     return REALM_E_NOMEM;
   }
   /* A syscall made through another ABI (int 0x80 on x86-64) must not slip past the table. */
@@ -260,7 +250,7 @@ int realm_seccomp_policy_new(realm_seccomp_policy **ret_policy, char *err, size_
   if (rc != 0) {
     seccomp_release(p->ctx);
     free(p);
-    set_err(err, errlen, "seccomp: setting the bad-architecture action: %s", strerror(-rc));
+    realm_set_err(err, errlen, "seccomp: setting the bad-architecture action: %s", strerror(-rc));
     return REALM_E_SYSTEM;
   }
   p->pid = getpid();
@@ -284,7 +274,7 @@ static const struct policy_syscall *policy_find(const realm_seccomp_policy *p, i
 
 static int policy_note(realm_seccomp_policy *p, int nr, bool by_arg, char *err, size_t errlen) {
   if (p->n_added == POLICY_MAX_SYSCALLS) {
-    set_err(err, errlen, "seccomp: more than %d syscalls in one policy", POLICY_MAX_SYSCALLS);
+    realm_set_err(err, errlen, "seccomp: more than %d syscalls in one policy", POLICY_MAX_SYSCALLS);
     return REALM_E_TOO_LARGE;
   }
   p->added[p->n_added++] = (struct policy_syscall){nr, by_arg};
@@ -296,13 +286,15 @@ static int policy_add(realm_seccomp_policy *p, const char *name, int nr, realm_s
                       char *err, size_t errlen) {
   const struct policy_syscall *had = policy_find(p, nr);
   if (had && had->by_arg) {
-    set_err(err, errlen, "seccomp: '%s' is already allowed only with argument values; "
-                         "allowing it bare as well would make those rules pointless", name);
+    realm_set_err(err, errlen,
+                  "seccomp: '%s' is already allowed only with argument values; "
+                  "allowing it bare as well would make those rules pointless",
+                  name);
     return REALM_E_INVALID_ARGUMENT;
   }
   if (had) return REALM_OK;
   if (p->n_added == POLICY_MAX_SYSCALLS) {
-    set_err(err, errlen, "seccomp: more than %d syscalls in one policy", POLICY_MAX_SYSCALLS);
+    realm_set_err(err, errlen, "seccomp: more than %d syscalls in one policy", POLICY_MAX_SYSCALLS);
     return REALM_E_TOO_LARGE;
   }
   int rc;
@@ -331,7 +323,7 @@ static int policy_add(realm_seccomp_policy *p, const char *name, int nr, realm_s
     break;
   }
   if (rc != 0) {
-    set_err(err, errlen, "seccomp: adding rule for '%s': %s", name, strerror(-rc));
+    realm_set_err(err, errlen, "seccomp: adding rule for '%s': %s", name, strerror(-rc));
     return REALM_E_SYSTEM;
   }
   return policy_note(p, nr, false, err, errlen);
@@ -339,11 +331,11 @@ static int policy_add(realm_seccomp_policy *p, const char *name, int nr, realm_s
 
 static int policy_check_open(const realm_seccomp_policy *p, char *err, size_t errlen) {
   if (!p) {
-    set_err(err, errlen, "seccomp: policy is NULL");
+    realm_set_err(err, errlen, "seccomp: policy is NULL");
     return REALM_E_INVALID_ARGUMENT;
   }
   if (p->installed) {
-    set_err(err, errlen, "seccomp: policy already installed; it accepts no more rules");
+    realm_set_err(err, errlen, "seccomp: policy already installed; it accepts no more rules");
     return REALM_E_INVALID_ARGUMENT;
   }
   return REALM_OK;
@@ -354,7 +346,7 @@ int realm_seccomp_allow_set(realm_seccomp_policy *p, const char *set, char *err,
   if (rc != REALM_OK) return rc;
   const struct realm_seccomp_set *s = realm_seccomp_find_set(set);
   if (!s) {
-    set_err(err, errlen, "seccomp: unknown syscall set '%s'", set ? set : "(null)");
+    realm_set_err(err, errlen, "seccomp: unknown syscall set '%s'", set ? set : "(null)");
     return REALM_E_NOT_FOUND;
   }
   for (size_t i = 0; i < s->n_rules; i++) {
@@ -371,8 +363,8 @@ int realm_seccomp_allow(realm_seccomp_policy *p, const char *syscall, char *err,
   if (rc != REALM_OK) return rc;
   int nr = syscall ? seccomp_syscall_resolve_name(syscall) : __NR_SCMP_ERROR;
   if (nr < 0) {
-    set_err(err, errlen, "seccomp: unknown syscall '%s' (not a syscall on this architecture)",
-            syscall ? syscall : "(null)");
+    realm_set_err(err, errlen, "seccomp: unknown syscall '%s' (not a syscall on this architecture)",
+                  syscall ? syscall : "(null)");
     return REALM_E_NOT_FOUND;
   }
   return policy_add(p, syscall, nr, realm_seccomp_kind_for(syscall), err, errlen);
@@ -387,8 +379,10 @@ int realm_seccomp_install(realm_seccomp_policy *p, char *err, size_t errlen) {
   int rc = policy_check_open(p, err, errlen);
   if (rc != REALM_OK) return rc;
   if (getpid() != p->pid) {
-    set_err(err, errlen, "seccomp: policy was built in process %d, not in this one (%d); its "
-                         "own-pid rules would be wrong", (int)p->pid, (int)getpid());
+    realm_set_err(err, errlen,
+                  "seccomp: policy was built in process %d, not in this one (%d); its "
+                  "own-pid rules would be wrong",
+                  (int)p->pid, (int)getpid());
     return REALM_E_INVALID_ARGUMENT;
   }
 #ifdef REALM_SECCOMP_SANITIZED
@@ -402,19 +396,19 @@ int realm_seccomp_install(realm_seccomp_policy *p, char *err, size_t errlen) {
   /* Without NO_NEW_PRIVS an unprivileged process may not install a filter, and a setuid exec
    * could otherwise escape it. Done here explicitly so a failure has a clear message. */
   if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0) {
-    set_err(err, errlen, "seccomp: prctl(PR_SET_NO_NEW_PRIVS): %s", strerror(errno));
+    realm_set_err(err, errlen, "seccomp: prctl(PR_SET_NO_NEW_PRIVS): %s", strerror(errno));
     return REALM_E_SYSTEM;
   }
   /* TSYNC: libzmq's I/O threads and any pool threads get the same filter at once. */
   int src = seccomp_attr_set(p->ctx, SCMP_FLTATR_CTL_TSYNC, 1);
   if (src != 0) {
-    set_err(err, errlen, "seccomp: enabling TSYNC: %s", strerror(-src));
+    realm_set_err(err, errlen, "seccomp: enabling TSYNC: %s", strerror(-src));
     return REALM_E_SYSTEM;
   }
   src = seccomp_load(p->ctx);
   if (src != 0) {
-    set_err(err, errlen, "seccomp: loading the filter: %s%s", strerror(src < 0 ? -src : src),
-            src == -ESRCH ? " (a thread could not be synchronised)" : "");
+    realm_set_err(err, errlen, "seccomp: loading the filter: %s%s", strerror(src < 0 ? -src : src),
+                  src == -ESRCH ? " (a thread could not be synchronised)" : "");
     return REALM_E_SYSTEM;
   }
   p->installed = true;
@@ -428,27 +422,31 @@ int realm_seccomp_allow_arg(realm_seccomp_policy *p, const char *syscall, unsign
   if (rc != REALM_OK) return rc;
   int nr = syscall ? seccomp_syscall_resolve_name(syscall) : __NR_SCMP_ERROR;
   if (nr < 0) {
-    set_err(err, errlen, "seccomp: unknown syscall '%s' (not a syscall on this architecture)",
-            syscall ? syscall : "(null)");
+    realm_set_err(err, errlen, "seccomp: unknown syscall '%s' (not a syscall on this architecture)",
+                  syscall ? syscall : "(null)");
     return REALM_E_NOT_FOUND;
   }
   if (arg > 5 || !values || n_values == 0 || n_values > REALM_SECCOMP_MAX_ARG_VALUES ||
       (op != REALM_SECCOMP_ARG_EQ && op != REALM_SECCOMP_ARG_MASKED_EQ)) {
-    set_err(err, errlen, "seccomp: argument rule for '%s': argument %u, %zu values, op %d "
-                         "(want argument 0..5, 1..%d values, EQ or MASKED_EQ)", syscall, arg,
-            n_values, (int)op, REALM_SECCOMP_MAX_ARG_VALUES);
+    realm_set_err(err, errlen,
+                  "seccomp: argument rule for '%s': argument %u, %zu values, op %d "
+                  "(want argument 0..5, 1..%d values, EQ or MASKED_EQ)",
+                  syscall, arg, n_values, (int)op, REALM_SECCOMP_MAX_ARG_VALUES);
     return REALM_E_INVALID_ARGUMENT;
   }
   if (realm_seccomp_kind_for(syscall) != REALM_SECCOMP_ALLOW) {
-    set_err(err, errlen, "seccomp: '%s' always carries its own constraint (%s); an argument "
-                         "rule could only widen it", syscall,
-            realm_seccomp_kind_name(realm_seccomp_kind_for(syscall)));
+    realm_set_err(err, errlen,
+                  "seccomp: '%s' always carries its own constraint (%s); an argument "
+                  "rule could only widen it",
+                  syscall, realm_seccomp_kind_name(realm_seccomp_kind_for(syscall)));
     return REALM_E_INVALID_ARGUMENT;
   }
   const struct policy_syscall *had = policy_find(p, nr);
   if (had && !had->by_arg) {
-    set_err(err, errlen, "seccomp: '%s' is already allowed with any arguments; an argument "
-                         "rule for it would be dead", syscall);
+    realm_set_err(err, errlen,
+                  "seccomp: '%s' is already allowed with any arguments; an argument "
+                  "rule for it would be dead",
+                  syscall);
     return REALM_E_INVALID_ARGUMENT;
   }
   for (size_t i = 0; i < n_values; i++) {
@@ -460,7 +458,8 @@ int realm_seccomp_allow_arg(realm_seccomp_policy *p, const char *syscall, unsign
                              .datum_b = masked ? values[i] : 0};
     int src = seccomp_rule_add_array(p->ctx, SCMP_ACT_ALLOW, nr, 1, &c);
     if (src != 0) {
-      set_err(err, errlen, "seccomp: adding argument rule for '%s': %s", syscall, strerror(-src));
+      realm_set_err(err, errlen, "seccomp: adding argument rule for '%s': %s", syscall,
+                    strerror(-src));
       return REALM_E_SYSTEM;
     }
   }
@@ -470,8 +469,8 @@ int realm_seccomp_allow_arg(realm_seccomp_policy *p, const char *syscall, unsign
 static int role_apply(const struct realm_seccomp_role *role, const struct realm_seccomp_entry *e,
                       realm_seccomp_policy *p, char *err, size_t errlen) {
   if (!e->name || !e->why || !e->why[0]) {
-    set_err(err, errlen, "entry %zu has no %s", (size_t)(e - role->entries),
-            e->name ? "reason" : "name");
+    realm_set_err(err, errlen, "entry %zu has no %s", (size_t)(e - role->entries),
+                  e->name ? "reason" : "name");
     return REALM_E_INVALID_ARGUMENT;
   }
   switch (e->what) {
@@ -481,14 +480,14 @@ static int role_apply(const struct realm_seccomp_role *role, const struct realm_
     return realm_seccomp_allow_arg(p, e->name, e->arg, e->op, e->mask, e->values, e->n_values,
                                    err, errlen);
   }
-  set_err(err, errlen, "entry '%s' has unknown kind %d", e->name, (int)e->what);
+  realm_set_err(err, errlen, "entry '%s' has unknown kind %d", e->name, (int)e->what);
   return REALM_E_INVALID_ARGUMENT;
 }
 
 int realm_seccomp_role_build(const struct realm_seccomp_role *role,
                              realm_seccomp_policy **ret_policy, char *err, size_t errlen) {
   if (!role || !ret_policy || (!role->entries && role->n_entries)) {
-    set_err(err, errlen, "seccomp: role build: invalid arguments");
+    realm_set_err(err, errlen, "seccomp: role build: invalid arguments");
     return REALM_E_INVALID_ARGUMENT;
   }
   const char *name = role->name ? role->name : "(unnamed)";
@@ -498,8 +497,8 @@ int realm_seccomp_role_build(const struct realm_seccomp_role *role,
     char why[256] = "";
     rc = role_apply(role, &role->entries[i], p, why, sizeof why);
     if (rc != REALM_OK)
-      set_err(err, errlen, "%s policy, entry %zu ('%s'): %s", name, i,
-              role->entries[i].name ? role->entries[i].name : "(null)", why);
+      realm_set_err(err, errlen, "%s policy, entry %zu ('%s'): %s", name, i,
+                    role->entries[i].name ? role->entries[i].name : "(null)", why);
   }
   if (rc != REALM_OK) {
     realm_seccomp_policy_free(p);
@@ -530,12 +529,12 @@ int realm_seccomp_role_export(const struct realm_seccomp_role *role, int fd, cha
 
 int realm_seccomp_export_pfc(const realm_seccomp_policy *p, int fd, char *err, size_t errlen) {
   if (!p || fd < 0) {
-    set_err(err, errlen, "seccomp: export: invalid arguments");
+    realm_set_err(err, errlen, "seccomp: export: invalid arguments");
     return REALM_E_INVALID_ARGUMENT;
   }
   int rc = seccomp_export_pfc(p->ctx, fd);
   if (rc != 0) {
-    set_err(err, errlen, "seccomp: export: %s", strerror(-rc));
+    realm_set_err(err, errlen, "seccomp: export: %s", strerror(-rc));
     return REALM_E_SYSTEM;
   }
   return REALM_OK;

@@ -12,7 +12,6 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -32,15 +31,6 @@ struct realm_shm {
   bool writable; /* mapped PROT_READ|PROT_WRITE */
 };
 
-static void set_err(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static void set_err(char *err, size_t errlen, const char *fmt, ...) {
-  if (!err || errlen == 0) return;
-  va_list ap;
-  va_start(ap, fmt);
-  vsnprintf(err, errlen, fmt, ap);
-  va_end(ap);
-}
-
 static void close_keep_errno(int fd) {
   int saved = errno;
   if (fd >= 0) close(fd);
@@ -52,16 +42,16 @@ static void close_keep_errno(int fd) {
 int realm_shm_create(const char *name, size_t size, unsigned flags, realm_shm **ret_region,
                      char *err, size_t errlen) {
   if (!ret_region || (flags & ~(unsigned)REALM_SHM_SEALABLE)) {
-    set_err(err, errlen, "shm create: invalid arguments (flags 0x%x)", flags);
+    realm_set_err(err, errlen, "shm create: invalid arguments (flags 0x%x)", flags);
     return REALM_E_INVALID_ARGUMENT;
   }
   if (size == 0) {
-    set_err(err, errlen, "shm create: size 0 is not allowed");
+    realm_set_err(err, errlen, "shm create: size 0 is not allowed");
     return REALM_E_INVALID_ARGUMENT;
   }
   if ((unsigned long long)size > REALM_MAX_SHM_BYTES) {
-    set_err(err, errlen, "shm create: size %zu is above the maximum %llu", size,
-            (unsigned long long)REALM_MAX_SHM_BYTES);
+    realm_set_err(err, errlen, "shm create: size %zu is above the maximum %llu", size,
+                  (unsigned long long)REALM_MAX_SHM_BYTES);
     return REALM_E_TOO_LARGE;
   }
   /* memfd names are limited to 249 bytes; the name is only a label, so cut it. */
@@ -70,25 +60,25 @@ int realm_shm_create(const char *name, size_t size, unsigned flags, realm_shm **
 
   int fd = memfd_create(label, MFD_CLOEXEC | MFD_ALLOW_SEALING);
   if (fd < 0) {
-    set_err(err, errlen, "shm create '%s': memfd_create: %s", label, strerror(errno));
+    realm_set_err(err, errlen, "shm create '%s': memfd_create: %s", label, strerror(errno));
     return realm_err_from_errno(errno) == REALM_E_NOMEM ? REALM_E_NOMEM : REALM_E_SYSTEM;
   }
   if (ftruncate(fd, (off_t)size) != 0) {
-    set_err(err, errlen, "shm create '%s': ftruncate to %zu bytes: %s", label, size,
-            strerror(errno));
+    realm_set_err(err, errlen, "shm create '%s': ftruncate to %zu bytes: %s", label, size,
+                  strerror(errno));
     close_keep_errno(fd);
     return REALM_E_SYSTEM;
   }
   int seals = F_SEAL_SHRINK | F_SEAL_GROW;
   if (!(flags & REALM_SHM_SEALABLE)) seals |= F_SEAL_SEAL;
   if (fcntl(fd, F_ADD_SEALS, seals) != 0) {
-    set_err(err, errlen, "shm create '%s': F_ADD_SEALS: %s", label, strerror(errno));
+    realm_set_err(err, errlen, "shm create '%s': F_ADD_SEALS: %s", label, strerror(errno));
     close_keep_errno(fd);
     return REALM_E_SYSTEM;
   }
   void *base = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
   if (base == MAP_FAILED) {
-    set_err(err, errlen, "shm create '%s': mmap %zu bytes: %s", label, size, strerror(errno));
+    realm_set_err(err, errlen, "shm create '%s': mmap %zu bytes: %s", label, size, strerror(errno));
     close_keep_errno(fd);
     return REALM_E_NOMEM;
   }
@@ -96,7 +86,7 @@ int realm_shm_create(const char *name, size_t size, unsigned flags, realm_shm **
   if (!r) {
     munmap(base, size);
     close(fd);
-    set_err(err, errlen, "shm create '%s': out of memory", label);
+    realm_set_err(err, errlen, "shm create '%s': out of memory", label);
     return REALM_E_NOMEM;
   }
   r->fd = fd;
@@ -109,7 +99,7 @@ int realm_shm_create(const char *name, size_t size, unsigned flags, realm_shm **
 
 int realm_shm_seal_readonly(realm_shm *r, char *err, size_t errlen) {
   if (!r) {
-    set_err(err, errlen, "shm seal: region is NULL");
+    realm_set_err(err, errlen, "shm seal: region is NULL");
     return REALM_E_INVALID_ARGUMENT;
   }
   if (!r->writable && r->base) {
@@ -123,21 +113,22 @@ int realm_shm_seal_readonly(realm_shm *r, char *err, size_t errlen) {
   if (fcntl(r->fd, F_ADD_SEALS, F_SEAL_WRITE | F_SEAL_SEAL) != 0) {
     int e = errno;
     if (e == EBUSY)
-      set_err(err, errlen,
-              "shm seal: a writable shared mapping of the region still exists (EBUSY); unmap "
-              "it (also in forked children and peers) before sealing");
+      realm_set_err(err, errlen,
+                    "shm seal: a writable shared mapping of the region still exists (EBUSY); unmap "
+                    "it (also in forked children and peers) before sealing");
     else if (e == EPERM)
-      set_err(err, errlen, "shm seal: the seal set is final (region created without "
-                           "REALM_SHM_SEALABLE)");
+      realm_set_err(err, errlen,
+                    "shm seal: the seal set is final (region created without "
+                    "REALM_SHM_SEALABLE)");
     else
-      set_err(err, errlen, "shm seal: F_ADD_SEALS: %s", strerror(e));
+      realm_set_err(err, errlen, "shm seal: F_ADD_SEALS: %s", strerror(e));
     rc = e == EBUSY || e == EPERM ? REALM_E_PERMISSION : REALM_E_SYSTEM;
   }
   /* Map again: read-only once sealed, or writable as before when sealing failed. */
   bool writable = rc != REALM_OK && r->writable;
   void *base = mmap(NULL, r->size, PROT_READ | (writable ? PROT_WRITE : 0), MAP_SHARED, r->fd, 0);
   if (base == MAP_FAILED) {
-    if (rc == REALM_OK) set_err(err, errlen, "shm seal: re-map: %s", strerror(errno));
+    if (rc == REALM_OK) realm_set_err(err, errlen, "shm seal: re-map: %s", strerror(errno));
     r->writable = false;
     return rc == REALM_OK ? REALM_E_NOMEM : rc;
   }
@@ -149,51 +140,54 @@ int realm_shm_seal_readonly(realm_shm *r, char *err, size_t errlen) {
 int realm_shm_from_fd(int fd, size_t expected_min_size, bool writable, realm_shm **ret_region,
                       char *err, size_t errlen) {
   if (fd < 0 || !ret_region) {
-    set_err(err, errlen, "shm from fd: invalid arguments (fd %d)", fd);
+    realm_set_err(err, errlen, "shm from fd: invalid arguments (fd %d)", fd);
     return REALM_E_INVALID_ARGUMENT;
   }
   int seals = fcntl(fd, F_GET_SEALS);
   if (seals < 0) {
-    set_err(err, errlen, "shm from fd %d: not a sealable memfd (F_GET_SEALS: %s)", fd,
-            strerror(errno));
+    realm_set_err(err, errlen, "shm from fd %d: not a sealable memfd (F_GET_SEALS: %s)", fd,
+                  strerror(errno));
     return REALM_E_PERMISSION;
   }
   const int need = F_SEAL_SHRINK | F_SEAL_GROW;
   if ((seals & need) != need) {
-    set_err(err, errlen,
-            "shm from fd %d: seals 0x%x lack F_SEAL_SHRINK|F_SEAL_GROW; the peer could resize it",
-            fd, (unsigned)seals);
+    realm_set_err(
+        err, errlen,
+        "shm from fd %d: seals 0x%x lack F_SEAL_SHRINK|F_SEAL_GROW; the peer could resize it", fd,
+        (unsigned)seals);
     return REALM_E_PERMISSION;
   }
   if (writable && (seals & (F_SEAL_WRITE | F_SEAL_FUTURE_WRITE))) {
-    set_err(err, errlen, "shm from fd %d: writable mapping requested but the region is "
-                         "write-sealed (seals 0x%x)", fd, (unsigned)seals);
+    realm_set_err(err, errlen,
+                  "shm from fd %d: writable mapping requested but the region is "
+                  "write-sealed (seals 0x%x)",
+                  fd, (unsigned)seals);
     return REALM_E_PERMISSION;
   }
   struct stat st;
   if (fstat(fd, &st) != 0) {
-    set_err(err, errlen, "shm from fd %d: fstat: %s", fd, strerror(errno));
+    realm_set_err(err, errlen, "shm from fd %d: fstat: %s", fd, strerror(errno));
     return REALM_E_SYSTEM;
   }
   /* Seals are final for size, so the size checked here is the size forever. */
   unsigned long long size = (unsigned long long)st.st_size;
   if (st.st_size <= 0 || size < expected_min_size || size > REALM_MAX_SHM_BYTES) {
-    set_err(err, errlen,
-            "shm from fd %d: size %lld is outside the accepted range %zu..%llu bytes", fd,
-            (long long)st.st_size, expected_min_size ? expected_min_size : 1,
-            (unsigned long long)REALM_MAX_SHM_BYTES);
+    realm_set_err(err, errlen,
+                  "shm from fd %d: size %lld is outside the accepted range %zu..%llu bytes", fd,
+                  (long long)st.st_size, expected_min_size ? expected_min_size : 1,
+                  (unsigned long long)REALM_MAX_SHM_BYTES);
     return REALM_E_OUT_OF_RANGE;
   }
   void *base = mmap(NULL, (size_t)size, PROT_READ | (writable ? PROT_WRITE : 0), MAP_SHARED, fd, 0);
   if (base == MAP_FAILED) {
-    set_err(err, errlen, "shm from fd %d: mmap %llu bytes %s: %s", fd, size,
-            writable ? "read-write" : "read-only", strerror(errno));
+    realm_set_err(err, errlen, "shm from fd %d: mmap %llu bytes %s: %s", fd, size,
+                  writable ? "read-write" : "read-only", strerror(errno));
     return errno == EACCES || errno == EPERM ? REALM_E_PERMISSION : REALM_E_NOMEM;
   }
   realm_shm *r = calloc(1, sizeof *r);
   if (!r) {
     munmap(base, (size_t)size);
-    set_err(err, errlen, "shm from fd %d: out of memory", fd);
+    realm_set_err(err, errlen, "shm from fd %d: out of memory", fd);
     return REALM_E_NOMEM;
   }
   r->fd = fd;
@@ -207,13 +201,13 @@ int realm_shm_from_fd(int fd, size_t expected_min_size, bool writable, realm_shm
 int realm_shm_slice(const realm_shm *r, uint64_t offset, uint64_t len, void **ret_ptr, char *err,
                     size_t errlen) {
   if (!r || !r->base || !ret_ptr) {
-    set_err(err, errlen, "shm slice: region is not mapped");
+    realm_set_err(err, errlen, "shm slice: region is not mapped");
     return REALM_E_INVALID_ARGUMENT;
   }
   /* Written as two comparisons so offset + len can never wrap around. */
   if (offset > r->size || len > (uint64_t)r->size - offset) {
-    set_err(err, errlen, "shm slice: offset %llu + len %llu exceeds region size %zu",
-            (unsigned long long)offset, (unsigned long long)len, r->size);
+    realm_set_err(err, errlen, "shm slice: offset %llu + len %llu exceeds region size %zu",
+                  (unsigned long long)offset, (unsigned long long)len, r->size);
     return REALM_E_OUT_OF_RANGE;
   }
   *ret_ptr = (char *)r->base + offset;
@@ -240,12 +234,12 @@ static int check_socket_type(int sock, const char *what, char *err, size_t errle
   int type = 0;
   socklen_t tl = sizeof type;
   if (getsockopt(sock, SOL_SOCKET, SO_TYPE, &type, &tl) != 0) {
-    set_err(err, errlen, "%s: socket %d: %s", what, sock, strerror(errno));
+    realm_set_err(err, errlen, "%s: socket %d: %s", what, sock, strerror(errno));
     return REALM_E_INVALID_ARGUMENT;
   }
   if (type != SOCK_SEQPACKET && type != SOCK_DGRAM) {
-    set_err(err, errlen, "%s: socket %d is not SOCK_SEQPACKET or SOCK_DGRAM (type %d)", what,
-            sock, type);
+    realm_set_err(err, errlen, "%s: socket %d is not SOCK_SEQPACKET or SOCK_DGRAM (type %d)", what,
+                  sock, type);
     return REALM_E_INVALID_ARGUMENT;
   }
   return REALM_OK;
@@ -259,7 +253,7 @@ static int io_errno_to_code(int e) {
 
 int realm_fd_send(int sock, int fd, const void *payload, size_t len, char *err, size_t errlen) {
   if (!payload || len == 0) {
-    set_err(err, errlen, "fd send: payload must be at least one byte");
+    realm_set_err(err, errlen, "fd send: payload must be at least one byte");
     return REALM_E_INVALID_ARGUMENT;
   }
   int rc = check_socket_type(sock, "fd send", err, errlen);
@@ -286,11 +280,11 @@ int realm_fd_send(int sock, int fd, const void *payload, size_t len, char *err, 
     n = sendmsg(sock, &msg, MSG_NOSIGNAL);
   } while (n < 0 && errno == EINTR);
   if (n < 0) {
-    set_err(err, errlen, "fd send on socket %d: %s", sock, strerror(errno));
+    realm_set_err(err, errlen, "fd send on socket %d: %s", sock, strerror(errno));
     return io_errno_to_code(errno);
   }
   if ((size_t)n != len) { /* cannot happen on message sockets; refuse rather than assume */
-    set_err(err, errlen, "fd send on socket %d: sent %zd of %zu bytes", sock, n, len);
+    realm_set_err(err, errlen, "fd send on socket %d: sent %zd of %zu bytes", sock, n, len);
     return REALM_E_IO;
   }
   return REALM_OK;
@@ -299,7 +293,7 @@ int realm_fd_send(int sock, int fd, const void *payload, size_t len, char *err, 
 int realm_fd_recv(int sock, int *ret_fd, void *payload, size_t cap, size_t *ret_len, char *err,
                   size_t errlen) {
   if (!ret_fd || !payload || cap == 0 || !ret_len) {
-    set_err(err, errlen, "fd recv: invalid arguments");
+    realm_set_err(err, errlen, "fd recv: invalid arguments");
     return REALM_E_INVALID_ARGUMENT;
   }
   int rc = check_socket_type(sock, "fd recv", err, errlen);
@@ -322,7 +316,7 @@ int realm_fd_recv(int sock, int *ret_fd, void *payload, size_t cap, size_t *ret_
     n = recvmsg(sock, &msg, MSG_CMSG_CLOEXEC);
   } while (n < 0 && errno == EINTR);
   if (n < 0) {
-    set_err(err, errlen, "fd recv on socket %d: %s", sock, strerror(errno));
+    realm_set_err(err, errlen, "fd recv on socket %d: %s", sock, strerror(errno));
     return io_errno_to_code(errno);
   }
 
@@ -342,19 +336,21 @@ int realm_fd_recv(int sock, int *ret_fd, void *payload, size_t cap, size_t *ret_
   size_t total = nfds + extra;
   if (msg.msg_flags & MSG_CTRUNC) {
     rc = REALM_E_PROTOCOL;
-    set_err(err, errlen, "fd recv on socket %d: control data truncated (peer sent more than %d "
-                         "fds); message refused", sock, FD_RECV_MAX_FDS);
+    realm_set_err(err, errlen,
+                  "fd recv on socket %d: control data truncated (peer sent more than %d "
+                  "fds); message refused",
+                  sock, FD_RECV_MAX_FDS);
   } else if (total > 1) {
     rc = REALM_E_PROTOCOL;
-    set_err(err, errlen, "fd recv on socket %d: message carried %zu fds, at most one allowed",
-            sock, total);
+    realm_set_err(err, errlen, "fd recv on socket %d: message carried %zu fds, at most one allowed",
+                  sock, total);
   } else if (msg.msg_flags & MSG_TRUNC) {
     rc = REALM_E_TOO_LARGE;
-    set_err(err, errlen, "fd recv on socket %d: payload longer than the %zu-byte buffer", sock,
-            cap);
+    realm_set_err(err, errlen, "fd recv on socket %d: payload longer than the %zu-byte buffer",
+                  sock, cap);
   } else if (n == 0 && total == 0) {
     rc = REALM_E_UNAVAILABLE;
-    set_err(err, errlen, "fd recv on socket %d: peer closed the connection", sock);
+    realm_set_err(err, errlen, "fd recv on socket %d: peer closed the connection", sock);
   }
   if (rc != REALM_OK) {
     for (size_t i = 0; i < nfds; i++) close(fds[i]);

@@ -24,7 +24,6 @@
  * Losing the worker fails every in-flight request with "unavailable".
  */
 #include <errno.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -42,16 +41,6 @@
 #define RUNNER_LINGER_MS 250  /* terminal events drain before exit */
 
 /* ---- small helpers ---- */
-
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-static void set_err(char *err, size_t errlen, const char *fmt, ...) {
-  if (!err || !errlen) return;
-  va_list ap;
-  va_start(ap, fmt);
-  vsnprintf(err, errlen, fmt, ap);
-  va_end(ap);
-}
 
 static int64_t unix_now_ms(void) {
   struct timespec ts;
@@ -536,62 +525,64 @@ static int validate_generate(struct runner *r, const Realm__V1__GenerateRequest 
                              size_t msglen, const char **param) {
   *param = NULL;
   if (!g->request_id || !g->request_id[0] || strlen(g->request_id) > 256) {
-    set_err(msg, msglen, "request_id must be 1..256 bytes");
+    realm_set_err(msg, msglen, "request_id must be 1..256 bytes");
     *param = "request_id";
     return REALM_E_INVALID_ARGUMENT;
   }
   if (!g->tenant_id || strcmp(g->tenant_id, r->cfg.tenant_id) != 0) {
-    set_err(msg, msglen, "tenant '%s' is not served by this runner",
-            g->tenant_id ? g->tenant_id : "");
+    realm_set_err(msg, msglen, "tenant '%s' is not served by this runner",
+                  g->tenant_id ? g->tenant_id : "");
     return REALM_E_PERMISSION;
   }
   if (g->input_case == REALM__V1__GENERATE_REQUEST__INPUT__NOT_SET ||
       (g->input_case == REALM__V1__GENERATE_REQUEST__INPUT_PROMPT && !g->prompt) ||
       (g->input_case == REALM__V1__GENERATE_REQUEST__INPUT_CHAT &&
        (!g->chat || g->chat->n_messages == 0))) {
-    set_err(msg, msglen, "the request has no prompt (prompt, chat messages or tokens)");
+    realm_set_err(msg, msglen, "the request has no prompt (prompt, chat messages or tokens)");
     *param = g->input_case == REALM__V1__GENERATE_REQUEST__INPUT_CHAT ? "messages" : "prompt";
     return REALM_E_INVALID_ARGUMENT;
   }
   if (g->input_case == REALM__V1__GENERATE_REQUEST__INPUT_TOKENS) {
-    set_err(msg, msglen, "token-id prompts are not supported by the guest ABI v1 request blob");
+    realm_set_err(msg, msglen,
+                  "token-id prompts are not supported by the guest ABI v1 request blob");
     *param = "prompt";
     return REALM_E_UNSUPPORTED;
   }
   if (g->input_case == REALM__V1__GENERATE_REQUEST__INPUT_CHAT) {
     if (g->chat->n_messages > REALM_MAX_MESSAGES) {
-      set_err(msg, msglen, "%zu messages, at most %d", g->chat->n_messages, REALM_MAX_MESSAGES);
+      realm_set_err(msg, msglen, "%zu messages, at most %d", g->chat->n_messages,
+                    REALM_MAX_MESSAGES);
       *param = "messages";
       return REALM_E_TOO_LARGE;
     }
     for (size_t i = 0; i < g->chat->n_messages; i++)
       if (!g->chat->messages[i] || !g->chat->messages[i]->role ||
           !g->chat->messages[i]->content) {
-        set_err(msg, msglen, "message %zu has no role or content", i);
+        realm_set_err(msg, msglen, "message %zu has no role or content", i);
         *param = "messages";
         return REALM_E_INVALID_ARGUMENT;
       }
   }
   if (!g->sampling) {
-    set_err(msg, msglen, "sampling parameters are missing");
+    realm_set_err(msg, msglen, "sampling parameters are missing");
     *param = "sampling";
     return REALM_E_INVALID_ARGUMENT;
   }
   if (g->sampling->max_tokens > (uint64_t)r->cfg.max_tokens) {
-    set_err(msg, msglen, "max_tokens %u is above this runner's limit %lld",
-            g->sampling->max_tokens, (long long)r->cfg.max_tokens);
+    realm_set_err(msg, msglen, "max_tokens %u is above this runner's limit %lld",
+                  g->sampling->max_tokens, (long long)r->cfg.max_tokens);
     *param = "max_tokens";
     return REALM_E_OUT_OF_RANGE;
   }
   if (g->sampling->top_logprobs > REALM_GUEST_MAX_TOP_LOGPROBS) {
-    set_err(msg, msglen, "top_logprobs %u is above %d", g->sampling->top_logprobs,
-            REALM_GUEST_MAX_TOP_LOGPROBS);
+    realm_set_err(msg, msglen, "top_logprobs %u is above %d", g->sampling->top_logprobs,
+                  REALM_GUEST_MAX_TOP_LOGPROBS);
     *param = "top_logprobs";
     return REALM_E_OUT_OF_RANGE;
   }
   if (g->sampling->n_logit_bias > r->vocab_size) {
-    set_err(msg, msglen, "logit_bias has %zu entries, the vocabulary %u tokens",
-            g->sampling->n_logit_bias, r->vocab_size);
+    realm_set_err(msg, msglen, "logit_bias has %zu entries, the vocabulary %u tokens",
+                  g->sampling->n_logit_bias, r->vocab_size);
     *param = "logit_bias";
     return REALM_E_TOO_LARGE;
   }
@@ -599,33 +590,33 @@ static int validate_generate(struct runner *r, const Realm__V1__GenerateRequest 
     const Realm__V1__SamplingParams__LogitBiasEntry *e = g->sampling->logit_bias[i];
     if (!e || e->key < 0 || (uint32_t)e->key >= r->vocab_size || !(e->value >= -100.0f) ||
         !(e->value <= 100.0f)) {
-      set_err(msg, msglen, "logit_bias entry %d: %g (token ids 0..%u, biases -100..100)",
-              e ? e->key : -1, e ? (double)e->value : 0.0, r->vocab_size - 1);
+      realm_set_err(msg, msglen, "logit_bias entry %d: %g (token ids 0..%u, biases -100..100)",
+                    e ? e->key : -1, e ? (double)e->value : 0.0, r->vocab_size - 1);
       *param = "logit_bias";
       return REALM_E_INVALID_ARGUMENT;
     }
   }
   if (g->n > 1) {
-    set_err(msg, msglen, "n = %u: this runner serves one choice per request", g->n);
+    realm_set_err(msg, msglen, "n = %u: this runner serves one choice per request", g->n);
     *param = "n";
     return REALM_E_UNSUPPORTED;
   }
   if (find_req(r, g->request_id)) {
-    set_err(msg, msglen, "request_id '%s' is already in flight", g->request_id);
+    realm_set_err(msg, msglen, "request_id '%s' is already in flight", g->request_id);
     *param = "request_id";
     return REALM_E_INVALID_ARGUMENT;
   }
   if (r->draining) {
-    set_err(msg, msglen, "the runner is stopping");
+    realm_set_err(msg, msglen, "the runner is stopping");
     return r->drain_code;
   }
   if (!r->worker_up) {
-    set_err(msg, msglen, "the worker is not connected");
+    realm_set_err(msg, msglen, "the worker is not connected");
     return REALM_E_UNAVAILABLE;
   }
   if (r->n_active >= (uint64_t)r->cfg.max_inflight ||
       (r->max_sessions && r->n_active >= r->max_sessions)) {
-    set_err(msg, msglen, "runner is at its limit of %u requests in flight", r->n_active);
+    realm_set_err(msg, msglen, "runner is at its limit of %u requests in flight", r->n_active);
     return REALM_E_UNAVAILABLE;
   }
   return REALM_OK;
@@ -710,15 +701,15 @@ static void handle_generate(struct runner *r, const realm_ipc_peer *peer,
     return;
   }
   if (status != 0) {
-    set_err(msg, sizeof msg, "the tenant's guest refused the request (code %d)", status);
+    realm_set_err(msg, sizeof msg, "the tenant's guest refused the request (code %d)", status);
     req_fail(q, REALM_E_INVALID_ARGUMENT, msg);
     return;
   }
   if (q->prompt_overflow || q->n_pending > (uint64_t)r->cfg.max_prompt_tokens ||
       q->n_pending >= r->n_ctx) {
-    set_err(msg, sizeof msg, "prompt is more than %lld tokens (this runner's limit; context %u)",
-            (long long)(q->prompt_overflow ? r->cfg.max_prompt_tokens : q->n_pending - 1),
-            r->n_ctx);
+    realm_set_err(
+        msg, sizeof msg, "prompt is more than %lld tokens (this runner's limit; context %u)",
+        (long long)(q->prompt_overflow ? r->cfg.max_prompt_tokens : q->n_pending - 1), r->n_ctx);
     req_end(q, END_ERROR, 0, REALM_E_TOO_LARGE, msg, "prompt");
     return;
   }
@@ -819,7 +810,7 @@ static void worker_lost(struct runner *r, const char *why) {
   r->n_step = 0;
   r->worker_up = false; /* no SessionClose: the worker drops the connection's sessions */
   char msg[256];
-  set_err(msg, sizeof msg, "the compute worker is unavailable: %s", why);
+  realm_set_err(msg, sizeof msg, "the compute worker is unavailable: %s", why);
   for (int64_t i = 0; i < r->cfg.max_inflight; i++) {
     struct rreq *q = &r->reqs[i];
     if (q->state == RREQ_FREE) continue;
@@ -868,8 +859,8 @@ static void deliver_logits(struct runner *r, struct rreq *q, const float *logits
     return;
   }
   if (action < 0 || (uint32_t)action >= r->vocab_size) {
-    set_err(msg, sizeof msg, "the tenant's guest returned %d from on_logits (vocabulary %u)",
-            action, r->vocab_size);
+    realm_set_err(msg, sizeof msg, "the tenant's guest returned %d from on_logits (vocabulary %u)",
+                  action, r->vocab_size);
     req_fail(q, REALM_E_GUEST_TRAP, msg);
     return;
   }
@@ -895,11 +886,13 @@ static void handle_step_reply(struct runner *r, const Realm__V1__WorkerReply *re
   if (!sr) {
     whole_err = rep->body_case == REALM__V1__WORKER_REPLY__BODY_ERROR
                     ? realm_proto_error_code(rep->error) : REALM_E_PROTOCOL;
-    set_err(msg, sizeof msg, "worker failed the step: %s",
-            rep->error && rep->error->message ? rep->error->message : "unexpected reply body");
+    realm_set_err(
+        msg, sizeof msg, "worker failed the step: %s",
+        rep->error && rep->error->message ? rep->error->message : "unexpected reply body");
   } else if (sr->n_results != r->n_step) {
     whole_err = REALM_E_PROTOCOL;
-    set_err(msg, sizeof msg, "StepReply has %zu results for %u entries", sr->n_results, r->n_step);
+    realm_set_err(msg, sizeof msg, "StepReply has %zu results for %u entries", sr->n_results,
+                  r->n_step);
   }
   if (whole_err == REALM_E_UNAVAILABLE) {
     worker_lost(r, msg);
@@ -923,8 +916,8 @@ static void handle_step_reply(struct runner *r, const Realm__V1__WorkerReply *re
     }
     if (!res || res->error) {
       int code = res ? realm_proto_error_code(res->error) : REALM_E_PROTOCOL;
-      set_err(msg, sizeof msg, "worker failed this request's step: %s",
-              res && res->error->message ? res->error->message : "missing result");
+      realm_set_err(msg, sizeof msg, "worker failed this request's step: %s",
+                    res && res->error->message ? res->error->message : "missing result");
       req_fail(q, code, msg);
       continue;
     }
@@ -975,8 +968,8 @@ static void handle_session_opened(struct runner *r, const Realm__V1__WorkerReply
     int code = rep->body_case == REALM__V1__WORKER_REPLY__BODY_ERROR
                    ? realm_proto_error_code(rep->error) : REALM_E_PROTOCOL;
     char msg[512];
-    set_err(msg, sizeof msg, "worker refused a KV session: %s",
-            rep->error && rep->error->message ? rep->error->message : "unexpected reply");
+    realm_set_err(msg, sizeof msg, "worker refused a KV session: %s",
+                  rep->error && rep->error->message ? rep->error->message : "unexpected reply");
     if (code == REALM_E_UNAVAILABLE) {
       worker_lost(r, msg);
       return;
@@ -1014,7 +1007,7 @@ static void drain_worker(struct runner *r) {
       if (code == REALM_E_SHUTTING_DOWN || code == REALM_E_UNAVAILABLE ||
           code == REALM_E_VERSION) {
         char msg[512];
-        set_err(msg, sizeof msg, "%s: %s", realm_err_name(code), why);
+        realm_set_err(msg, sizeof msg, "%s: %s", realm_err_name(code), why);
         worker_lost(r, msg);
       } else {
         realm_log_warn("worker notice", RLOG_ERR(code), RLOG_STR("detail", why));
@@ -1204,7 +1197,7 @@ static int load_chat_template(struct runner *r, const char *spec, char *err, siz
   if (spec[0] == '@') {
     FILE *fp = fopen(spec + 1, "rb");
     if (!fp) {
-      set_err(err, errlen, "--chat-template %s: %s", spec, strerror(errno));
+      realm_set_err(err, errlen, "--chat-template %s: %s", spec, strerror(errno));
       return REALM_E_INVALID_ARGUMENT;
     }
     text = malloc(REALM_GUEST_MAX_META_VALUE_BYTES + 1);
@@ -1213,16 +1206,18 @@ static int load_chat_template(struct runner *r, const char *spec, char *err, siz
     fclose(fp);
     if (!text) return REALM_E_NOMEM;
     if (bad || len == 0 || len > REALM_GUEST_MAX_META_VALUE_BYTES) {
-      set_err(err, errlen, "--chat-template %s: %s", spec,
-              bad ? "read error" : len == 0 ? "empty file" : "larger than 1 MiB");
+      realm_set_err(err, errlen, "--chat-template %s: %s", spec,
+                    bad        ? "read error"
+                    : len == 0 ? "empty file"
+                               : "larger than 1 MiB");
       free(text);
       return REALM_E_INVALID_ARGUMENT;
     }
   } else {
     len = strlen(spec);
     if (len > REALM_GUEST_MAX_META_VALUE_BYTES) {
-      set_err(err, errlen, "--chat-template is %zu bytes, at most %u", len,
-              REALM_GUEST_MAX_META_VALUE_BYTES);
+      realm_set_err(err, errlen, "--chat-template is %zu bytes, at most %u", len,
+                    REALM_GUEST_MAX_META_VALUE_BYTES);
       return REALM_E_INVALID_ARGUMENT;
     }
     text = strdup(spec);
@@ -1237,12 +1232,13 @@ int runner_new(const struct runner_config *cfg, struct runner **ret_runner, char
                size_t errlen) {
   if (!cfg->tenant_id[0] || !cfg->worker_endpoint[0] || !cfg->listen_endpoint[0] ||
       !cfg->module_path[0] || !cfg->module_cache[0]) {
-    set_err(err, errlen, "--tenant, --worker, --listen, --module and --module-cache are required");
+    realm_set_err(err, errlen,
+                  "--tenant, --worker, --listen, --module and --module-cache are required");
     return REALM_E_INVALID_ARGUMENT;
   }
   if (cfg->max_inflight < 1 || cfg->max_inflight > REALM_GUEST_MAX_ACTIVE_REQUESTS) {
-    set_err(err, errlen, "--max-inflight %lld is outside 1..%d", (long long)cfg->max_inflight,
-            REALM_GUEST_MAX_ACTIVE_REQUESTS);
+    realm_set_err(err, errlen, "--max-inflight %lld is outside 1..%d", (long long)cfg->max_inflight,
+                  REALM_GUEST_MAX_ACTIVE_REQUESTS);
     return REALM_E_INVALID_ARGUMENT;
   }
   struct runner *r = calloc(1, sizeof *r);
@@ -1253,7 +1249,7 @@ int runner_new(const struct runner_config *cfg, struct runner **ret_runner, char
   r->reqs = calloc((size_t)cfg->max_inflight, sizeof *r->reqs);
   r->step = calloc(REALM_MAX_BATCH_SEQS, sizeof *r->step);
   if (!r->reqs || !r->step) {
-    set_err(err, errlen, "out of memory");
+    realm_set_err(err, errlen, "out of memory");
     goto fail;
   }
   for (int64_t i = 0; i < cfg->max_inflight; i++) r->reqs[i].runner = r;
@@ -1269,14 +1265,14 @@ int runner_new(const struct runner_config *cfg, struct runner **ret_runner, char
   if (rc < 0) goto fail;
   r->zctx = zmq_ctx_new();
   if (!r->zctx) {
-    set_err(err, errlen, "zmq_ctx_new failed");
+    realm_set_err(err, errlen, "zmq_ctx_new failed");
     rc = REALM_E_SYSTEM;
     goto fail;
   }
   rc = realm_ipc_socket_new(r->zctx, ZMQ_ROUTER, 0, &r->gw, err, errlen);
   if (rc < 0) goto fail;
   if (zmq_bind(r->gw, cfg->listen_endpoint) != 0) {
-    set_err(err, errlen, "--listen %s: %s", cfg->listen_endpoint, zmq_strerror(zmq_errno()));
+    realm_set_err(err, errlen, "--listen %s: %s", cfg->listen_endpoint, zmq_strerror(zmq_errno()));
     rc = REALM_E_INVALID_ARGUMENT;
     goto fail;
   }

@@ -59,14 +59,6 @@ static pthread_once_t g_handlers_once = PTHREAD_ONCE_INIT;
 static int g_handlers_ok;
 static struct sigaction g_prev_segv, g_prev_bus;
 
-static void set_err(char *err, size_t errlen, const char *fmt, ...) {
-  if (!err || !errlen) return;
-  va_list ap;
-  va_start(ap, fmt);
-  vsnprintf(err, errlen, fmt, ap);
-  va_end(ap);
-}
-
 /* ---- signals ---- */
 
 static void on_deadline(int sig, siginfo_t *si, void *uctx) {
@@ -116,7 +108,7 @@ static int thread_setup(char *err, size_t errlen) {
   if (t_ready) return 0;
   pthread_once(&g_handlers_once, install_handlers);
   if (!g_handlers_ok) {
-    set_err(err, errlen, "cannot install the sandbox signal handlers: %s", strerror(errno));
+    realm_set_err(err, errlen, "cannot install the sandbox signal handlers: %s", strerror(errno));
     return REALM_E_SYSTEM;
   }
   /* The backstop fault handler needs a stack of its own when the native stack is exhausted.
@@ -143,7 +135,7 @@ static int thread_setup(char *err, size_t errlen) {
   sev.sigev_signo = SANDBOX_DEADLINE_SIGNAL;
   sev.sigev_notify_thread_id = (pid_t)syscall(SYS_gettid);
   if (timer_create(CLOCK_MONOTONIC, &sev, &t_timer) != 0) {
-    set_err(err, errlen, "timer_create for the guest deadline failed: %s", strerror(errno));
+    realm_set_err(err, errlen, "timer_create for the guest deadline failed: %s", strerror(errno));
     return REALM_E_SYSTEM;
   }
   t_ready = 1;
@@ -300,7 +292,7 @@ static int run_guarded(struct sandbox_instance *inst, enum call_kind kind, uint3
 
 failed:
   discard(inst, msg);
-  set_err(err, errlen, "%s", msg);
+  realm_set_err(err, errlen, "%s", msg);
   return code;
 }
 
@@ -317,11 +309,11 @@ int sandbox_instance_new(struct sandbox_module *module, const struct sandbox_lim
                          const struct sandbox_host *host, struct sandbox_instance **ret_inst,
                          char *err, size_t errlen) {
   if (!module || !ret_inst) {
-    set_err(err, errlen, "sandbox_instance_new: NULL module or ret_inst");
+    realm_set_err(err, errlen, "sandbox_instance_new: NULL module or ret_inst");
     return REALM_E_INVALID_ARGUMENT;
   }
   if (sandbox_g_call.inst) {
-    set_err(err, errlen, "sandbox_instance_new called from inside a guest call");
+    realm_set_err(err, errlen, "sandbox_instance_new called from inside a guest call");
     return REALM_E_INVALID_ARGUMENT;
   }
   struct sandbox_limits lim = limits ? *limits : (struct sandbox_limits){0};
@@ -329,13 +321,13 @@ int sandbox_instance_new(struct sandbox_module *module, const struct sandbox_lim
   if (!lim.call_ms) lim.call_ms = REALM_GUEST_DEFAULT_CALL_MS;
   if (!lim.output_bytes) lim.output_bytes = REALM_GUEST_MAX_OUTPUT_BYTES;
   if (lim.memory_bytes < WASM_PAGE || lim.memory_bytes > (uint64_t)MAX_PAGES_32 * WASM_PAGE) {
-    set_err(err, errlen, "limits.memory_bytes = %llu: must be 64 KiB .. %llu bytes",
-            (unsigned long long)lim.memory_bytes,
-            (unsigned long long)MAX_PAGES_32 * WASM_PAGE);
+    realm_set_err(err, errlen, "limits.memory_bytes = %llu: must be 64 KiB .. %llu bytes",
+                  (unsigned long long)lim.memory_bytes,
+                  (unsigned long long)MAX_PAGES_32 * WASM_PAGE);
     return REALM_E_OUT_OF_RANGE;
   }
   if (lim.call_ms > 3600u * 1000u) {
-    set_err(err, errlen, "limits.call_ms = %u: at most one hour", lim.call_ms);
+    realm_set_err(err, errlen, "limits.call_ms = %u: at most one hour", lim.call_ms);
     return REALM_E_OUT_OF_RANGE;
   }
   struct sandbox_instance *inst = calloc(1, sizeof *inst);
@@ -343,8 +335,8 @@ int sandbox_instance_new(struct sandbox_module *module, const struct sandbox_lim
   if (!inst || !guest) {
     free(inst);
     free(guest);
-    set_err(err, errlen, "out of memory for an instance of %llu bytes",
-            (unsigned long long)module->shim->instance_bytes);
+    realm_set_err(err, errlen, "out of memory for an instance of %llu bytes",
+                  (unsigned long long)module->shim->instance_bytes);
     return REALM_E_NOMEM;
   }
   inst->module = module;
@@ -379,8 +371,8 @@ int sandbox_instance_new(struct sandbox_module *module, const struct sandbox_lim
     return rc;
   }
   if (abi != REALM_GUEST_ABI_VERSION) {
-    set_err(err, errlen, "guest realm_abi_version() = %u, host speaks ABI v%d", abi,
-            REALM_GUEST_ABI_VERSION);
+    realm_set_err(err, errlen, "guest realm_abi_version() = %u, host speaks ABI v%d", abi,
+                  REALM_GUEST_ABI_VERSION);
     sandbox_instance_free(inst);
     return REALM_E_VERSION;
   }
@@ -433,15 +425,15 @@ static void forget_request(struct sandbox_instance *inst, uint32_t id) {
 /* Common entry checks of the sandbox_call_* functions. */
 static int call_precheck(struct sandbox_instance *inst, const char *fn, char *err, size_t errlen) {
   if (!inst) {
-    set_err(err, errlen, "%s: NULL instance", fn);
+    realm_set_err(err, errlen, "%s: NULL instance", fn);
     return REALM_E_INVALID_ARGUMENT;
   }
   if (sandbox_g_call.inst) {
-    set_err(err, errlen, "%s called from inside a guest call (re-entry is not allowed)", fn);
+    realm_set_err(err, errlen, "%s called from inside a guest call (re-entry is not allowed)", fn);
     return REALM_E_INVALID_ARGUMENT;
   }
   if (inst->discarded) {
-    set_err(err, errlen, "instance was discarded after: %s", inst->discard_reason);
+    realm_set_err(err, errlen, "instance was discarded after: %s", inst->discard_reason);
     return REALM_E_UNAVAILABLE;
   }
   return 0;
@@ -454,7 +446,7 @@ static int guest_alloc(struct sandbox_instance *inst, uint32_t n, uint32_t *ret_
   int rc = run_guarded(inst, CALL_ALLOC, n, 0, 0, &p, err, errlen);
   if (rc < 0) return rc;
   if (p == 0) {
-    set_err(err, errlen, "guest realm_alloc(%u) returned 0 (guest out of memory)", n);
+    realm_set_err(err, errlen, "guest realm_alloc(%u) returned 0 (guest out of memory)", n);
     return REALM_E_NOMEM;
   }
   uint64_t size = inst->memory->size;
@@ -465,7 +457,7 @@ static int guest_alloc(struct sandbox_instance *inst, uint32_t n, uint32_t *ret_
              "of %llu bytes",
              n, p, p, (unsigned long long)p + n, (unsigned long long)size);
     discard(inst, msg);
-    set_err(err, errlen, "%s", msg);
+    realm_set_err(err, errlen, "%s", msg);
     return REALM_E_GUEST_TRAP;
   }
   *ret_ptr = p;
@@ -477,23 +469,24 @@ int sandbox_call_request_begin(struct sandbox_instance *inst, uint32_t req_id, c
   int rc = call_precheck(inst, "sandbox_call_request_begin", err, errlen);
   if (rc < 0) return rc;
   if (!req || req_len == 0 || !ret_status) {
-    set_err(err, errlen, "sandbox_call_request_begin: empty request or NULL ret_status");
+    realm_set_err(err, errlen, "sandbox_call_request_begin: empty request or NULL ret_status");
     return REALM_E_INVALID_ARGUMENT;
   }
   if (find_request(inst, req_id)) {
-    set_err(err, errlen, "request id %u is already active in this instance", req_id);
+    realm_set_err(err, errlen, "request id %u is already active in this instance", req_id);
     return REALM_E_INVALID_ARGUMENT;
   }
   if (inst->n_reqs >= REALM_GUEST_MAX_ACTIVE_REQUESTS) {
-    set_err(err, errlen, "instance already has %u active requests (REALM_GUEST_MAX_ACTIVE_REQUESTS)",
-            inst->n_reqs);
+    realm_set_err(err, errlen,
+                  "instance already has %u active requests (REALM_GUEST_MAX_ACTIVE_REQUESTS)",
+                  inst->n_reqs);
     return REALM_E_RATE_LIMITED;
   }
   if (inst->n_reqs == inst->reqs_cap) {
     uint32_t ncap = inst->reqs_cap ? inst->reqs_cap * 2 : 8;
     struct sandbox_request *nr = realloc(inst->reqs, ncap * sizeof *nr);
     if (!nr) {
-      set_err(err, errlen, "out of memory for the request table");
+      realm_set_err(err, errlen, "out of memory for the request table");
       return REALM_E_NOMEM;
     }
     inst->reqs = nr;
@@ -517,12 +510,12 @@ int sandbox_call_logits(struct sandbox_instance *inst, uint32_t req_id, const fl
   int rc = call_precheck(inst, "sandbox_call_logits", err, errlen);
   if (rc < 0) return rc;
   if (!logits || !ret_action || n_vocab == 0 || n_vocab > REALM_MAX_VOCAB) {
-    set_err(err, errlen, "sandbox_call_logits: n_vocab = %u (1..%u) or NULL argument", n_vocab,
-            (unsigned)REALM_MAX_VOCAB);
+    realm_set_err(err, errlen, "sandbox_call_logits: n_vocab = %u (1..%u) or NULL argument",
+                  n_vocab, (unsigned)REALM_MAX_VOCAB);
     return REALM_E_INVALID_ARGUMENT;
   }
   if (!find_request(inst, req_id)) {
-    set_err(err, errlen, "sandbox_call_logits: request id %u is not active", req_id);
+    realm_set_err(err, errlen, "sandbox_call_logits: request id %u is not active", req_id);
     return REALM_E_INVALID_ARGUMENT;
   }
   uint32_t bytes = n_vocab * (uint32_t)sizeof(float);
@@ -550,7 +543,7 @@ int sandbox_call_request_end(struct sandbox_instance *inst, uint32_t req_id, int
     return rc;
   }
   if (!find_request(inst, req_id)) {
-    set_err(err, errlen, "sandbox_call_request_end: request id %u is not active", req_id);
+    realm_set_err(err, errlen, "sandbox_call_request_end: request id %u is not active", req_id);
     return REALM_E_INVALID_ARGUMENT;
   }
   uint32_t ignored = 0;

@@ -58,4 +58,14 @@ int realm_err_from_name(const char *name);
 /* Maps a positive errno to a realm code (ENOMEM -> NOMEM, ETIMEDOUT -> TIMEOUT, else SYSTEM). */
 int realm_err_from_errno(int errnum);
 
+/* The caller-provided message buffer every fallible library function takes (char *err, size_t
+ * errlen): writes the printf-style message into it, truncated to errlen; nothing when err is
+ * NULL or errlen is 0. realm_fail also returns code, for the one-line failure:
+ *   return realm_fail(REALM_E_OUT_OF_RANGE, err, errlen, "layer %u outside [0, %u)", l, n);
+ */
+void realm_set_err(char *err, size_t errlen, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+int realm_fail(int code, char *err, size_t errlen, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
 #endif /* REALM_ERROR_H */

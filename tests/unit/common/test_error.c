@@ -28,3 +28,18 @@ TEST(error_from_errno) {
   CHECK_EQ_INT(realm_err_from_errno(EBADF), REALM_E_SYSTEM);
   CHECK_EQ_INT(realm_err_from_errno(0), REALM_OK);
 }
+
+/* The shared (err, errlen) writer: formats, truncates to errlen, tolerates no buffer, and
+ * realm_fail hands the code back. */
+TEST(error_message_buffer_writers) {
+  char err[16] = "untouched";
+  CHECK_EQ_INT(realm_fail(REALM_E_OUT_OF_RANGE, err, sizeof err, "layer %u of %u", 7u, 4u),
+               REALM_E_OUT_OF_RANGE);
+  CHECK_STR_EQ(err, "layer 7 of 4");
+  realm_set_err(err, sizeof err, "a message longer than %d bytes", 16);
+  CHECK_STR_EQ(err, "a message longe"); /* 15 characters and the NUL */
+  CHECK_EQ_INT(realm_fail(REALM_E_NOMEM, NULL, 0, "ignored %d", 1), REALM_E_NOMEM);
+  memcpy(err, "kept", 5);
+  realm_set_err(err, 0, "not written");
+  CHECK_STR_EQ(err, "kept");
+}
