@@ -151,6 +151,8 @@ static const struct realm_seccomp_rule set_exit[] = {
 static const struct realm_seccomp_rule set_sanitizer[] = {
     {"sigaltstack", A, "ASan gives every new thread an alternate signal stack and removes it "
                        "at thread exit (its SEGV handler reports stack overflows)"},
+    {"sched_getaffinity", A, "ASan's thread start reads the new thread's stack bounds with "
+                             "pthread_getattr_np, which asks for the thread's CPU affinity"},
 };
 
 #define SET(name, purpose, rules) {name, purpose, rules, sizeof rules / sizeof rules[0]}
@@ -375,6 +377,17 @@ int realm_seccomp_allow(realm_seccomp_policy *p, const char *syscall, char *err,
 extern void __lsan_do_leak_check(void) __attribute__((weak));
 #endif
 
+void realm_seccomp_leak_check_before_jail(void) {
+#ifdef REALM_SECCOMP_SANITIZED
+  /* LSan's end-of-process check stops the world with a tracer *process* (clone without
+   * CLONE_THREAD, ptrace, /proc/self/maps): under the jail it would die with SIGSYS at exit
+   * and hide the real exit status. Checking now covers everything the set-up allocated and
+   * disables the exit-time check (LSan runs it once; later calls are no-ops); leaks made
+   * after the jail are left to the unjailed runs of the same code (unit tests, --no-jail). */
+  if (__lsan_do_leak_check) __lsan_do_leak_check();
+#endif
+}
+
 int realm_seccomp_install(realm_seccomp_policy *p, char *err, size_t errlen) {
   int rc = policy_check_open(p, err, errlen);
   if (rc != REALM_OK) return rc;
@@ -385,14 +398,7 @@ int realm_seccomp_install(realm_seccomp_policy *p, char *err, size_t errlen) {
                   (int)p->pid, (int)getpid());
     return REALM_E_INVALID_ARGUMENT;
   }
-#ifdef REALM_SECCOMP_SANITIZED
-  /* LSan's end-of-process check stops the world with a tracer *process* (clone without
-   * CLONE_THREAD, ptrace, /proc/self/maps): under the jail it would die with SIGSYS at exit
-   * and hide the real exit status. Checking now covers everything the set-up allocated and
-   * disables the exit-time check (LSan runs it once); leaks made after the jail are left to
-   * the unjailed runs of the same code (unit tests, --no-jail). */
-  if (__lsan_do_leak_check) __lsan_do_leak_check();
-#endif
+  realm_seccomp_leak_check_before_jail(); /* no-op unless sanitized, or when already run */
   /* Without NO_NEW_PRIVS an unprivileged process may not install a filter, and a setuid exec
    * could otherwise escape it. Done here explicitly so a failure has a clear message. */
   if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0) {

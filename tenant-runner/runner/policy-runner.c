@@ -112,6 +112,9 @@ int runner_jail(struct runner *r, const struct runner_jail_options *opts, char *
       return REALM_E_SYSTEM;
     }
   }
+  /* Sanitized builds only: LeakSanitizer checks set-up now, while it may still start its
+   * tracer process (RLIMIT_NPROC 0 below forbids that); a no-op in production builds. */
+  realm_seccomp_leak_check_before_jail();
   /* 2. Limits. NOFILE: fd numbers above today's highest plus room for gateway reconnects.
    * NPROC 0: no new processes or threads (the runner creates none once jailed; libzmq's
    * threads exist already). CORE 0: no core file holding tenant data. FSIZE 0: no file

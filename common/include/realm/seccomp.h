@@ -99,6 +99,12 @@ int realm_seccomp_allow(realm_seccomp_policy *p, const char *syscall, char *err,
  * (prctl or the kernel refused; TSYNC fails when a thread runs an incompatible filter). */
 int realm_seccomp_install(realm_seccomp_policy *p, char *err, size_t errlen);
 
+/* ASan builds: runs LeakSanitizer's end-of-process check now (once; it then no longer runs at
+ * exit, where the jail would kill its tracer). realm_seccomp_install calls it; a role that
+ * sets RLIMIT_NPROC to 0 or otherwise forbids the tracer process before installing must call
+ * it earlier. A no-op in other builds. */
+void realm_seccomp_leak_check_before_jail(void);
+
 /* Writes the policy as libseccomp's human-readable pseudo filter code to fd (for docs and
  * for debugging a kill). */
 int realm_seccomp_export_pfc(const realm_seccomp_policy *p, int fd, char *err, size_t errlen);
