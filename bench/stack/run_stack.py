@@ -191,6 +191,7 @@ def bench_isolation(args):
                         '--worker', st.worker_endpoint(), '--port', str(st.port),
                         '--key', st.keys['iso'], '--threads', str(args.threads),
                         '--rounds', str(args.rounds), '--max-tokens', str(args.max_tokens),
+                        '--ban-token', str(args.ban_token),
                         '--pids', ','.join(f'{re.sub(r"[^A-Za-z0-9]", "_", n)}={p}'
                                            for n, p in st.pids.items()),
                         '--out', out], check=True, timeout=600)
@@ -232,7 +233,7 @@ def bench_isolation(args):
             f.write('\n\n')
     png = os.path.join(args.out, 'isolation.png')
     gnuplot(f"""
-set terminal pngcairo size 1200,380 font ',9'
+set terminal pngcairo noenhanced size 1200,380 font ',9'
 set output '{png}'
 set multiplot layout 1,3 title 'Isolation overhead: {os.path.basename(args.model)}, {res['backend']}, {args.threads} thread(s), {res['prompt_tokens']}-token prompt, {res['max_tokens']} tokens, interleaved rounds'
 set xlabel 'round'; set grid; set key bottom right
@@ -310,6 +311,7 @@ def bench_scaling(args):
             with open(keys, 'w') as f:
                 f.write(''.join(st.keys[t] + '\n' for t in tids[:n]))
             out = os.path.join(args.out, f'streams-{n}.json')
+            idle = memory_snapshot(st)  # tenants present, nothing in flight yet at this level
             subprocess.run([args.stack_bench, 'streams', '--port', str(st.port), '--keys', keys,
                             '--max-tokens', str(args.max_tokens), '--out', out],
                            check=True, timeout=300)
@@ -318,9 +320,20 @@ def bench_scaling(args):
             mem = memory_snapshot(st)
             res['tenants'] = n
             res['memory'] = mem
+            res['memory_idle'] = idle
             rows.append(res)
     finally:
         st.stop()
+    # Baseline: the engine alone decoding n sequences in one pass (same thread count), run
+    # after the stack stopped so the two never share the cores.
+    eb_out = os.path.join(args.out, 'engine-batch.json')
+    subprocess.run([args.stack_bench, 'engine-batch', '--model', args.model, '--threads',
+                    str(args.threads), '--batches', args.tenants, '--prompt-tokens', '14',
+                    '--steps', str(args.max_tokens), '--out', eb_out], check=True, timeout=300)
+    eb = {lv['batch']: lv['aggregate_tps'] for lv in json.load(open(eb_out))['levels']}
+    for r in rows:
+        r['engine_batch_tps'] = eb.get(r['tenants'], float('nan'))
+        r['stack_vs_engine_batch'] = r['aggregate_tps'] / r['engine_batch_tps']
     scaling = {'bench': 'scaling', 'model': args.model, 'threads': args.threads,
                'max_tokens': args.max_tokens, 'levels': rows}
     with open(os.path.join(args.out, 'scaling.json'), 'w') as f:
@@ -344,6 +357,8 @@ def bench_scaling(args):
                'worker_memfd_mb': {k: v / 1024 for k, v in w.get('memfd_kb', {}).items()},
                'runner_memfd_mb': {k: v / 1024 for k, v in
                                    (runners[0]['memfd_kb'].items() if runners else [])},
+               'idle_worker_pss_mb': (r['memory_idle']['worker'] or {}).get('Pss', 0) / 1024,
+               'idle_runners_pss_mb_sum': sum(x['Pss'] for x in r['memory_idle']['runners'].values()) / 1024,
                'raw': m}
         row['total_pss_mb'] = row['worker_pss_mb'] + row['gateway_pss_mb'] + row['runners_pss_mb_sum']
         row['total_rss_mb'] = (row['worker_rss_mb'] + row['gateway_rss_mb'] +
@@ -356,36 +371,45 @@ def bench_scaling(args):
         mx, my = sum(xs) / len(xs), sum(ys) / len(ys)
         den = sum((x - mx) ** 2 for x in xs)
         slope = sum((x - mx) * (y - my) for x, y in zip(xs, ys)) / den if den else float('nan')
+    def fit(ys):
+        mx, my = sum(xs) / len(xs), sum(ys) / len(ys)
+        den = sum((x - mx) ** 2 for x in xs)
+        return sum((x - mx) * (y - my) for x, y in zip(xs, ys)) / den if den else float('nan')
     memory = {'bench': 'memory', 'model': args.model,
               'model_file_mb': os.path.getsize(args.model) / 2 ** 20,
-              'pss_slope_mb_per_tenant': slope, 'levels': mem_rows}
+              'pss_slope_mb_per_tenant': slope,
+              'runners_pss_slope_mb_per_tenant': fit([r['runners_pss_mb_sum'] for r in mem_rows]),
+              'worker_pss_slope_mb_per_tenant': fit([r['worker_pss_mb'] for r in mem_rows]),
+              'idle_worker_pss_slope_mb_per_tenant': fit([r['idle_worker_pss_mb'] for r in mem_rows]),
+              'levels': mem_rows}
     with open(os.path.join(args.out, 'memory.json'), 'w') as f:
         json.dump(memory, f, indent=1)
 
     dat = os.path.join(args.out, 'scaling.dat')
     with open(dat, 'w') as f:
         f.write('# tenants aggregate_tps mean_per_tenant_tps min max itl_p50 itl_p99 fairness '
-                'worker_pss runners_pss total_pss worker_rss runner_rss_mean\n')
+                'worker_pss runners_pss total_pss worker_rss runner_rss_mean engine_batch_tps\n')
         for r, m in zip(rows, mem_rows):
             f.write(f"{r['tenants']} {r['aggregate_tps']} {r['mean_per_stream_tps']} "
                     f"{r['per_stream_min_tps']} {r['per_stream_max_tps']} {r['itl_p50_ms']} "
                     f"{r['itl_p99_ms']} {r['fairness']} {m['worker_pss_mb']} {m['runners_pss_mb_sum']} "
-                    f"{m['total_pss_mb']} {m['worker_rss_mb']} {m['runner_rss_mb_mean']}\n")
+                    f"{m['total_pss_mb']} {m['worker_rss_mb']} {m['runner_rss_mb_mean']} "
+                    f"{r['engine_batch_tps']}\n")
     png = os.path.join(args.out, 'scaling.png')
     gnuplot(f"""
-set terminal pngcairo size 900,380 font ',9'
+set terminal pngcairo noenhanced size 900,380 font ',9'
 set output '{png}'
 set multiplot layout 1,2 title 'Tenant scaling: one stream per tenant, each tenant its own runner ({args.threads} worker thread(s), {args.max_tokens} tokens)'
 set logscale x 2; set xlabel 'tenants'; set grid; set key top left
 set ylabel 'tokens/s'; set yrange [0:*]
-plot '{dat}' u 1:2 w lp t 'aggregate', '' u 1:3 w lp t 'per tenant (mean)', '' u 1:4 w l dt 2 t 'per tenant (min)'
+plot '{dat}' u 1:2 w lp t 'stack: aggregate', '' u 1:3 w lp t 'stack: per tenant (mean)', '' u 1:4 w l dt 2 t 'stack: per tenant (min)', '' u 1:14 w lp dt 3 t 'engine alone, batch = tenants'
 set ylabel 'inter-token latency (ms)'; set key top left
 plot '{dat}' u 1:6 w lp t 'p50', '' u 1:7 w lp t 'p99'
 unset multiplot
 """, png)
     png2 = os.path.join(args.out, 'memory.png')
     gnuplot(f"""
-set terminal pngcairo size 640,380 font ',9'
+set terminal pngcairo noenhanced size 640,380 font ',9'
 set output '{png2}'
 set title sprintf('Memory (PSS) as tenants grow: slope %.1f MB per tenant', {slope})
 set xlabel 'tenants'; set ylabel 'MB'; set grid; set key top left; set yrange [0:*]
@@ -468,7 +492,7 @@ def bench_gateway(args):
         f.write(f'"GET /v1/models" {models["rps"]} {models["lat_p99_ms"]}\n')
     png = os.path.join(args.out, 'gateway.png')
     gnuplot(f"""
-set terminal pngcairo size 640,360 font ',9'
+set terminal pngcairo noenhanced size 640,360 font ',9'
 set output '{png}'
 set title 'Gateway on loopback: wrk, 2 threads, {args.wrk_connections} connections, {args.wrk_seconds} s (wrk on the same cores)'
 set style fill solid 0.6 border -1; set boxwidth 0.5; set xrange [-0.6:1.6]
@@ -494,6 +518,9 @@ def main():
     ap.add_argument('--shape', default='stories110m')
     ap.add_argument('--type', default='q8_0')
     ap.add_argument('--model', default=None, help='a GGUF to use instead of synthesizing one')
+    ap.add_argument('--ban-token', type=int, default=2,
+                    help='token id given logit_bias -100 so greedy decoding never stops early '
+                         '(2: the llama EOS); -1: no logit_bias')
     ap.add_argument('--wrk-seconds', type=int, default=5)
     ap.add_argument('--wrk-connections', type=int, default=64)
     args = ap.parse_args()
@@ -594,11 +621,12 @@ def print_summary(s):
         lv = s['scaling']['levels']
         base = lv[0]['aggregate_tps']
         print(f'{"tenants":>8} {"aggregate":>10} {"x vs 1":>7} {"per-tenant":>11} '
-              f'{"itl p50":>8} {"itl p99":>8} {"fairness":>9}')
+              f'{"itl p50":>8} {"itl p99":>8} {"fairness":>9} {"engine b=n":>11} {"stack/eng":>9}')
         for r in lv:
             print(f'{r["tenants"]:>8} {r["aggregate_tps"]:>10.1f} {r["aggregate_tps"] / base:>7.2f} '
                   f'{r["mean_per_stream_tps"]:>11.1f} {r["itl_p50_ms"]:>8.2f} {r["itl_p99_ms"]:>8.2f} '
-                  f'{r["fairness"]:>9.3f}')
+                  f'{r["fairness"]:>9.3f} {r["engine_batch_tps"]:>11.1f} '
+                  f'{r["stack_vs_engine_batch"]:>9.2f}')
         worst = max(r['fairness'] for r in lv)
         row('fairness (max/min per tenant), worst level', f'{worst:.3f}', '<= 1.2', worst <= 1.2)
     if 'memory' in s:
@@ -609,6 +637,9 @@ def print_summary(s):
             print(f'{r["tenants"]:>8} {r["worker_pss_mb"]:>11.1f} {r["worker_rss_mb"]:>11.1f} '
                   f'{r["runner_pss_mb_mean"]:>11.1f} {r["runner_rss_mb_mean"]:>11.1f} '
                   f'{r["total_pss_mb"]:>10.1f}')
+        print(f'slopes (MB per tenant): runners PSS {m["runners_pss_slope_mb_per_tenant"]:.2f}, worker PSS '
+              f'{m["worker_pss_slope_mb_per_tenant"]:.2f} after streams / '
+              f'{m["idle_worker_pss_slope_mb_per_tenant"]:.2f} before them (KV pages of the streams)')
         row('total PSS slope per tenant', f'{m["pss_slope_mb_per_tenant"]:.1f} MB',
             f'<< {m["model_file_mb"]:.0f} MB', m['pss_slope_mb_per_tenant'] < m['model_file_mb'] / 4)
     if 'gateway' in s:

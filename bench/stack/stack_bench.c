@@ -20,6 +20,10 @@
  *     same instant by a barrier; per-stream tokens/s, inter-token gaps (p50/p99 over all
  *     streams), aggregate tokens/s and fairness (max/min per-stream rate).
  *
+ *   stack_bench engine-batch --model M.gguf --out FILE.json [--threads N] [--batches 1,2,4,8,16]
+ *                            [--prompt-tokens N] [--steps N]
+ *     The baseline for tenant scaling: the engine alone decoding B sequences in one pass.
+ *
  * The HTTP client is raw sockets (HTTP/1.1, chunked transfer decoding, SSE framing): one
  * connect and one write per request, a timestamp per received SSE event, nothing else, so
  * the client adds as little as possible to what it measures. Token counts come from the
@@ -696,6 +700,97 @@ static int cmd_isolation(int argc, char **argv) {
   return 0;
 }
 
+/* ---- engine-batch: the engine's own batch scaling, the baseline for tenant scaling ------ */
+
+/* B sequences of P prompt tokens, prefilled together, then S greedy decode steps of all B at
+ * once: what the worker could do at best with B tenants' streams merged into one pass. */
+static int cmd_engine_batch(int argc, char **argv) {
+  const char *model = NULL, *out = NULL, *batches = "1,2,4,8,16";
+  int threads = 1, P = 20, S = 64;
+  for (int i = 2; i + 1 < argc; i += 2) {
+    const char *a = argv[i], *v = argv[i + 1];
+    if (!strcmp(a, "--model")) model = v;
+    else if (!strcmp(a, "--threads")) threads = atoi(v);
+    else if (!strcmp(a, "--batches")) batches = v;
+    else if (!strcmp(a, "--prompt-tokens")) P = atoi(v);
+    else if (!strcmp(a, "--steps")) S = atoi(v);
+    else if (!strcmp(a, "--out")) out = v;
+    else {
+      fprintf(stderr, "stack_bench engine-batch: unknown option '%s'\n", a);
+      return 2;
+    }
+  }
+  if (!model || !out || P < 1 || P > 512 || S < 2 || S > SB_MAX_TOKENS) {
+    fprintf(stderr, "stack_bench engine-batch: --model and --out required; --prompt-tokens 1..512, "
+            "--steps 2..%d\n", SB_MAX_TOKENS);
+    return 2;
+  }
+  char err[512];
+  struct gguf_file *gf;
+  struct engine_model *m;
+  if (gguf_open(model, &gf, err, sizeof err) < 0 || engine_model_load(gf, &m, err, sizeof err) < 0) {
+    fprintf(stderr, "stack_bench: %s: %s\n", model, err);
+    return 1;
+  }
+  FILE *f = fopen(out, "w");
+  if (!f) return 1;
+  fprintf(f, "{\"bench\":\"engine-batch\",\"threads\":%d,\"prompt_tokens\":%d,\"steps\":%d,"
+          "\"levels\":[", threads, P, S);
+  uint32_t V = m->hp.n_vocab;
+  int first = 1;
+  for (const char *q = batches; *q;) {
+    int B = (int)strtol(q, (char **)&q, 10);
+    while (*q == ',') q++;
+    if (B < 1 || B > SB_MAX_STREAMS) continue;
+    uint32_t per_seq = (uint32_t)(P + S + 1);
+    struct engine_config ec = {.n_threads = threads,
+                               .kv_blocks = (uint32_t)B * ((per_seq + 15) / 16 + 1) + 4,
+                               .max_step_tokens = 512};
+    struct engine *e;
+    if (engine_create(m, &ec, &e, err, sizeof err) < 0) {
+      fprintf(stderr, "stack_bench: engine: %s\n", err);
+      return 1;
+    }
+    float *logits = malloc(sizeof(float) * V * (size_t)B);
+    struct kv_seq *seq[SB_MAX_STREAMS];
+    struct engine_seq_step st[SB_MAX_STREAMS];
+    int32_t prompt[512], tok[SB_MAX_STREAMS];
+    for (int i = 0; i < P; i++) prompt[i] = 1 + (int32_t)(((uint32_t)i * 37u) % (V - 1));
+    for (int b = 0; b < B; b++) {
+      kv_seq_open(engine_kv(e), NULL, &seq[b]);
+      st[b] = (struct engine_seq_step){.seq = seq[b], .pos = 0, .tokens = prompt, .n_tokens = (uint32_t)P};
+    }
+    struct engine_batch batch = {.seqs = st, .n_seqs = (uint32_t)B};
+    int rc = engine_forward(e, &batch, logits, err, sizeof err);
+    for (int b = 0; b < B; b++) tok[b] = argmax(logits + (size_t)b * V, V, -1);
+    double t0 = now_s();
+    for (int k = 0; k < S && rc == 0; k++) {
+      for (int b = 0; b < B; b++)
+        st[b] = (struct engine_seq_step){.seq = seq[b], .pos = (uint32_t)(P + k), .tokens = &tok[b],
+                                         .n_tokens = 1};
+      rc = engine_forward(e, &batch, logits, err, sizeof err);
+      for (int b = 0; b < B; b++) tok[b] = argmax(logits + (size_t)b * V, V, -1);
+    }
+    double dt = now_s() - t0;
+    for (int b = 0; b < B; b++) kv_seq_close(engine_kv(e), seq[b]);
+    engine_destroy(e);
+    free(logits);
+    if (rc < 0) {
+      fprintf(stderr, "stack_bench: engine batch %d: %s\n", B, err);
+      return 1;
+    }
+    double tps = (double)B * S / dt;
+    printf("engine batch %2d: %7.1f tok/s aggregate, %6.1f per sequence\n", B, tps, tps / B);
+    fprintf(f, "%s{\"batch\":%d,\"aggregate_tps\":%.3f}", first ? "" : ",", B, tps);
+    first = 0;
+  }
+  fprintf(f, "]}\n");
+  fclose(f);
+  engine_model_free(m);
+  gguf_close(gf);
+  return 0;
+}
+
 /* ---- streams: N tenants at once ------------------------------------------------------- */
 
 struct stream_job {
@@ -819,9 +914,11 @@ int main(int argc, char **argv) {
   realm_log_init("stack_bench", REALM_LOG_WARN, REALM_LOG_TEXT);
   if (argc >= 2 && !strcmp(argv[1], "isolation")) return cmd_isolation(argc, argv);
   if (argc >= 2 && !strcmp(argv[1], "streams")) return cmd_streams(argc, argv);
+  if (argc >= 2 && !strcmp(argv[1], "engine-batch")) return cmd_engine_batch(argc, argv);
   fprintf(stderr,
           "usage: stack_bench isolation --model M.gguf --worker EP --port N --key K --out F [...]\n"
           "       stack_bench streams --port N --keys FILE --out F [--max-tokens N]\n"
+          "       stack_bench engine-batch --model M.gguf --out F [--threads N] [--batches 1,2,4]\n"
           "(bench/stack/run_stack.py starts the stack and runs both; see docs/benchmarks-stack.md)\n");
   return 2;
 }
