@@ -59,6 +59,7 @@ echo "bench: results in $OUT"
 # run_stack.py in its own process group; on INT/TERM/exit it is told to stop (it kills the
 # stacks it started), then the group is killed in case it could not.
 child=""
+# shellcheck disable=SC2317  # called by the traps
 cleanup() {
   if [ -n "$child" ] && kill -0 "$child" 2>/dev/null; then
     kill -TERM "$child" 2>/dev/null || true
