@@ -867,7 +867,7 @@ int gguf_arr_f32(const struct gguf_kv *kv, uint64_t i, float *ret) {
 
 int gguf_arr_i64(const struct gguf_kv *kv, uint64_t i, int64_t *ret) {
   if (!kv || kv->type != GGUF_VALUE_ARRAY || i >= kv->v.arr.count) return REALM_E_OUT_OF_RANGE;
-  struct gguf_kv tmp;
+  struct gguf_kv tmp = {0}; /* decode_scalar fills the member the type selects */
   enum gguf_value_type et = kv->v.arr.elem_type;
   size_t sz = value_type_size(et);
   if (!is_unsigned_type(et) && !is_signed_type(et) && et != GGUF_VALUE_BOOL)
