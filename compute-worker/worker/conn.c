@@ -144,6 +144,8 @@ struct worker_conn *conn_find(struct worker *w, const realm_ipc_peer *peer) {
 /* Closes every session and queued Step of c (no replies: the peer is gone or starting over)
  * and its region. */
 static void conn_reset(struct worker *w, struct worker_conn *c) {
+  /* Waiting opens first: freeing the sessions below must not admit one of c's own. */
+  admit_drop_conn(w, c);
   sched_drop_conn(w, c);
   for (uint32_t i = 0; i < c->n_slots; i++)
     if (c->slots[i]) session_destroy(w, c->slots[i]);
@@ -181,8 +183,9 @@ int64_t conn_idle_sweep(struct worker *w, int64_t now) {
   int64_t next = INT64_MAX;
   for (uint32_t i = w->n_conns; i-- > 0;) {
     struct worker_conn *c = w->conns[i];
-    /* A connection waiting for a Step's reply is waiting on us, not idle. */
-    if (c->pending_steps > 0 || c->dead) continue;
+    /* A connection waiting for a Step's reply or a queued SessionOpen is waiting on us,
+     * not idle. */
+    if (c->pending_steps > 0 || c->waiting_opens > 0 || c->dead) continue;
     int64_t limit = c->n_sessions > 0 ? idle_sess : idle;
     if (limit <= 0) continue;
     int64_t deadline = c->last_seen_ns + limit;
@@ -320,8 +323,13 @@ void conn_handle_hello(struct worker *w, const realm_ipc_peer *from, uint64_t re
   uint64_t blocks = quota / bt;
   if (blocks == 0) blocks = 1;
   t->weight = granted_weight(w, tenant_id, h->weight);
-  t->quota.max_blocks = (uint32_t)blocks;
+  t->quota_blocks = (uint32_t)blocks;
   t->quota_tokens = blocks * bt;
+  /* The budget is enforced on reservations (admit.c invariant 3); kv.c's per-tenant cap
+   * only backstops it, so a Hello that shrinks the quota cannot fail an open session's
+   * Step halfway: sessions keep what they reserved, new opens wait for the tenant to get
+   * under the new quota. */
+  t->quota.max_blocks = kv_cache_total_blocks(kv);
 
   /* Shared memory: created here at a size the worker chose. */
   uint64_t shm_bytes = 0;

@@ -4,7 +4,9 @@
  * One struct worker holds everything (STYLE.md: one commented state struct per daemon).
  * Ownership, top down: a worker owns tenants and connections; a connection owns its shm
  * region and its sessions; a session owns one KV sequence charged to its tenant's quota; the
- * scheduler owns queued Steps, each pointing at its connection and sessions. Everything runs
+ * scheduler owns queued Steps, each pointing at its connection and sessions; the admission
+ * queue (admit.c) owns SessionOpens waiting for KV pages, each pointing at its connection.
+ * Everything runs
  * on the one event-loop thread (worker_run); the only cross-thread entry is worker_stop(),
  * which writes to wake_pipe.
  */
@@ -34,13 +36,22 @@
 
 struct worker_conn;
 struct sched_step;
+struct admit_wait;
 
 /* A tenant: shared by all connections (replicas) that said Hello with its id. */
 struct worker_tenant {
   char id[WORKER_MAX_ID_BYTES + 1];
   uint32_t weight;          /* granted fair-share weight (>= 1) */
   uint64_t quota_tokens;    /* granted KV budget in tokens */
-  struct kv_quota quota;    /* the same budget in blocks; kv.c maintains used_blocks */
+  uint32_t quota_blocks;    /* the same budget in blocks: caps reserved_blocks (admit.c) */
+  struct kv_quota quota;    /* kv.c's view: used_blocks is what the tenant's sessions hold;
+                               max_blocks is the whole pool, a backstop only — the budget is
+                               enforced on reservations (admit.c invariant 3) */
+  uint32_t reserved_blocks; /* KV blocks reserved by its open sessions (admit.c) */
+  uint32_t waiting_opens;   /* its SessionOpens in the admission queue */
+  uint32_t waiting_blocks;  /* blocks those waiting opens will reserve */
+  uint64_t open_vtime;      /* admission's virtual counter: WORKER_VT_SCALE per reserved
+                               token / weight (admit.c) */
   uint64_t vtime;           /* virtual token counter, WORKER_VT_SCALE per token / weight */
   uint32_t queued_entries;  /* unfinished step entries of this tenant */
   uint32_t sessions;        /* open sessions over all its connections */
@@ -59,6 +70,7 @@ struct worker_session {
   struct worker_conn *conn;
   struct kv_seq *seq;
   uint32_t max_tokens;      /* granted length */
+  uint32_t reserved_blocks; /* ceil(max_tokens / block_tokens): pool blocks set aside for it */
   uint32_t queued;          /* unfinished step entries naming it */
   uint64_t mark;            /* sched.c: batch-building pass that last saw it */
 };
@@ -77,6 +89,7 @@ struct worker_conn {
   uint32_t *slot_gen;                      /* (max_sessions) generation per slot */
   uint32_t n_sessions;
   uint32_t pending_steps;                  /* queued Steps not yet answered */
+  uint32_t waiting_opens;                  /* its SessionOpens in the admission queue */
   bool has_pending_mark;                   /* sched.c scratch (eager batching check) */
   bool dead;                               /* replies undeliverable: reaped by the loop */
   int64_t last_seen_ns;                    /* last request from it (idle timeouts) */
@@ -129,6 +142,28 @@ struct worker_sched {
   float *logits;                    /* (batch_tokens x n_vocab), touched lazily */
 };
 
+/* A SessionOpen waiting for the pool to cover its reservation (admit.c). */
+struct admit_wait {
+  struct admit_wait *next, *prev; /* arrival order, all tenants */
+  struct worker_conn *conn;
+  uint64_t request_id;
+  uint32_t max_tokens;            /* granted length once admitted */
+  uint32_t blocks;                /* its reservation */
+  int64_t enqueued_ns;
+  int64_t deadline_ns;            /* answered "KV cache full" at this time */
+};
+
+/* Admission control of KV reservations (admit.c). */
+struct worker_admit {
+  struct admit_wait *head, *tail; /* waiting SessionOpens in arrival order */
+  uint32_t n_waiting;
+  uint64_t reserved_blocks;       /* Σ reserved_blocks over open sessions (<= pool blocks) */
+  uint64_t vclock;                /* floor of a newly waiting tenant's open_vtime */
+  uint64_t queued_total;          /* opens that had to wait, since start */
+  uint64_t timed_out_total;       /* waits answered "KV cache full" at their deadline */
+  uint64_t refused_total;         /* opens refused because the queue was full */
+};
+
 struct worker_stats {
   uint64_t steps_total;       /* forward passes */
   uint64_t tokens_total;      /* tokens computed */
@@ -169,6 +204,7 @@ struct worker {
   struct worker_tenant **tenants;
   uint32_t n_tenants, cap_tenants;
   struct worker_sched sched;
+  struct worker_admit admit;
   struct worker_stats stats;
   /* tenant weight overrides parsed from cfg.tenant_weights */
   struct { char id[WORKER_MAX_ID_BYTES + 1]; uint32_t weight; } *overrides;
@@ -212,6 +248,30 @@ void session_handle_open(struct worker *w, struct worker_conn *c, uint64_t reque
 void session_handle_close(struct worker *w, struct worker_conn *c, uint64_t request_id,
                           const Realm__V1__SessionClose *m);
 void session_destroy(struct worker *w, struct worker_session *s);
+/* Creates a session of max_tokens reserving `blocks` (the caller checked the pool and the
+ * quota: admit.c) on c and answers request_id with SessionOpened; on failure answers the
+ * error. Returns 0 or the error code. */
+int session_open_now(struct worker *w, struct worker_conn *c, uint64_t request_id,
+                     uint32_t max_tokens, uint32_t blocks);
+
+/* ---- admit.c ---- */
+/* Blocks a session of max_tokens reserves. */
+uint32_t admit_blocks_for(const struct worker *w, uint32_t max_tokens);
+/* Admits (session_open_now), queues or refuses a validated SessionOpen of c. */
+void admit_open(struct worker *w, struct worker_conn *c, uint64_t request_id,
+                uint32_t max_tokens);
+/* Gives the reservation of s back (session_destroy). Waiting opens are admitted by the
+ * next admit_pump, from the loop, never from inside a teardown. */
+void admit_release(struct worker *w, struct worker_session *s);
+/* Answers waits whose deadline passed, then admits what the pool now covers, fairly.
+ * Returns the next deadline (ns) or INT64_MAX. */
+int64_t admit_pump(struct worker *w, int64_t now);
+/* Forgets c's waiting opens without replying (connection gone or starting over). */
+void admit_drop_conn(struct worker *w, struct worker_conn *c);
+/* Answers every waiting open with code (drain, backend failure). */
+void admit_fail_all(struct worker *w, int code, const char *message);
+/* Blocks of the pool not reserved by any open session. */
+uint64_t admit_unreserved_blocks(const struct worker *w);
 
 /* ---- sched.c ---- */
 int sched_init(struct worker *w, char *err, size_t errlen);

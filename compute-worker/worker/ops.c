@@ -390,7 +390,7 @@ void ops_handle_attention(struct worker *w, struct worker_conn *c, uint64_t requ
       struct worker_tenant *t = c->tenant;
       snprintf(msg, sizeof msg, "%s for %u positions (tenant %s: %u of %u pages used)",
                rc == REALM_E_QUOTA ? "KV quota exceeded" : "no KV pages", m->pos + n, t->id,
-               t->quota.used_blocks, t->quota.max_blocks);
+               t->quota.used_blocks, t->quota_blocks);
       bad = "n_tokens";
     } else {
       const struct engine_backend_ops *ops = w->be->ops;

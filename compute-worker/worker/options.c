@@ -18,7 +18,7 @@ int worker_options_parse(int argc, char *const *argv, struct worker_config *cfg,
   static bool no_jail, print_policy;
   static int64_t threads, kv_blocks, kv_block_tokens, window_us, batch_tokens, max_step_tokens,
       max_batch_seqs, prefill_chunk, max_sessions, max_weight, default_weight, pending,
-      stats_ms, drain_ms;
+      stats_ms, drain_ms, open_timeout_ms, open_queue;
   static uint64_t kv_quota, max_shm, default_shm;
   static bool eager;
   static const struct realm_option opts[] = {
@@ -71,6 +71,12 @@ int worker_options_parse(int argc, char *const *argv, struct worker_config *cfg,
        (int64_t)REALM_MAX_SHM_BYTES, "region of a runner that asks for 0", &default_shm},
       {"max-pending-steps", "REALM_WORKER_MAX_PENDING_STEPS", REALM_OPT_INT64, "16", 1, 4096,
        "Steps queued per connection before 'unavailable'", &pending},
+      {"open-queue-timeout", "REALM_WORKER_OPEN_QUEUE_TIMEOUT", REALM_OPT_DURATION_MS, "30s", 0,
+       86400000, "how long a SessionOpen waits for the shared KV pool to cover its reservation "
+       "before 'unavailable' (KV cache full)", &open_timeout_ms},
+      {"max-open-queue", "REALM_WORKER_MAX_OPEN_QUEUE", REALM_OPT_INT64, "1024", 0,
+       REALM_MAX_OPEN_QUEUE, "SessionOpens waiting for KV pages at once, all tenants; more are "
+       "refused at once (0: never wait)", &open_queue},
       {"stats-interval", "REALM_WORKER_STATS_INTERVAL", REALM_OPT_DURATION_MS, "10s", 0,
        86400000, "period of the debug-level stats line (0: never)", &stats_ms},
       {"drain", "REALM_WORKER_DRAIN", REALM_OPT_DURATION_MS, "200ms", 0, 60000,
@@ -121,6 +127,8 @@ int worker_options_parse(int argc, char *const *argv, struct worker_config *cfg,
   cfg->max_shm_bytes = max_shm;
   cfg->default_shm_bytes = default_shm;
   cfg->max_pending_steps = (uint32_t)pending;
+  cfg->open_queue_timeout_ms = open_timeout_ms;
+  cfg->max_open_queue = (uint32_t)open_queue;
   cfg->stats_interval_ms = stats_ms;
   cfg->drain_ms = drain_ms;
   cfg->backend = backend;

@@ -39,6 +39,8 @@
  *   6. Entry inputs are private copies made once at admission and validated there; the
  *      shared region is only written (logits), between admission and the reply.
  *   7. KV blocks reach a session zeroed (kv.c invariant 3): no session reads another's K/V.
+ *   8. An entry within its session's max_tokens never fails for want of KV blocks: the
+ *      session reserved them at SessionOpen (admit.c invariants 2-3).
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -478,9 +480,11 @@ void sched_run_pass(struct worker *w) {
     if (chunk > tokens_left) chunk = tokens_left;
     int rc = kv_seq_reserve(kv, ss->seq, e->start_len + e->done + chunk);
     if (rc < 0) {
+      /* Unreachable for a session within its max_tokens (admit.c invariant 3): its blocks
+       * were reserved when it opened. Kept as the engine's answer should that ever break. */
       if (rc == REALM_E_QUOTA)
         snprintf(msg, sizeof msg, "tenant %s KV quota of %u pages exhausted", t->id,
-                 t->quota.max_blocks);
+                 t->quota_blocks);
       else
         snprintf(msg, sizeof msg, "no KV pages for %u positions (%s)",
                  e->start_len + e->done + chunk, realm_err_name(rc));

@@ -8,12 +8,13 @@
  * another connection's id, a closed id and a made-up id are the same not_found, so a tenant
  * cannot even learn whether someone else's id exists (docs/protocol.md §5).
  *
- * Quota (decision, docs/worker.md): a session's KV blocks are charged to its tenant's
- * struct kv_quota as they are allocated (the engine's paged cache does that). Opening is
- * refused with quota_exceeded when the tenant already holds its whole quota, when the
- * requested length can never fit the quota, or at the per-connection session limit; a Step
- * that would grow past the quota fails that entry with quota_exceeded and leaves the session
- * as it was.
+ * Quota and pool (decision, docs/worker.md): a session reserves the KV blocks of its whole
+ * granted length when it opens (admit.c: reservations are charged to the tenant's quota and
+ * to the shared pool, and a SessionOpen the pool cannot cover waits in the admission queue).
+ * This file validates the request — max_tokens within the context and the quota, the
+ * per-connection session limit — and creates the session once admit.c has decided; a Step
+ * that would grow past max_tokens fails that entry with out_of_range and leaves the session
+ * as it was, and one within it can no longer fail for want of KV blocks.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -34,6 +35,7 @@ void session_destroy(struct worker *w, struct worker_session *s) {
   struct worker_conn *c = s->conn;
   sched_cancel_session(w, s);
   kv_seq_close(engine_kv(w->engine), s->seq);
+  admit_release(w, s);
   uint32_t slot = (uint32_t)(s->id & 0xffffffffu) - 1;
   c->slots[slot] = NULL;
   c->n_sessions--;
@@ -51,7 +53,6 @@ void session_handle_open(struct worker *w, struct worker_conn *c, uint64_t reque
   }
   const struct engine_hparams *hp = &w->model->hp;
   struct worker_tenant *t = c->tenant;
-  struct kv_cache *kv = engine_kv(w->engine);
   uint32_t max_tokens = m->max_tokens;
   if (max_tokens > hp->n_ctx) {
     snprintf(msg, sizeof msg, "max_tokens %u exceeds the model context %u", max_tokens, hp->n_ctx);
@@ -66,30 +67,39 @@ void session_handle_open(struct worker *w, struct worker_conn *c, uint64_t reque
     worker_reply_error(w, &c->peer, request_id, REALM_E_QUOTA, msg, "max_tokens");
     return;
   }
-  if (t->quota.used_blocks >= t->quota.max_blocks) {
-    snprintf(msg, sizeof msg, "tenant %s holds all %u KV pages of its quota", t->id,
-             t->quota.max_blocks);
+  /* Waiting opens hold a slot-to-be: admission must always find a free slot. */
+  if (c->n_sessions + c->waiting_opens >= w->cfg.max_sessions) {
+    snprintf(msg, sizeof msg, "connection has %u sessions open and %u waiting (max %u)",
+             c->n_sessions, c->waiting_opens, w->cfg.max_sessions);
     worker_reply_error(w, &c->peer, request_id, REALM_E_QUOTA, msg, NULL);
     return;
   }
-  if (c->n_sessions >= w->cfg.max_sessions) {
-    snprintf(msg, sizeof msg, "connection has %u sessions open (max %u)", c->n_sessions,
-             w->cfg.max_sessions);
-    worker_reply_error(w, &c->peer, request_id, REALM_E_QUOTA, msg, NULL);
-    return;
-  }
+  admit_open(w, c, request_id, max_tokens);
+}
+
+int session_open_now(struct worker *w, struct worker_conn *c, uint64_t request_id,
+                     uint32_t max_tokens, uint32_t blocks) {
+  struct worker_tenant *t = c->tenant;
+  struct kv_cache *kv = engine_kv(w->engine);
   uint32_t slot = 0;
-  while (c->slots[slot]) slot++; /* n_sessions < max_sessions: a free slot exists */
+  while (slot < c->n_slots && c->slots[slot]) slot++;
+  if (slot == c->n_slots) { /* cannot happen: session_handle_open counted the waiting opens */
+    worker_reply_error(w, &c->peer, request_id, REALM_E_INTERNAL, "no free session slot", NULL);
+    return REALM_E_INTERNAL;
+  }
   struct worker_session *s = calloc(1, sizeof *s);
   if (!s || kv_seq_open(kv, &t->quota, &s->seq) < 0) {
     free(s);
     worker_reply_error(w, &c->peer, request_id, REALM_E_NOMEM, "no memory for a session", NULL);
-    return;
+    return REALM_E_NOMEM;
   }
   c->slot_gen[slot]++;
   s->id = ((uint64_t)c->slot_gen[slot] << 32) | (slot + 1);
   s->conn = c;
   s->max_tokens = max_tokens;
+  s->reserved_blocks = blocks;
+  w->admit.reserved_blocks += blocks;
+  t->reserved_blocks += blocks;
   c->slots[slot] = s;
   c->n_sessions++;
   t->sessions++;
@@ -104,6 +114,7 @@ void session_handle_open(struct worker *w, struct worker_conn *c, uint64_t reque
   reply.body_case = REALM__V1__WORKER_REPLY__BODY_SESSION_OPENED;
   reply.session_opened = &so;
   worker_send_reply(w, &c->peer, &reply);
+  return 0;
 }
 
 void session_handle_close(struct worker *w, struct worker_conn *c, uint64_t request_id,

@@ -50,14 +50,20 @@ void stats_tick(struct worker *w, int64_t now) {
                   RLOG_F64("mean_batch_seqs",
                            s->steps_total ? (double)s->seqs_total / s->steps_total : 0.0),
                   RLOG_UINT("kv_pages_used", stats_kv_pages_used(w)),
+                  RLOG_UINT("kv_pages_reserved", w->admit.reserved_blocks),
                   RLOG_UINT("kv_pages_total", kv_cache_total_blocks(engine_kv(w->engine))),
+                  RLOG_UINT("opens_waiting", w->admit.n_waiting),
+                  RLOG_UINT("opens_timed_out_total", w->admit.timed_out_total),
+                  RLOG_UINT("opens_refused_total", w->admit.refused_total),
                   RLOG_UINT("connections", w->n_conns), RLOG_UINT("tenants", w->n_tenants));
   for (uint32_t i = 0; i < w->n_tenants; i++) {
     const struct worker_tenant *t = w->tenants[i];
     realm_log_debug("tenant stats", RLOG_STR("tenant", t->id), RLOG_UINT("weight", t->weight),
                     RLOG_UINT("sessions", t->sessions),
                     RLOG_UINT("kv_pages_used", t->quota.used_blocks),
-                    RLOG_UINT("kv_pages_quota", t->quota.max_blocks),
+                    RLOG_UINT("kv_pages_reserved", t->reserved_blocks),
+                    RLOG_UINT("kv_pages_quota", t->quota_blocks),
+                    RLOG_UINT("opens_waiting", t->waiting_opens),
                     RLOG_UINT("tokens_total", t->tokens_total),
                     RLOG_UINT("queued_entries", t->queued_entries));
   }
@@ -73,7 +79,9 @@ void stats_handle_request(struct worker *w, struct worker_conn *c, uint64_t requ
   ts.weight = t->weight;
   ts.sessions = t->sessions;
   ts.kv_pages_used = t->quota.used_blocks;
-  ts.kv_pages_quota = t->quota.max_blocks;
+  ts.kv_pages_quota = t->quota_blocks;
+  ts.kv_pages_reserved = t->reserved_blocks;
+  ts.opens_waiting = t->waiting_opens;
   ts.tokens_total = t->tokens_total;
   ts.queued_entries = t->queued_entries;
   Realm__V1__TenantStats *rows[1] = {&ts};
@@ -88,6 +96,11 @@ void stats_handle_request(struct worker *w, struct worker_conn *c, uint64_t requ
   sr.mean_batch_seqs = s->steps_total ? (float)((double)s->seqs_total / s->steps_total) : 0.0f;
   sr.kv_pages_used = stats_kv_pages_used(w);
   sr.kv_pages_total = kv_cache_total_blocks(engine_kv(w->engine));
+  sr.kv_pages_reserved = w->admit.reserved_blocks;
+  sr.opens_waiting = w->admit.n_waiting;
+  sr.opens_queued_total = w->admit.queued_total;
+  sr.opens_timed_out_total = w->admit.timed_out_total;
+  sr.opens_refused_total = w->admit.refused_total;
   sr.n_tenants = 1;
   sr.tenants = rows;
   sr.backend = (char *)engine_backend_name(w->engine);

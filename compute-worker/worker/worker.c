@@ -5,8 +5,10 @@
  *
  * Everything happens on this one thread (ZeroMQ sockets are not thread-safe and the engine
  * has one driver). Requests other than Step are answered at once, between forward passes;
- * Steps go to the scheduler (sched.c). Every request gets exactly one reply, and every error
- * reply goes through worker_reply_error().
+ * Steps go to the scheduler (sched.c); a SessionOpen the KV pool cannot cover waits in the
+ * admission queue (admit.c), which the loop pumps every iteration — after a close freed a
+ * reservation, and at the waits' deadlines. Every request gets exactly one reply, and every
+ * error reply goes through worker_reply_error().
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -51,6 +53,8 @@ void worker_config_defaults(struct worker_config *cfg) {
   cfg->max_shm_bytes = 256ull << 20;
   cfg->default_shm_bytes = 16ull << 20;
   cfg->max_pending_steps = 16;
+  cfg->open_queue_timeout_ms = 30000;
+  cfg->max_open_queue = 1024;
   cfg->stats_interval_ms = 10000;
   cfg->drain_ms = 200;
   cfg->backend = "cpu";
@@ -241,6 +245,13 @@ static int check_config(const struct worker_config *c, char *err, size_t errlen)
   if (c->idle_timeout_ms < 0 || c->idle_session_timeout_ms < 0) {
     snprintf(err, errlen, "--idle-timeout %lld / --idle-session-timeout %lld: negative",
              (long long)c->idle_timeout_ms, (long long)c->idle_session_timeout_ms);
+    return REALM_E_INVALID_ARGUMENT;
+  }
+  if (c->open_queue_timeout_ms < 0 || c->open_queue_timeout_ms > 86400000LL ||
+      c->max_open_queue > REALM_MAX_OPEN_QUEUE) {
+    snprintf(err, errlen, "--open-queue-timeout %lld ms / --max-open-queue %u: need a timeout "
+             "in [0, 1 day] and a queue of at most %u", (long long)c->open_queue_timeout_ms,
+             c->max_open_queue, REALM_MAX_OPEN_QUEUE);
     return REALM_E_INVALID_ARGUMENT;
   }
   if (c->batch_window_us < 0 || c->max_pending_steps == 0) {
@@ -468,6 +479,7 @@ static void drain_and_stop(struct worker *w) {
   realm_log_info("shutting down", RLOG_UINT("queued_entries", w->sched.queued_entries),
                  RLOG_UINT("connections", w->n_conns));
   sched_fail_all(w, REALM_E_SHUTTING_DOWN, "worker is shutting down; step not run");
+  admit_fail_all(w, REALM_E_SHUTTING_DOWN, "worker is shutting down; session not opened");
   for (uint32_t i = 0; i < w->n_conns; i++)
     worker_reply_error(w, &w->conns[i]->peer, 0, REALM_E_SHUTTING_DOWN,
                        "worker is shutting down", NULL);
@@ -494,6 +506,9 @@ int worker_run(struct worker *w) {
     conn_reap(w);
     conn_side_expire(w, now);
     int64_t idle_deadline = conn_idle_sweep(w, now);
+    /* After the reap and the sweep: the sessions they freed are reservations to hand out. */
+    int64_t open_deadline = admit_pump(w, now);
+    if (open_deadline < idle_deadline) idle_deadline = open_deadline;
     stats_tick(w, now);
     int64_t wait = sched_wait_ns(w, now);
     if (wait == 0) {
@@ -547,6 +562,7 @@ int worker_run(struct worker *w) {
     snprintf(msg, sizeof msg, "worker compute backend failed (%s); the worker restarts",
              w->backend_error);
     sched_fail_all(w, REALM_E_UNAVAILABLE, msg);
+    admit_fail_all(w, REALM_E_UNAVAILABLE, msg);
     for (uint32_t i = 0; i < w->n_conns; i++)
       worker_reply_error(w, &w->conns[i]->peer, 0, REALM_E_UNAVAILABLE, msg, NULL);
     /* Give libzmq's I/O thread the drain time to put the replies on the wire. */
@@ -561,6 +577,7 @@ int worker_run(struct worker *w) {
   }
   if (rc < 0) {
     sched_fail_all(w, REALM_E_INTERNAL, "worker failed");
+    admit_fail_all(w, REALM_E_INTERNAL, "worker failed");
     return rc;
   }
   drain_and_stop(w);

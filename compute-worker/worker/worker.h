@@ -49,6 +49,10 @@ struct worker_config {
   uint64_t max_shm_bytes;      /* cap on a connection's region */
   uint64_t default_shm_bytes;  /* region of a runner that asks 0 */
   uint32_t max_pending_steps;  /* Steps queued per connection before "unavailable" */
+  int64_t open_queue_timeout_ms; /* how long a SessionOpen waits for KV pages before
+                                  "unavailable" "KV cache full" (admit.c) */
+  uint32_t max_open_queue;     /* SessionOpens waiting at once, all tenants; past it an open
+                                  the pool cannot cover is refused at once (0: never wait) */
   int64_t stats_interval_ms;   /* debug stats line period; 0 = never */
   int64_t drain_ms;            /* on stop: how long to keep answering "shutting_down" */
   const char *allow_weight_access; /* "tenantA,tenantB" (or "*"): tenants whose guests may

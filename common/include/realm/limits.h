@@ -37,6 +37,7 @@
 #define REALM_MAX_BATCH_SEQS 256                 /* sequences in one step */
 #define REALM_MAX_STEP_TOKENS 8192               /* tokens in one forward pass */
 #define REALM_MAX_SESSIONS_PER_CONN 4096
+#define REALM_MAX_OPEN_QUEUE 65536               /* SessionOpens waiting for KV pages */
 
 /* ---- tenant guests (tenant-runner) ---- */
 #define REALM_GUEST_DEFAULT_MEMORY_BYTES (256u << 20)

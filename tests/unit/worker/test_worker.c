@@ -725,8 +725,10 @@ TEST(flooding_tenant_cannot_starve_another) {
   CHECK_EQ_INT(a.weight, 2);
   enum { NA = 8, PROMPT_A = 480, PROMPT_B = 96, STEPS_B = 5 };
   uint64_t sa[NA];
-  for (int i = 0; i < NA; i++) CHECK((sa[i] = wc_session_open(&a, 0, NULL)) != 0);
-  uint64_t sb = wc_session_open(&b, 0, NULL);
+  /* Sessions reserve their whole max_tokens when they open (admit.c): ask for what each
+   * will hold (8 x 30 + 30 pages; the default pool is 8 contexts, 1024 pages here). */
+  for (int i = 0; i < NA; i++) CHECK((sa[i] = wc_session_open(&a, PROMPT_A, NULL)) != 0);
+  uint64_t sb = wc_session_open(&b, PROMPT_B * STEPS_B, NULL);
   CHECK(sb);
   static int32_t toks[PROMPT_A];
   for (int i = 0; i < PROMPT_A; i++) toks[i] = 1 + (i * 7) % 400;
