@@ -45,7 +45,40 @@ int gw_server_start(const struct gw_config *cfg, struct gw_server **ret_srv, cha
 uint16_t gw_server_port(const struct gw_server *srv);
 /* Re-reads the tenants file; on any error the running configuration stays and err says why. */
 int gw_server_reload_tenants(struct gw_server *srv, char *err, size_t errlen);
-/* Stops accepting, closes connections (in-flight generations are cancelled), frees. */
+/* Stops accepting, closes connections (in-flight generations are cancelled), frees. For a
+ * graceful stop, drain first (below). */
 void gw_server_stop(struct gw_server *srv);
+
+/* ---- Graceful drain (docs/gateway.md "Shutdown and drain") ----
+ * A rolling restart calls, in order: gw_server_begin_drain; gw_server_drain_wait until it
+ * returns 0 or the drain timeout passes; gw_server_drain_cut_off; gw_server_drain_wait once
+ * more with a short bound so the ended requests can send their last bytes; gw_server_stop.
+ * All of them may be called from any thread. */
+
+/* Starts draining (idempotent): /ready answers 503 "draining", every new /v1 request gets 503
+ * shutting_down, every response from now on carries "Connection: close"; requests already in
+ * flight go on untouched. /health and /metrics keep answering. */
+void gw_server_begin_drain(struct gw_server *srv);
+bool gw_server_draining(const struct gw_server *srv);
+/* HTTP requests in flight: headers received, response not yet fully sent. */
+unsigned gw_server_in_flight(struct gw_server *srv);
+/* After gw_server_begin_drain: waits until no request is in flight, timeout_ms (>= 0) passes,
+ * or interrupt_fd (>= 0, e.g. a signalfd; -1 = none) becomes readable; interrupt_fd is not
+ * read. Returns the requests still in flight (0: drained) or a negative error code. */
+int gw_server_drain_wait(struct gw_server *srv, int timeout_ms, int interrupt_fd);
+/* Ends every generation still in flight with REALM_E_SHUTTING_DOWN: a stream under way sends
+ * an in-stream error event and ends, a request not yet answered gets a 503; the backend is
+ * told to cancel. Generations admitted later are refused the same way. Begins the drain if
+ * it has not begun. Returns how many requests it ended. */
+unsigned gw_server_drain_cut_off(struct gw_server *srv);
+
+struct gw_drain_stats {
+  bool draining;
+  unsigned in_flight_at_start; /* requests in flight when the drain began */
+  unsigned in_flight;          /* now */
+  uint64_t refused;            /* new /v1 requests answered 503 shutting_down */
+  unsigned cut_off;            /* generations ended by gw_server_drain_cut_off */
+};
+void gw_server_drain_stats(struct gw_server *srv, struct gw_drain_stats *ret);
 
 #endif

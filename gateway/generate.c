@@ -303,8 +303,18 @@ enum MHD_Result gw_handle_generate(struct gw_req *r, enum gw_api_kind kind) {
   r->prompt_estimate = req->prompt_tokens_estimate;
   gw_metrics_in_flight(srv->metrics, r->tenant->id, +1);
 
-  if (gw_sink_create(srv->cfg.monotonic_ns, srv->cfg.clock_ctx, &r->sink) < 0) {
+  struct gw_sink *sink = NULL;
+  if (gw_sink_create(srv->cfg.monotonic_ns, srv->cfg.clock_ctx, &sink) < 0) {
     res = gw_reply_error(r, REALM_E_NOMEM, "", "out of memory");
+    goto out;
+  }
+  if (!gw_req_attach_sink(r, sink)) {
+    /* The drain was cut off while this request was being admitted: never submitted, so
+     * stand in for the backend's terminal event (contract 1) and refuse. */
+    gw_sink_error(sink, REALM_E_SHUTTING_DOWN, "the gateway is shutting down");
+    res = gw_reply_error(r, REALM_E_SHUTTING_DOWN, "",
+                         "The gateway is shutting down and takes no new requests; retry on "
+                         "another instance.");
     goto out;
   }
   char err[256] = "";

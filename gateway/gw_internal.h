@@ -6,6 +6,8 @@
 #define GW_INTERNAL_H
 
 #include <microhttpd.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -28,6 +30,18 @@ struct gw_server {
   struct gw_tenant_store *tenants;
   struct gw_metrics *metrics;
   const struct gw_backend *backend;
+
+  /* Drain (http.c "Drain"). A request is live from its headers to MHD's completion callback
+   * (its response fully sent or the connection gone). */
+  pthread_mutex_t live_mu;
+  struct gw_req *live;        /* under live_mu: doubly linked through live_prev/live_next */
+  unsigned n_live;            /* under live_mu */
+  atomic_bool draining;       /* set once by gw_server_begin_drain, never cleared */
+  bool cut_off;               /* under live_mu: gw_server_drain_cut_off ran */
+  int drain_fd;               /* eventfd: written when n_live reaches 0 while draining */
+  unsigned drain_start_live;  /* under live_mu: n_live when the drain began */
+  atomic_uint drain_refused;  /* /v1 requests refused because of the drain */
+  unsigned drain_cut;         /* under live_mu: generations ended by the cut-off */
 };
 
 /* One HTTP request, from its headers to the end of its response (MHD's con_cls). */
@@ -52,7 +66,13 @@ struct gw_req {
   uint32_t prompt_estimate;
   struct gw_sink *sink;     /* HTTP side's reference; NULL when not a generation */
   bool timeout_disabled;    /* the connection timeout is off while we wait on the backend */
+  struct gw_req *live_prev, *live_next; /* srv->live, under srv->live_mu */
 };
+
+/* http.c: sets r->sink (under the server's live_mu, so the drain cut-off can reach it).
+ * Returns false when the drain has already been cut off: the caller must refuse the request
+ * (the sink is attached anyway, so it is released with the request). */
+bool gw_req_attach_sink(struct gw_req *r, struct gw_sink *sink);
 
 /* router.c */
 enum MHD_Result gw_route(struct gw_req *r);

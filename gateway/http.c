@@ -14,13 +14,35 @@
  * is cut off by closing the connection, since MHD cannot answer in the middle of an upload),
  * header size (the per-connection memory pool; MHD answers 431 when headers do not fit),
  * connection count, and an idle timeout that closes slow clients (slowloris).
+ *
+ * Drain (gateway.h; docs/gateway.md "Shutdown and drain"). Invariants:
+ *  1. Every gw_req is on srv->live from its creation (headers in) to MHD's completion
+ *     callback (response fully written, or the connection gone); n_live counts them, so
+ *     "drained" means every client got its last byte, not merely that the backend finished.
+ *  2. Once draining, router.c refuses /v1 routes with 503 shutting_down and reply.c adds
+ *     "Connection: close" to every response: keep-alive clients leave after the answer they
+ *     are waiting for, and nothing new is admitted. The listener stays open on purpose: a
+ *     load balancer that still sends traffic gets a fast, retryable 503 (and /ready 503)
+ *     instead of a refused connection.
+ *  3. A generation's sink is attached under live_mu (gw_req_attach_sink) and detached only
+ *     when the request leaves the list, so the cut-off reaches every admitted generation and
+ *     never a freed sink. After the cut-off, attaching fails: a generation racing past the
+ *     router's check is refused instead of starting.
+ *  4. The cut-off ends a generation through its sink (gw_sink_abort), so the connection
+ *     thread renders it with the usual machinery: the in-stream error event, or a 503.
+ *  5. drain_fd (an eventfd) is written when n_live reaches 0 while draining; waiters poll it
+ *     (with the caller's interrupt fd) and recount, so a stale wake-up costs one recount.
  */
 #include <arpa/inet.h>
+#include <errno.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
 
 #include "auth.h"
 #include "gw_internal.h"
@@ -64,6 +86,42 @@ static struct gw_req *req_new(struct gw_server *srv, struct MHD_Connection *conn
   return r;
 }
 
+/* Invariant 1: the request enters the live list. */
+static void live_add(struct gw_server *srv, struct gw_req *r) {
+  pthread_mutex_lock(&srv->live_mu);
+  r->live_prev = NULL;
+  r->live_next = srv->live;
+  if (srv->live) srv->live->live_prev = r;
+  srv->live = r;
+  srv->n_live++;
+  pthread_mutex_unlock(&srv->live_mu);
+}
+
+/* Invariant 1 and 5: the request leaves; the last one out during a drain wakes the waiters. */
+static void live_remove(struct gw_server *srv, struct gw_req *r) {
+  pthread_mutex_lock(&srv->live_mu);
+  if (r->live_prev) r->live_prev->live_next = r->live_next;
+  else srv->live = r->live_next;
+  if (r->live_next) r->live_next->live_prev = r->live_prev;
+  r->live_prev = r->live_next = NULL;
+  bool wake = --srv->n_live == 0 && atomic_load(&srv->draining);
+  pthread_mutex_unlock(&srv->live_mu);
+  if (wake) {
+    uint64_t one = 1;
+    ssize_t w = write(srv->drain_fd, &one, sizeof one);
+    (void)w; /* EAGAIN: the counter is already non-zero, a waiter wakes anyway */
+  }
+}
+
+bool gw_req_attach_sink(struct gw_req *r, struct gw_sink *sink) {
+  struct gw_server *srv = r->srv;
+  pthread_mutex_lock(&srv->live_mu);
+  r->sink = sink;
+  bool ok = !srv->cut_off;
+  pthread_mutex_unlock(&srv->live_mu);
+  return ok;
+}
+
 static void req_free(struct gw_req *r) {
   if (!r) return;
   gw_buf_free(&r->body);
@@ -83,6 +141,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     r = req_new(srv, conn, url, method);
     if (!r) return MHD_NO;
     *con_cls = r;
+    live_add(srv, r);
     const char *cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Content-Length");
     if (cl) {
       char *end = NULL;
@@ -122,6 +181,7 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     MHD_set_connection_option(conn, MHD_CONNECTION_OPTION_TIMEOUT,
                               r->srv->cfg.connection_timeout_s);
   gw_generate_finish(r, toe == MHD_REQUEST_TERMINATED_COMPLETED_OK);
+  live_remove(r->srv, r); /* after the metrics and limiter settle: "drained" means settled */
   req_free(r);
 }
 
@@ -159,6 +219,8 @@ int gw_server_reload_tenants(struct gw_server *srv, char *err, size_t errlen) {
 }
 
 static void server_free(struct gw_server *srv) {
+  if (srv->drain_fd >= 0) close(srv->drain_fd);
+  pthread_mutex_destroy(&srv->live_mu);
   gw_tenant_store_destroy(srv->tenants);
   gw_metrics_destroy(srv->metrics);
   free(srv->tenants_path);
@@ -191,7 +253,17 @@ int gw_server_start(const struct gw_config *cfg, struct gw_server **ret_srv, cha
   if (!srv->cfg.max_body_bytes) srv->cfg.max_body_bytes = REALM_HTTP_MAX_BODY_BYTES;
   if (!srv->cfg.default_max_tokens_reserve) srv->cfg.default_max_tokens_reserve = 1024;
   srv->backend = cfg->backend;
+  pthread_mutex_init(&srv->live_mu, NULL);
+  atomic_init(&srv->draining, false);
+  atomic_init(&srv->drain_refused, 0);
+  srv->drain_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
   int r = 0;
+  if (srv->drain_fd < 0) {
+    r = realm_err_from_errno(errno);
+    snprintf(err, errlen, "gateway: eventfd for the drain: %s", realm_err_message(r));
+    server_free(srv);
+    return r;
+  }
   if (!srv->tenants_path || !srv->listen_addr) r = REALM_E_NOMEM;
   if (r == 0) r = gw_tenant_store_create(&srv->tenants);
   if (r == 0) r = gw_metrics_create(&srv->metrics);
@@ -253,4 +325,71 @@ void gw_server_stop(struct gw_server *srv) {
   if (!srv) return;
   MHD_stop_daemon(srv->mhd);
   server_free(srv);
+}
+
+/* ---- drain (see the top comment) ---- */
+
+void gw_server_begin_drain(struct gw_server *srv) {
+  pthread_mutex_lock(&srv->live_mu);
+  if (!atomic_load(&srv->draining)) {
+    srv->drain_start_live = srv->n_live;
+    atomic_store(&srv->draining, true);
+  }
+  pthread_mutex_unlock(&srv->live_mu);
+}
+
+bool gw_server_draining(const struct gw_server *srv) { return atomic_load(&srv->draining); }
+
+unsigned gw_server_in_flight(struct gw_server *srv) {
+  pthread_mutex_lock(&srv->live_mu);
+  unsigned n = srv->n_live;
+  pthread_mutex_unlock(&srv->live_mu);
+  return n;
+}
+
+int gw_server_drain_wait(struct gw_server *srv, int timeout_ms, int interrupt_fd) {
+  uint64_t end = gw_clock_monotonic_ns(NULL) + (uint64_t)(timeout_ms > 0 ? timeout_ms : 0) * 1000000u;
+  for (;;) {
+    unsigned n = gw_server_in_flight(srv);
+    uint64_t now = gw_clock_monotonic_ns(NULL);
+    if (n == 0 || now >= end) return (int)n;
+    /* Round up so a sub-millisecond remainder is not a busy spin of zero-timeout polls. */
+    int left_ms = (int)((end - now + 999999u) / 1000000u);
+    struct pollfd pfd[2] = {{.fd = srv->drain_fd, .events = POLLIN},
+                            {.fd = interrupt_fd, .events = POLLIN}};
+    int pr = poll(pfd, interrupt_fd >= 0 ? 2 : 1, left_ms);
+    if (pr < 0 && errno != EINTR) return realm_err_from_errno(errno);
+    if (pr > 0 && (pfd[0].revents & POLLIN)) {
+      uint64_t v;
+      ssize_t rd = read(srv->drain_fd, &v, sizeof v);
+      (void)rd; /* reset; the recount above decides */
+    }
+    if (pr > 0 && interrupt_fd >= 0 && pfd[1].revents) return (int)gw_server_in_flight(srv);
+  }
+}
+
+unsigned gw_server_drain_cut_off(struct gw_server *srv) {
+  const char *msg = "the gateway is shutting down and its drain time ran out before this "
+                    "request finished; retry it";
+  gw_server_begin_drain(srv);
+  /* Under live_mu (invariant 3). Lock order live_mu → sink: the abort takes only the sink's
+   * own lock and signals its eventfd; nothing holding a sink's lock takes live_mu. */
+  unsigned ended = 0;
+  pthread_mutex_lock(&srv->live_mu);
+  srv->cut_off = true;
+  for (struct gw_req *r = srv->live; r; r = r->live_next)
+    if (r->sink && gw_sink_abort(r->sink, REALM_E_SHUTTING_DOWN, msg)) ended++;
+  srv->drain_cut += ended;
+  pthread_mutex_unlock(&srv->live_mu);
+  return ended;
+}
+
+void gw_server_drain_stats(struct gw_server *srv, struct gw_drain_stats *ret) {
+  pthread_mutex_lock(&srv->live_mu);
+  ret->draining = atomic_load(&srv->draining);
+  ret->in_flight_at_start = srv->drain_start_live;
+  ret->in_flight = srv->n_live;
+  ret->cut_off = srv->drain_cut;
+  pthread_mutex_unlock(&srv->live_mu);
+  ret->refused = atomic_load(&srv->drain_refused);
 }

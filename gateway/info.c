@@ -1,6 +1,6 @@
 /*
  * info.c — the small endpoints: /health (the process is alive), /ready (it can serve: tenants
- * loaded and the backend ready), /metrics (Prometheus text) and /v1/models (the models the
+ * loaded, the backend ready, and not draining), /metrics (Prometheus text) and /v1/models (the models the
  * calling tenant may use, in OpenAI's list shape).
  */
 #include <stdio.h>
@@ -24,6 +24,9 @@ enum MHD_Result gw_handle_health(struct gw_req *r) {
 enum MHD_Result gw_handle_ready(struct gw_req *r) {
   char why[256] = "";
   const struct gw_backend *b = r->srv->backend;
+  /* Draining: fail readiness first, so the load balancer stops sending traffic here. */
+  if (atomic_load(&r->srv->draining))
+    return gw_reply_error(r, REALM_E_SHUTTING_DOWN, "", "not ready: draining");
   if (!b->ops->ready(b->self, why, sizeof why))
     return gw_reply_error(r, REALM_E_UNAVAILABLE, "", "not ready: %s", why[0] ? why : "backend");
   return reply_json_text(r, 200, "{\"status\":\"ready\"}");

@@ -3,8 +3,17 @@
  * defaults), starts the runner backend (backend_runners.h: ZeroMQ to every tenant's runner
  * replicas) and the HTTP core (gateway.h), and turns signals into actions: SIGHUP reloads the
  * tenants file (keys, limits, models and runner endpoints; a bad file keeps the running one,
- * logged), SIGINT/SIGTERM stop. Signals are blocked in every thread before any thread starts
- * and taken synchronously with sigwait(), so no handler runs inside a connection or I/O thread.
+ * logged), SIGINT/SIGTERM drain and stop (below). Signals are blocked in every thread before
+ * any thread starts and taken synchronously with sigwait(), so no handler runs inside a
+ * connection or I/O thread.
+ *
+ * Drain (docs/gateway.md "Shutdown and drain"): the first SIGTERM/SIGINT makes /ready answer
+ * 503 and new /v1 requests 503 shutting_down, and waits up to --drain-timeout for the requests
+ * in flight to finish; then whatever is left is ended (an error event in a stream, a 503
+ * otherwise), given a short bound to send those last bytes, and the process exits 0. A second
+ * SIGTERM/SIGINT skips the rest of the wait. The wait watches a signalfd created before the
+ * jail (read and poll are allowed; creating one would not be), so a signal interrupts it at
+ * once without a handler or a polling loop.
  * Logging goes through realm/log.h (REALM_LOG_LEVEL, REALM_LOG_FORMAT).
  *
  * Jail (policy-gateway.c): once the listener is bound, the tenants file loaded and the runner
@@ -23,6 +32,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -42,6 +52,69 @@ static void log_bridge(void *ctx, enum gw_log_level level, const char *msg) {
                       : level == GW_LOG_WARN ? REALM_LOG_WARN
                                              : REALM_LOG_INFO;
   realm_log(l, msg);
+}
+
+/* After the drain's cut-off, how long the ended requests get to write their error event or
+ * 503 before the connections are closed. Rendering one event takes microseconds; the bound is
+ * for a client that stopped reading. */
+#define GW_DRAIN_FLUSH_MS 2000
+
+static uint64_t mono_ms(void) { return gw_clock_monotonic_ns(NULL) / 1000000u; }
+
+/* Takes one pending signal from sigfd (non-blocking). Returns its number, 0 when none. */
+static int take_signal(int sigfd) {
+  struct signalfd_siginfo si;
+  ssize_t n = read(sigfd, &si, sizeof si);
+  return n == (ssize_t)sizeof si ? (int)si.ssi_signo : 0;
+}
+
+static const char *signal_name(int sig) {
+  return sig == SIGINT ? "SIGINT" : sig == SIGTERM ? "SIGTERM" : sig == SIGHUP ? "SIGHUP" : "?";
+}
+
+/* The drain of the top comment, from the first stop signal to the moment the server can be
+ * stopped. SIGHUP still reloads meanwhile (a reload never drops requests). */
+static void drain(struct gw_server *srv, int sigfd, int sig, int64_t timeout_ms) {
+  uint64_t t0 = mono_ms();
+  gw_server_begin_drain(srv);
+  realm_log_info("draining: no new requests, waiting for those in flight",
+                 RLOG_STR("signal", signal_name(sig)), RLOG_UINT("in_flight", gw_server_in_flight(srv)),
+                 RLOG_INT("drain_timeout_ms", timeout_ms));
+  const char *how = "drained";
+  char err[512];
+  for (;;) {
+    uint64_t spent = mono_ms() - t0;
+    int left_ms = spent >= (uint64_t)timeout_ms ? 0 : (int)((uint64_t)timeout_ms - spent);
+    int left = gw_server_drain_wait(srv, left_ms, sigfd);
+    if (left == 0) break;
+    int again = take_signal(sigfd);
+    if (again == SIGHUP) {
+      if (gw_server_reload_tenants(srv, err, sizeof err) < 0)
+        realm_log_error("reload refused, keeping the running tenants", RLOG_STR("detail", err));
+      else
+        realm_log_info("tenants reloaded during the drain");
+      continue;
+    }
+    if (again == SIGTERM || again == SIGINT) {
+      how = "second signal";
+      realm_log_warn("second stop signal: ending the requests still in flight now",
+                     RLOG_STR("signal", signal_name(again)), RLOG_INT("in_flight", left));
+      break;
+    }
+    if (again == 0 && mono_ms() - t0 >= (uint64_t)timeout_ms) {
+      how = "timeout";
+      break;
+    }
+  }
+  unsigned cut = gw_server_drain_cut_off(srv);
+  int unsent = cut ? gw_server_drain_wait(srv, GW_DRAIN_FLUSH_MS, -1) : 0;
+  struct gw_drain_stats ds;
+  gw_server_drain_stats(srv, &ds);
+  realm_log_info("drain finished", RLOG_STR("end", how),
+                 RLOG_UINT("in_flight_at_start", ds.in_flight_at_start),
+                 RLOG_UINT("refused", ds.refused), RLOG_UINT("cut_off", ds.cut_off),
+                 RLOG_INT("still_open", unsent < 0 ? 0 : unsent),
+                 RLOG_UINT("elapsed_ms", mono_ms() - t0));
 }
 
 #ifdef REALM_GATEWAY_TEST_HOOKS
@@ -87,7 +160,7 @@ static void *escape_main(void *arg) {
 int main(int argc, char **argv) {
   const char *tenants = NULL, *listen_addr = NULL;
   int64_t port = 0, ping_ms = 0, ping_misses = 0, cancel_grace_ms = 0, keepalive_ms = 0;
-  int64_t max_connections = 0;
+  int64_t max_connections = 0, drain_timeout_ms = 0;
   bool no_jail = false, print_policy = false;
 #ifdef REALM_GATEWAY_TEST_HOOKS
   const char *test_escape_what = "";
@@ -111,6 +184,11 @@ int main(int argc, char **argv) {
        "SSE keep-alive comment period on a silent stream", &keepalive_ms},
       {"max-connections", "REALM_GATEWAY_MAX_CONNECTIONS", REALM_OPT_INT64, "1024", 1,
        REALM_HTTP_MAX_CONNECTIONS, "concurrent HTTP connections", &max_connections},
+      {"drain-timeout", "REALM_GATEWAY_DRAIN_TIMEOUT_MS", REALM_OPT_DURATION_MS, "25s", 0,
+       3600000,
+       "on SIGTERM/SIGINT, how long requests in flight may take to finish before they are "
+       "ended (0: at once); keep it below the orchestrator's kill grace period",
+       &drain_timeout_ms},
       {"no-jail", "REALM_GATEWAY_NO_JAIL", REALM_OPT_BOOL, "false", 0, 0,
        "DEBUGGING ONLY: run without the seccomp allowlist", &no_jail},
       {"print-policy", NULL, REALM_OPT_BOOL, "false", 0, 0,
@@ -157,6 +235,12 @@ int main(int argc, char **argv) {
   sigaddset(&set, SIGTERM);
   pthread_sigmask(SIG_BLOCK, &set, NULL);
   signal(SIGPIPE, SIG_IGN);
+  /* The drain's interruptible wait (top comment); made now, before the jail. */
+  int sigfd = signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK);
+  if (sigfd < 0) {
+    realm_log_error("cannot create the signalfd");
+    return 1;
+  }
 
 #ifdef REALM_GATEWAY_TEST_HOOKS
   struct escape esc = {test_escape_what, -1};
@@ -224,7 +308,8 @@ int main(int argc, char **argv) {
 #endif
   realm_log_info("listening", RLOG_STR("addr", listen_addr), RLOG_UINT("port", gw_server_port(srv)),
                  RLOG_STR("tenants", tenants), RLOG_INT("ping_ms", ping_ms),
-                 RLOG_INT("ping_misses", ping_misses), RLOG_BOOL("jailed", !no_jail));
+                 RLOG_INT("ping_misses", ping_misses), RLOG_INT("drain_timeout_ms", drain_timeout_ms),
+                 RLOG_BOOL("jailed", !no_jail));
   for (;;) {
     int sig = 0;
     if (sigwait(&set, &sig) != 0) continue;
@@ -235,11 +320,14 @@ int main(int argc, char **argv) {
         realm_log_info("tenants reloaded", RLOG_STR("tenants", tenants));
       continue;
     }
-    realm_log_info("stopping", RLOG_STR("signal", sig == SIGINT ? "SIGINT" : "SIGTERM"));
+    drain(srv, sigfd, sig, drain_timeout_ms);
     break;
   }
-  gw_server_stop(srv);       /* connections first: their requests are cancelled ... */
+  realm_log_info("stopping");
+  gw_server_stop(srv);       /* connections first: what is left is cancelled ... */
   gw_runners_destroy(runners); /* ... then whatever is left gets its terminal event */
   zmq_ctx_term(zctx);
+  close(sigfd);
+  realm_log_info("stopped");
   return 0;
 }

@@ -3,7 +3,8 @@
  * response carries (x-request-id; the x-ratelimit-* set once the caller is authenticated;
  * Retry-After on refusals) and gw_reply_error() is the only producer of error bodies: it
  * maps a realm error code to the HTTP status and OpenAI error type of the table in
- * realm/error.h, so no handler ever picks a status by hand.
+ * realm/error.h, so no handler ever picks a status by hand. While the server drains, every
+ * response also says "Connection: close".
  */
 #include <stdarg.h>
 #include <stdio.h>
@@ -71,6 +72,8 @@ enum MHD_Result gw_queue(struct gw_req *r, struct MHD_Response *resp, int status
   MHD_add_response_header(resp, "x-request-id", r->rid);
   add_ratelimit_headers(r, resp);
   if (r->retry_after_s) add_u64(resp, "Retry-After", r->retry_after_s);
+  /* Draining (http.c): a keep-alive client must not send its next request here. */
+  if (atomic_load(&r->srv->draining)) MHD_add_response_header(resp, "Connection", "close");
   enum MHD_Result ok = MHD_queue_response(r->conn, (unsigned)status, resp);
   MHD_destroy_response(resp);
   if (ok == MHD_YES) {

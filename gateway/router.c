@@ -1,7 +1,9 @@
 /*
  * router.c — maps method + path to a handler, and authenticates the /v1 routes. Paths are
  * matched exactly (MHD has already split off the query string). A known path with the wrong
- * method gets a 404 naming the method, like OpenAI's API.
+ * method gets a 404 naming the method, like OpenAI's API. While the server drains (http.c
+ * "Drain"), every /v1 route is refused with 503 shutting_down before authentication: nothing
+ * new is admitted, and a client learns nothing about keys from a gateway on its way out.
  */
 #include <string.h>
 
@@ -48,6 +50,12 @@ bool gw_authenticate(struct gw_req *r, enum MHD_Result *ret) {
 enum MHD_Result gw_route(struct gw_req *r) {
   bool path_known = false;
   r->is_api = strncmp(r->path, "/v1/", 4) == 0;
+  if (r->is_api && atomic_load(&r->srv->draining)) {
+    atomic_fetch_add(&r->srv->drain_refused, 1);
+    return gw_reply_error(r, REALM_E_SHUTTING_DOWN, "",
+                          "The gateway is shutting down and takes no new requests; retry on "
+                          "another instance.");
+  }
   for (size_t i = 0; i < sizeof routes / sizeof routes[0]; i++) {
     if (strcmp(routes[i].path, r->path) != 0) continue;
     path_known = true;

@@ -193,6 +193,20 @@ void gw_sink_error(struct gw_sink *s, int realm_code, const char *message) {
   gw_sink_unref(s);
 }
 
+bool gw_sink_abort(struct gw_sink *s, int realm_code, const char *message) {
+  pthread_mutex_lock(&s->mu);
+  bool ended = sink_finish_locked(s);
+  if (ended) {
+    s->st.failed = true;
+    s->st.err_code = realm_code < 0 ? realm_code : REALM_E_INTERNAL;
+    snprintf(s->st.err_msg, sizeof s->st.err_msg, "%s",
+             message && *message ? message : realm_err_message(s->st.err_code));
+  }
+  pthread_mutex_unlock(&s->mu);
+  if (ended) sink_signal(s);
+  return ended;
+}
+
 int gw_sink_wait(struct gw_sink *s, int client_fd, int timeout_ms) {
   struct pollfd pfd[2] = {{.fd = s->efd, .events = POLLIN},
                           {.fd = client_fd, .events = POLLRDHUP}};

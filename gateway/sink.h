@@ -57,6 +57,13 @@ struct gw_sink_piece {
  * incomplete record, which gw_sink_take never produces). */
 bool gw_sink_next_piece(const struct gw_buf *pieces, size_t *off, struct gw_sink_piece *ret);
 
+/* Ends the request from the gateway's side (the drain cut-off, http.c): the HTTP side sees a
+ * failure with realm_code and message, as if the backend had sent it. The backend keeps its
+ * reference and still owes its own terminal event (backend.h rule 2), which is then ignored;
+ * gw_sink_begin_cancel still answers true, so the backend is told to stop. True when this
+ * call ended the request (it had no terminal state yet). */
+bool gw_sink_abort(struct gw_sink *s, int realm_code, const char *message);
+
 /* Marks the request cancelled by the client. True when the caller should call the backend's
  * cancel (no terminal event yet and not cancelled before). */
 bool gw_sink_begin_cancel(struct gw_sink *s);

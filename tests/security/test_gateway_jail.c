@@ -13,15 +13,22 @@
  * (tests/unit/gateway/fake_runner.c) over ipc://: /health, a streamed chat completion with
  * logprobs, a runner that dies and comes back (libzmq reconnects: socket + connect under the
  * jail), a SIGHUP reload of the tenants file (read-only openat) that swaps the API key, and a
- * clean exit 0 on SIGTERM.
+ * graceful drain on SIGTERM under the jail: a stream in flight finishes with [DONE] while a new
+ * request gets 503 shutting_down and /ready 503, then exit 0. Two more runs prove the drain's
+ * other ends under the jail: a stream that outlives --drain-timeout ends with an error event
+ * (the runner is told to cancel), and a second SIGTERM cuts a 10-minute drain short; both
+ * exit 0. Those two collect what they saw first and check it after the child is reaped, so a
+ * failed check never leaves a gateway running.
  *
  * Synchronisation is on the gateway's own log lines (read from its stderr pipe with bounded
- * polls): "listening" (jailed by then), "is up", "tenants reloaded".
+ * polls): "listening" (jailed by then), "is up", "tenants reloaded", "draining"; the drain's
+ * outcome is read from its "drain finished" line.
  */
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -142,6 +149,38 @@ TEST(unjailed_control_really_makes_the_calls) {
   CHECK_EQ_INT(WEXITSTATUS(st), 3);
 }
 
+/* Opens a streamed chat completion and leaves the answer unread; returns the socket. */
+static int open_stream(uint16_t port, const char *key) {
+  int fd = http_connect(port, 10000);
+  if (fd < 0) return -1;
+  const char *body = "{\"model\":\"m1\",\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}],"
+                     "\"stream\":true}";
+  char req[1024];
+  int n = snprintf(req, sizeof req,
+                   "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+                   "Authorization: Bearer %s\r\nContent-Type: application/json\r\n"
+                   "Content-Length: %zu\r\n\r\n%s",
+                   key, strlen(body), body);
+  if (http_send_all(fd, req, (size_t)n) < 0) {
+    close(fd);
+    return -1;
+  }
+  return fd;
+}
+
+/* Appends the rest of fd's bytes to the NUL-terminated buf until the peer closes (or the
+ * socket timeout), then closes fd. Raw bytes: chunk sizes stay in, which no check minds. */
+static void read_rest(int fd, char *buf, size_t cap) {
+  size_t len = strlen(buf);
+  while (len + 1 < cap) {
+    ssize_t n = recv(fd, buf + len, cap - len - 1, 0);
+    if (n <= 0) break;
+    len += (size_t)n;
+  }
+  buf[len] = '\0';
+  close(fd);
+}
+
 #define STREAM_BODY                                                                       \
   "{\"model\":\"m1\",\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}],\"stream\":true," \
   "\"logprobs\":true,\"top_logprobs\":1}"
@@ -199,15 +238,117 @@ TEST(jailed_gateway_serves_streams_reconnects_reloads_and_exits_cleanly) {
   CHECK_EQ_INT(r.status, 401);
   http_resp_free(&r);
 
-  /* Shutdown runs under the jail too. */
+  /* Shutdown runs under the jail too, and drains: a stream in flight at SIGTERM finishes
+   * normally while new work is refused. */
+  struct fr_script hang = sc;
+  hang.hang = true;
+  fr_set_script(fr, &hang);
+  int sfd = open_stream(port, KEY_NEW);
+  CHECK(sfd >= 0);
+  static char sbuf[1 << 16];
+  CHECK(http_read_until(sfd, sbuf, sizeof sbuf, "\"content\":\"ed\"") > 0);
   CHECK_EQ_INT(kill(p.pid, SIGTERM), 0);
+  CHECK(test_proc_wait_log(&p, "draining", &at, 10000));
+  CHECK_EQ_INT(http_call(port, "POST", "/v1/chat/completions", KEY_NEW, NULL, STREAM_BODY, &r), 0);
+  CHECK_EQ_INT(r.status, 503);
+  CHECK_STR_CONTAINS(r.body, "\"code\":\"shutting_down\"");
+  http_resp_free(&r);
+  CHECK_EQ_INT(http_call(port, "GET", "/ready", NULL, NULL, NULL, &r), 0);
+  CHECK_EQ_INT(r.status, 503);
+  CHECK_STR_CONTAINS(r.body, "draining");
+  http_resp_free(&r);
+  fr_finish_all(fr);
+  read_rest(sfd, sbuf, sizeof sbuf);
+  CHECK_STR_CONTAINS(sbuf, "data: [DONE]");
+  CHECK(strstr(sbuf, "shutting_down") == NULL);
   int st = test_proc_wait_status(&p, 10000);
+  CHECK(strstr(p.out, "end=drained") != NULL);
   if (!(st >= 0 && WIFEXITED(st) && WEXITSTATUS(st) == 0)) printf("# status 0x%x\n%s\n", st, p.out);
   CHECK(st >= 0);
   CHECK(WIFEXITED(st));
   CHECK_EQ_INT(WEXITSTATUS(st), 0);
   fr_stop(fr);
   zmq_ctx_term(zctx);
+}
+
+/* What one drain run of a jailed gateway showed, collected before any check. */
+struct drain_run {
+  bool started;     /* gateway up, runner up, stream open and its first token read */
+  bool saw_drain;   /* "draining" logged */
+  char stream[1 << 15]; /* the stream's raw bytes after its first token */
+  int status;       /* wait status; -1: did not exit in time (killed) */
+  int cancels;      /* CancelRequests the fake runner received */
+  char log[65536];
+};
+
+/* Runs a jailed gateway with --drain-timeout drain and one stream hanging in its runner,
+ * sends SIGTERM (twice when second_signal), reads the stream to its end and reaps the
+ * gateway; everything is torn down before returning. */
+static void drain_run(const char *drain, bool second_signal, struct drain_run *out) {
+  memset(out, 0, sizeof *out);
+  out->status = -1;
+  void *zctx = zmq_ctx_new();
+  struct fake_runner *fr = NULL;
+  struct test_proc p = {.pid = -1};
+  if (!setup_dir() || !write_tenants(KEY_OLD) || !zctx || fr_start(zctx, g.ep, "t", &fr) != 0)
+    goto out;
+  struct fr_script sc = {.tokens = {"Jail"}, .n_tokens = 1, .finish = "stop", .hang = true};
+  fr_set_script(fr, &sc);
+  const char *extra[] = {"--drain-timeout", drain, NULL};
+  if (!spawn(getenv("REALM_GATEWAY_BIN"), extra, &p)) goto out;
+  uint16_t port = listening_port(&p);
+  size_t at = 0;
+  int fd = -1;
+  if (port && test_proc_wait_log(&p, "of tenant t is up", &at, 10000) &&
+      (fd = open_stream(port, KEY_OLD)) >= 0 &&
+      http_read_until(fd, out->stream, sizeof out->stream, "\"content\":\"Jail\"") > 0) {
+    out->started = true;
+    out->stream[0] = '\0'; /* keep only what follows the first token */
+    kill(p.pid, SIGTERM);
+    out->saw_drain = test_proc_wait_log(&p, "draining", &at, 10000);
+    if (second_signal) kill(p.pid, SIGTERM);
+    read_rest(fd, out->stream, sizeof out->stream);
+    fd = -1;
+    fr_wait_cancels(fr, 1, 5000);
+  }
+  if (fd >= 0) close(fd);
+  if (!out->started && p.pid > 0) kill(p.pid, SIGKILL);
+  out->status = test_proc_wait_status(&p, 10000); /* kills and reaps past the bound */
+  snprintf(out->log, sizeof out->log, "%s", p.out);
+out:
+  out->cancels = fr ? fr_cancels(fr) : 0;
+  fr_stop(fr);
+  if (zctx) zmq_ctx_term(zctx);
+}
+
+TEST(jailed_gateway_ends_a_stream_that_outlives_the_drain_timeout_and_exits_0) {
+  static struct drain_run d;
+  drain_run("200ms", false, &d);
+  if (!(d.status >= 0 && WIFEXITED(d.status) && WEXITSTATUS(d.status) == 0))
+    printf("# status 0x%x\n%s\n", d.status, d.log);
+  CHECK(d.started);
+  CHECK(d.saw_drain);
+  CHECK_STR_CONTAINS(d.stream, "data: {\"error\":{");
+  CHECK_STR_CONTAINS(d.stream, "\"code\":\"shutting_down\"");
+  CHECK(strstr(d.stream, "[DONE]") == NULL);
+  CHECK(d.status >= 0 && WIFEXITED(d.status));
+  CHECK_EQ_INT(WEXITSTATUS(d.status), 0);
+  CHECK(strstr(d.log, "end=timeout") != NULL);
+  CHECK(strstr(d.log, "cut_off=1") != NULL);
+  CHECK(d.cancels >= 1); /* the runner was told to stop */
+}
+
+TEST(jailed_gateway_second_sigterm_cuts_the_drain_short) {
+  static struct drain_run d;
+  drain_run("10m", true, &d); /* the wait for its exit is bounded at 10 s */
+  if (!(d.status >= 0 && WIFEXITED(d.status) && WEXITSTATUS(d.status) == 0))
+    printf("# status 0x%x\n%s\n", d.status, d.log);
+  CHECK(d.started);
+  CHECK(d.saw_drain);
+  CHECK_STR_CONTAINS(d.stream, "\"code\":\"shutting_down\"");
+  CHECK(d.status >= 0 && WIFEXITED(d.status));
+  CHECK_EQ_INT(WEXITSTATUS(d.status), 0);
+  CHECK(strstr(d.log, "end=\"second signal\"") != NULL);
 }
 
 TEST(zz_cleanup) {
