@@ -8,9 +8,15 @@
  * same way and the runner gets past the handshake (it logs "runner ready"), so the
  * refusal is about the seals and nothing else in the fake.
  *
- * Needs realm-runner ($REALM_RUNNER_BIN) and the moody.wasm test guest
- * ($REALM_TEST_RUNNER_GUESTS). Waits are bounded polls on the fake's sockets and the
- * runner's stderr.
+ * And the other direction of a vanishing peer, with real processes: the real realm-worker is
+ * SIGKILLed while the jailed realm-runner streams a request; the request fails with
+ * `unavailable` and the runner exits 75 (RUNNER_EXIT_WORKER_LOST) for its supervisor.
+ * (tests/unit/runner/test_runner.c worker_loss_fails_inflight_and_jailed_runner_exits does
+ * the same with the fake worker's sockets closing.)
+ *
+ * Needs realm-runner ($REALM_RUNNER_BIN), realm-worker ($REALM_WORKER_BIN) and the moody.wasm
+ * test guest ($REALM_TEST_RUNNER_GUESTS). Waits are bounded polls on sockets, pidfds and the
+ * daemons' stderr.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -31,6 +37,7 @@
 #include "realm/proto.h"
 #include "realm/shm.h"
 #include "realm_test.h"
+#include "runner_test_util.h"
 
 #define REGION_BYTES (4u << 20) /* room for the tokens area and 16 rows of 512 logits */
 
@@ -216,4 +223,65 @@ TEST(control_runner_accepts_a_sealed_region_from_the_same_fake) {
   test_proc_wait_exit(&c, 20000);
   close(region);
   fake_down(&f);
+}
+
+/* ---- the worker dies mid-stream ---- */
+
+struct kill_ctx {
+  pid_t worker;
+  bool killed;
+};
+
+static void kill_worker_on_token(void *user, int idx, uint32_t n_tokens) {
+  struct kill_ctx *k = user;
+  (void)idx;
+  if (!k->killed && n_tokens >= 2) {
+    kill(k->worker, SIGKILL);
+    k->killed = true;
+  }
+}
+
+TEST(worker_killed_mid_stream_fails_inflight_unavailable_and_runner_exits_75) {
+  if (!prerequisites() || !getenv("REALM_WORKER_BIN"))
+    SKIP("realm-runner, realm-worker or moody.wasm not built");
+  const char *dir = test_tmpdir();
+  CHECK(dir != NULL);
+  char ep[256], model[512];
+  snprintf(ep, sizeof ep, "ipc://%s/worker.sock", dir);
+  snprintf(model, sizeof model, "%s/gguf/stories260K.gguf", realm_test_models_dir());
+  char *wargv[] = {(char *)getenv("REALM_WORKER_BIN"), "--model", model, "--listen", ep,
+                   "--threads", "1", NULL};
+  struct test_proc w;
+  CHECK_EQ_INT(test_proc_spawn(&w, wargv), 0);
+  CHECK(test_proc_wait_log(&w, "worker ready", NULL, 30000));
+  char module[512];
+  snprintf(module, sizeof module, "%s/moody.wasm", getenv("REALM_TEST_RUNNER_GUESTS"));
+  struct runner_proc p;
+  CHECK_EQ_INT(runner_spawn(getenv("REALM_RUNNER_BIN"), dir, ep, module, NULL, &p), 0);
+  struct gw_client gw;
+  CHECK_EQ_INT(gw_connect(&gw, p.listen), 0);
+  bool up = false;
+  for (int i = 0; i < 60 && !up; i++)
+    if (gw_ping(&gw, 100 + (uint64_t)i, &up, 500) == 0 && !up) break;
+  CHECK(up); /* the runner is connected to the worker (and jailed) */
+  CHECK_EQ_INT(gw_generate(&gw, "victim", NULL, "x", 4000), 0);
+  const char *ids[] = {"victim"};
+  struct gw_result res[1];
+  memset(res, 0, sizeof res);
+  struct kill_ctx k = {.worker = w.pid};
+  gw_collect(&gw, ids, res, 1, 30000, kill_worker_on_token, &k);
+  CHECK(k.killed);
+  int wst = test_proc_wait_status(&w, 10000);
+  CHECK(WIFSIGNALED(wst) && WTERMSIG(wst) == SIGKILL);
+  /* The in-flight request ends with a clean error, not silence. */
+  CHECK(res[0].done && res[0].error);
+  CHECK_STR_EQ(res[0].error_code, "unavailable");
+  /* The jailed runner cannot reconnect (no socket()/connect()): it exits for a restart. */
+  int st = runner_wait(p.pid, 20000);
+  if (st != -1) p.pid = 0;
+  gw_close(&gw);
+  runner_stop(&p);
+  CHECK(st != -1);
+  CHECK(WIFEXITED(st));
+  CHECK_EQ_INT(WEXITSTATUS(st), 75);
 }
