@@ -16,64 +16,10 @@
 #include "realm/error.h"
 #include "realm_test.h"
 #include "wclient.h"
+#include "wfixture.h"
 #include "worker.h"
 
 #define TOL 1e-4
-
-/* ---- fixture: a worker on a thread ---- */
-
-struct fx {
-  char dir[64], endpoint[128], model[512];
-  struct worker *w;
-  pthread_t th;
-  void *zctx;
-  int run_rc;
-};
-
-static void *run_thread(void *arg) {
-  struct fx *f = arg;
-  f->run_rc = worker_run(f->w);
-  return NULL;
-}
-
-static void fx_config(struct fx *f, struct worker_config *cfg) {
-  snprintf(f->dir, sizeof f->dir, "/tmp/realm-wt-XXXXXX");
-  if (!mkdtemp(f->dir)) f->dir[0] = 0;
-  snprintf(f->endpoint, sizeof f->endpoint, "ipc://%s/w.sock", f->dir);
-  snprintf(f->model, sizeof f->model, "%s/gguf/stories260K.gguf", realm_test_models_dir());
-  worker_config_defaults(cfg);
-  cfg->model_path = f->model;
-  cfg->listen = f->endpoint;
-  cfg->threads = 1;
-  cfg->stats_interval_ms = 0;
-  cfg->drain_ms = 0;
-}
-
-static int fx_start(struct fx *f, const struct worker_config *cfg) {
-  char err[512];
-  int rc = worker_create(cfg, &f->w, err, sizeof err);
-  if (rc < 0) {
-    printf("# worker_create: %s\n", err);
-    return rc;
-  }
-  f->zctx = zmq_ctx_new();
-  return pthread_create(&f->th, NULL, run_thread, f) == 0 ? 0 : -1;
-}
-
-static void fx_stop(struct fx *f) {
-  if (!f->w) return;
-  worker_stop(f->w);
-  pthread_join(f->th, NULL);
-  worker_destroy(f->w);
-  f->w = NULL;
-  if (f->zctx) zmq_ctx_term(f->zctx);
-  char p[128];
-  snprintf(p, sizeof p, "%s/w.sock.shm", f->dir);
-  unlink(p);
-  snprintf(p, sizeof p, "%s/w.sock", f->dir);
-  unlink(p);
-  rmdir(f->dir);
-}
 
 /* ---- reference: the in-process engine ---- */
 
