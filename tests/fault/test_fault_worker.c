@@ -200,7 +200,8 @@ TEST(fd_attached_by_a_fake_runner_is_closed_and_the_real_region_is_sealed) {
   req.hello = &h;
   struct wclient f;
   memset(&f, 0, sizeof f);
-  CHECK_EQ_INT(realm_ipc_socket_new(z, ZMQ_DEALER, WC_MAX_PAYLOAD, &f.sock, f.err, sizeof f.err), 0);
+  CHECK_EQ_INT(realm_ipc_socket_new(z, ZMQ_DEALER, WC_MAX_PAYLOAD, &f.sock, f.err,
+                                    sizeof f.err), 0);
   CHECK_EQ_INT(zmq_connect(f.sock, s.ep), 0);
   Realm__V1__WorkerReply *r = wc_call(&f, &req);
   CHECK(r && r->body_case == REALM__V1__WORKER_REPLY__BODY_HELLO && r->hello->shm_bytes > 0);
