@@ -13,7 +13,9 @@
  * otherwise), given a short bound to send those last bytes, and the process exits 0. A second
  * SIGTERM/SIGINT skips the rest of the wait. The wait watches a signalfd created before the
  * jail (read and poll are allowed; creating one would not be), so a signal interrupts it at
- * once without a handler or a polling loop.
+ * once without a handler or a polling loop. Where signalfd is refused (a container seccomp
+ * profile that predates the drain answers ENOSYS) the gateway still starts, logs a warning,
+ * and looks for the second signal between wait slices of GW_DRAIN_SIGNAL_SLICE_MS instead.
  * Logging goes through realm/log.h (REALM_LOG_LEVEL, REALM_LOG_FORMAT).
  *
  * Jail (policy-gateway.c): once the listener is bound, the tenants file loaded and the runner
@@ -25,6 +27,7 @@
  * --test-escape makes a thread that existed before the jail attempt a forbidden syscall
  * after it, to prove the jail (and its TSYNC reach) kills the process with SIGSYS.
  */
+#include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
 #include <signal.h>
@@ -58,11 +61,19 @@ static void log_bridge(void *ctx, enum gw_log_level level, const char *msg) {
  * 503 before the connections are closed. Rendering one event takes microseconds; the bound is
  * for a client that stopped reading. */
 #define GW_DRAIN_FLUSH_MS 2000
+/* Without a signalfd: the longest a second signal waits to be noticed during the drain. */
+#define GW_DRAIN_SIGNAL_SLICE_MS 100
 
 static uint64_t mono_ms(void) { return gw_clock_monotonic_ns(NULL) / 1000000u; }
 
-/* Takes one pending signal from sigfd (non-blocking). Returns its number, 0 when none. */
-static int take_signal(int sigfd) {
+/* Takes one pending signal of set, without blocking: from sigfd, or (sigfd < 0) with a
+ * zero-timeout sigtimedwait. Returns its number, 0 when none. */
+static int take_signal(int sigfd, const sigset_t *set) {
+  if (sigfd < 0) {
+    struct timespec zero = {0, 0};
+    int sig = sigtimedwait(set, NULL, &zero);
+    return sig > 0 ? sig : 0;
+  }
   struct signalfd_siginfo si;
   ssize_t n = read(sigfd, &si, sizeof si);
   return n == (ssize_t)sizeof si ? (int)si.ssi_signo : 0;
@@ -74,7 +85,8 @@ static const char *signal_name(int sig) {
 
 /* The drain of the top comment, from the first stop signal to the moment the server can be
  * stopped. SIGHUP still reloads meanwhile (a reload never drops requests). */
-static void drain(struct gw_server *srv, int sigfd, int sig, int64_t timeout_ms) {
+static void drain(struct gw_server *srv, int sigfd, const sigset_t *set, int sig,
+                  int64_t timeout_ms) {
   uint64_t t0 = mono_ms();
   gw_server_begin_drain(srv);
   realm_log_info("draining: no new requests, waiting for those in flight",
@@ -85,9 +97,10 @@ static void drain(struct gw_server *srv, int sigfd, int sig, int64_t timeout_ms)
   for (;;) {
     uint64_t spent = mono_ms() - t0;
     int left_ms = spent >= (uint64_t)timeout_ms ? 0 : (int)((uint64_t)timeout_ms - spent);
+    if (sigfd < 0 && left_ms > GW_DRAIN_SIGNAL_SLICE_MS) left_ms = GW_DRAIN_SIGNAL_SLICE_MS;
     int left = gw_server_drain_wait(srv, left_ms, sigfd);
     if (left == 0) break;
-    int again = take_signal(sigfd);
+    int again = take_signal(sigfd, set);
     if (again == SIGHUP) {
       if (gw_server_reload_tenants(srv, err, sizeof err) < 0)
         realm_log_error("reload refused, keeping the running tenants", RLOG_STR("detail", err));
@@ -164,6 +177,7 @@ int main(int argc, char **argv) {
   bool no_jail = false, print_policy = false;
 #ifdef REALM_GATEWAY_TEST_HOOKS
   const char *test_escape_what = "";
+  bool test_no_signalfd = false;
 #endif
   const struct realm_option opts[] = {
       {"tenants", "REALM_TENANTS", REALM_OPT_STRING, NULL, 0, 0,
@@ -197,6 +211,9 @@ int main(int argc, char **argv) {
       {"test-escape", NULL, REALM_OPT_STRING, "", 0, 0,
        "TEST HOOK: after the jail, attempt execve|openat-write|openat-read|fork|socket-netlink",
        &test_escape_what},
+      {"test-no-signalfd", NULL, REALM_OPT_BOOL, "false", 0, 0,
+       "TEST HOOK: drain as if signalfd were refused (the sliced sigtimedwait fallback)",
+       &test_no_signalfd},
 #endif
   };
   char err[512];
@@ -237,10 +254,18 @@ int main(int argc, char **argv) {
   signal(SIGPIPE, SIG_IGN);
   /* The drain's interruptible wait (top comment); made now, before the jail. */
   int sigfd = signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK);
-  if (sigfd < 0) {
-    realm_log_error("cannot create the signalfd");
-    return 1;
+#ifdef REALM_GATEWAY_TEST_HOOKS
+  if (test_no_signalfd && sigfd >= 0) {
+    if (sigfd >= 0) close(sigfd);
+    sigfd = -1;
+    errno = ENOSYS;
   }
+#endif
+  if (sigfd < 0)
+    realm_log_warn("no signalfd (the container's seccomp profile may refuse signalfd4): a "
+                   "second stop signal during the drain is seen within slice_ms, not at once",
+                   RLOG_STR("detail", strerror(errno)),
+                   RLOG_INT("slice_ms", GW_DRAIN_SIGNAL_SLICE_MS));
 
 #ifdef REALM_GATEWAY_TEST_HOOKS
   struct escape esc = {test_escape_what, -1};
@@ -320,7 +345,7 @@ int main(int argc, char **argv) {
         realm_log_info("tenants reloaded", RLOG_STR("tenants", tenants));
       continue;
     }
-    drain(srv, sigfd, sig, drain_timeout_ms);
+    drain(srv, sigfd, &set, sig, drain_timeout_ms);
     break;
   }
   realm_log_info("stopping");

@@ -17,7 +17,7 @@
  * request gets 503 shutting_down and /ready 503, then exit 0. Two more runs prove the drain's
  * other ends under the jail: a stream that outlives --drain-timeout ends with an error event
  * (the runner is told to cancel), and a second SIGTERM cuts a 10-minute drain short; both
- * exit 0. Those two collect what they saw first and check it after the child is reaped, so a
+ * exit 0, also when signalfd is refused (a hook forces the fallback). Those collect what they saw first and check it after the child is reaped, so a
  * failed check never leaves a gateway running.
  *
  * Synchronisation is on the gateway's own log lines (read from its stderr pipe with bounded
@@ -284,7 +284,8 @@ struct drain_run {
 /* Runs a jailed gateway with --drain-timeout drain and one stream hanging in its runner,
  * sends SIGTERM (twice when second_signal), reads the stream to its end and reaps the
  * gateway; everything is torn down before returning. */
-static void drain_run(const char *drain, bool second_signal, struct drain_run *out) {
+static void drain_run(const char *bin, const char *drain, bool second_signal, bool no_signalfd,
+                      struct drain_run *out) {
   memset(out, 0, sizeof *out);
   out->status = -1;
   void *zctx = zmq_ctx_new();
@@ -294,8 +295,9 @@ static void drain_run(const char *drain, bool second_signal, struct drain_run *o
     goto out;
   struct fr_script sc = {.tokens = {"Jail"}, .n_tokens = 1, .finish = "stop", .hang = true};
   fr_set_script(fr, &sc);
-  const char *extra[] = {"--drain-timeout", drain, NULL};
-  if (!spawn(getenv("REALM_GATEWAY_BIN"), extra, &p)) goto out;
+  const char *extra[] = {"--drain-timeout", drain, no_signalfd ? "--test-no-signalfd" : NULL,
+                         NULL};
+  if (!spawn(bin, extra, &p)) goto out;
   uint16_t port = listening_port(&p);
   size_t at = 0;
   int fd = -1;
@@ -323,7 +325,7 @@ out:
 
 TEST(jailed_gateway_ends_a_stream_that_outlives_the_drain_timeout_and_exits_0) {
   static struct drain_run d;
-  drain_run("200ms", false, &d);
+  drain_run(getenv("REALM_GATEWAY_BIN"), "200ms", false, false, &d);
   if (!(d.status >= 0 && WIFEXITED(d.status) && WEXITSTATUS(d.status) == 0))
     printf("# status 0x%x\n%s\n", d.status, d.log);
   CHECK(d.started);
@@ -340,11 +342,26 @@ TEST(jailed_gateway_ends_a_stream_that_outlives_the_drain_timeout_and_exits_0) {
 
 TEST(jailed_gateway_second_sigterm_cuts_the_drain_short) {
   static struct drain_run d;
-  drain_run("10m", true, &d); /* the wait for its exit is bounded at 10 s */
+  drain_run(getenv("REALM_GATEWAY_BIN"), "10m", true, false, &d); /* exit waited for 10 s */
   if (!(d.status >= 0 && WIFEXITED(d.status) && WEXITSTATUS(d.status) == 0))
     printf("# status 0x%x\n%s\n", d.status, d.log);
   CHECK(d.started);
   CHECK(d.saw_drain);
+  CHECK_STR_CONTAINS(d.stream, "\"code\":\"shutting_down\"");
+  CHECK(d.status >= 0 && WIFEXITED(d.status));
+  CHECK_EQ_INT(WEXITSTATUS(d.status), 0);
+  CHECK(strstr(d.log, "end=\"second signal\"") != NULL);
+}
+
+/* A container seccomp profile without signalfd4 (ENOSYS): the gateway still starts, warns,
+ * and a second SIGTERM is still honoured (between 100 ms wait slices). */
+TEST(jailed_gateway_without_signalfd_still_honours_the_second_sigterm) {
+  static struct drain_run d;
+  drain_run(getenv("REALM_GATEWAY_TESTHOOKS_BIN"), "10m", true, true, &d);
+  if (!(d.status >= 0 && WIFEXITED(d.status) && WEXITSTATUS(d.status) == 0))
+    printf("# status 0x%x\n%s\n", d.status, d.log);
+  CHECK(d.started);
+  CHECK(strstr(d.log, "no signalfd") != NULL);
   CHECK_STR_CONTAINS(d.stream, "\"code\":\"shutting_down\"");
   CHECK(d.status >= 0 && WIFEXITED(d.status));
   CHECK_EQ_INT(WEXITSTATUS(d.status), 0);
