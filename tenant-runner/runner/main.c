@@ -4,6 +4,9 @@
  *
  * Exit status: 0 after a requested stop, 2 for bad options, 1 for a failed set-up,
  * RUNNER_EXIT_WORKER_LOST (75) when the worker went away while jailed (restart me).
+ * --print-policy writes the jail's seccomp filter (libseccomp pseudo code) to stdout and
+ * exits 0, like realm-gateway and realm-worker, for the deploy check that compares it with
+ * the container profile.
  *
  * When built with REALM_RUNNER_TEST_HOOKS (the realm-runner-testhooks executable used by
  * tests/security only; the installed realm-runner has no such code) --test-escape makes the
@@ -34,7 +37,7 @@ int main(int argc, char **argv) {
   struct runner_config cfg;
   runner_config_defaults(&cfg);
   const char *log_level = "info", *log_format = "text";
-  bool no_jail = false;
+  bool no_jail = false, print_policy = false;
   int64_t run_as_uid = 65534, run_as_gid = 65534, fd_margin = 64;
 #ifdef REALM_RUNNER_TEST_HOOKS
   const char *test_escape_what = "";
@@ -90,6 +93,8 @@ int main(int argc, char **argv) {
        "prompt tokens of one request per step", &cfg.prefill_chunk},
       {"no-jail", NULL, REALM_OPT_BOOL, "false", 0, 0,
        "DEBUGGING ONLY: skip privileges, rlimits and seccomp", &no_jail},
+      {"print-policy", NULL, REALM_OPT_BOOL, "false", 0, 0,
+       "print the jail's seccomp filter (libseccomp pseudo code) and exit", &print_policy},
       {"run-as-uid", NULL, REALM_OPT_INT64, "65534", 0, 4294967294LL,
        "uid to become when started as root", &run_as_uid},
       {"run-as-gid", NULL, REALM_OPT_INT64, "65534", 0, 4294967294LL,
@@ -120,6 +125,13 @@ int main(int argc, char **argv) {
   if (rc < 0) {
     fprintf(stderr, "realm-runner: %s\n", err);
     return 2;
+  }
+  /* Before any set-up: the filter is static, so deploy checks can print it without a
+   * tenant, a worker or a module. */
+  if (print_policy) {
+    rc = runner_policy_export(STDOUT_FILENO, err, sizeof err);
+    if (rc < 0) fprintf(stderr, "realm-runner: cannot build the seccomp policy: %s\n", err);
+    return rc < 0 ? 1 : 0;
   }
   realm_log_level lv;
   realm_log_format fmt;

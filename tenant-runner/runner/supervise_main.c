@@ -11,6 +11,7 @@
 #include <sys/wait.h>
 
 #include "realm/config.h"
+#include "realm/daemon.h"
 #include "realm/log.h"
 #include "supervise.h"
 
@@ -63,12 +64,11 @@ int main(int argc, char **argv) {
   }
   char init_err[256];
   realm_log_init_from_env("supervise", init_err, sizeof init_err);
-  struct sigaction sa;
-  memset(&sa, 0, sizeof sa);
-  sa.sa_handler = on_stop; /* no SA_RESTART: waits must wake up */
-  sigemptyset(&sa.sa_mask);
-  sigaction(SIGTERM, &sa, NULL);
-  sigaction(SIGINT, &sa, NULL);
+  /* No SA_RESTART there: the supervisor's waits must wake up on SIGTERM/SIGINT. */
+  if (realm_daemon_catch_stop_signals(on_stop) < 0) {
+    realm_log_error("cannot install the SIGTERM/SIGINT handlers");
+    return 1;
+  }
   struct realm_supervise_opts o = {.argv = argv + first,
                                    .max_restarts = max_restarts,
                                    .backoff_ms = backoff,

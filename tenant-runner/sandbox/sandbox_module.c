@@ -20,7 +20,6 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <sodium.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -84,14 +83,6 @@ static const struct {
     {"realm_on_logits", "u32 (*%s)(Z_guest_instance_t*, u32, u32, u32)"},
     {"realm_on_request_end", "void (*%s)(Z_guest_instance_t*, u32, u32)"},
 };
-
-static void set_err(char *err, size_t errlen, const char *fmt, ...) {
-  if (!err || !errlen) return;
-  va_list ap;
-  va_start(ap, fmt);
-  vsnprintf(err, errlen, fmt, ap);
-  va_end(ap);
-}
 
 static void hex_encode(const uint8_t *in, size_t n, char *out) {
   static const char digits[] = "0123456789abcdef";
@@ -251,36 +242,38 @@ static int check_interface(const char *header, int *ret_imports_realm, char *err
   for (const char *p = strstr(header, "/* import: '"); p; p = strstr(p + 1, "/* import: '")) {
     char mod[128] = "", name[128] = "";
     if (sscanf(p, "/* import: '%127[^']' '%127[^']'", mod, name) != 2) {
-      set_err(err, errlen, "module has an import wasm2c could not describe");
+      realm_set_err(err, errlen, "module has an import wasm2c could not describe");
       return REALM_E_INVALID_ARGUMENT;
     }
     if (strcmp(mod, "realm") != 0) {
-      set_err(err, errlen,
-              "module imports '%s'.'%s': guests may import only module \"realm\" (ABI v%d)", mod,
-              name, REALM_GUEST_ABI_VERSION);
+      realm_set_err(err, errlen,
+                    "module imports '%s'.'%s': guests may import only module \"realm\" (ABI v%d)",
+                    mod, name, REALM_GUEST_ABI_VERSION);
       return REALM_E_INVALID_ARGUMENT;
     }
     int known = 0;
     for (size_t i = 0; i < sizeof host_imports / sizeof host_imports[0]; i++)
       if (strcmp(name, host_imports[i].name) == 0) known = 1;
     if (!known) {
-      set_err(err, errlen, "module imports 'realm'.'%s', which the host does not provide (ABI v%d)",
-              name, REALM_GUEST_ABI_VERSION);
+      realm_set_err(err, errlen,
+                    "module imports 'realm'.'%s', which the host does not provide (ABI v%d)",
+                    name, REALM_GUEST_ABI_VERSION);
       return REALM_E_INVALID_ARGUMENT;
     }
     imports_realm = 1;
   }
   if (!strstr(header, "/* export: 'memory' */")) {
-    set_err(err, errlen, "module does not export its memory as \"memory\" (required by ABI v%d)",
-            REALM_GUEST_ABI_VERSION);
+    realm_set_err(err, errlen,
+                  "module does not export its memory as \"memory\" (required by ABI v%d)",
+                  REALM_GUEST_ABI_VERSION);
     return REALM_E_INVALID_ARGUMENT;
   }
   for (size_t i = 0; i < sizeof guest_exports / sizeof guest_exports[0]; i++) {
     char marker[160];
     snprintf(marker, sizeof marker, "/* export: '%s' */", guest_exports[i].name);
     if (!strstr(header, marker)) {
-      set_err(err, errlen, "module does not export function '%s' (required by ABI v%d)",
-              guest_exports[i].name, REALM_GUEST_ABI_VERSION);
+      realm_set_err(err, errlen, "module does not export function '%s' (required by ABI v%d)",
+                    guest_exports[i].name, REALM_GUEST_ABI_VERSION);
       return REALM_E_INVALID_ARGUMENT;
     }
   }
@@ -345,20 +338,21 @@ int sandbox_module_build(const uint8_t *wasm, size_t len, const char *cache_dir,
                          char ret_sha256[65], char *ret_so_path, size_t so_path_cap,
                          int *ret_cached, char *err, size_t errlen) {
   if (!wasm || !cache_dir || !ret_sha256 || !ret_so_path || !ret_cached) {
-    set_err(err, errlen, "sandbox_module_build: NULL argument");
+    realm_set_err(err, errlen, "sandbox_module_build: NULL argument");
     return REALM_E_INVALID_ARGUMENT;
   }
   if (len > REALM_GUEST_MAX_MODULE_BYTES) {
-    set_err(err, errlen, "module is %zu bytes, limit is %u (REALM_GUEST_MAX_MODULE_BYTES)", len,
-            (unsigned)REALM_GUEST_MAX_MODULE_BYTES);
+    realm_set_err(err, errlen,
+                  "module is %zu bytes, limit is %u (REALM_GUEST_MAX_MODULE_BYTES)", len,
+                  (unsigned)REALM_GUEST_MAX_MODULE_BYTES);
     return REALM_E_TOO_LARGE;
   }
   if (len < 8 || memcmp(wasm, "\0asm", 4) != 0) {
-    set_err(err, errlen, "not a WebAssembly binary (missing \\0asm magic, %zu bytes)", len);
+    realm_set_err(err, errlen, "not a WebAssembly binary (missing \\0asm magic, %zu bytes)", len);
     return REALM_E_INVALID_ARGUMENT;
   }
   if (sodium_init() < 0) {
-    set_err(err, errlen, "libsodium failed to initialise");
+    realm_set_err(err, errlen, "libsodium failed to initialise");
     return REALM_E_SYSTEM;
   }
   uint8_t digest[crypto_hash_sha256_BYTES];
@@ -371,7 +365,7 @@ int sandbox_module_build(const uint8_t *wasm, size_t len, const char *cache_dir,
   if ((size_t)snprintf(so_path, sizeof so_path, "%s/%s-%s.so", cache_dir, sha, tag) >=
           sizeof so_path ||
       strlen(so_path) + 1 > so_path_cap) {
-    set_err(err, errlen, "cache path too long: cache_dir '%s'", cache_dir);
+    realm_set_err(err, errlen, "cache path too long: cache_dir '%s'", cache_dir);
     return REALM_E_INVALID_ARGUMENT;
   }
   struct stat st;
@@ -385,8 +379,8 @@ int sandbox_module_build(const uint8_t *wasm, size_t len, const char *cache_dir,
   char tmpdir[PATH_MAX];
   if ((size_t)snprintf(tmpdir, sizeof tmpdir, "%s/.build-XXXXXX", cache_dir) >= sizeof tmpdir ||
       !mkdtemp(tmpdir)) {
-    set_err(err, errlen, "cannot create a build directory in cache dir '%s': %s", cache_dir,
-            strerror(errno));
+    realm_set_err(err, errlen, "cannot create a build directory in cache dir '%s': %s", cache_dir,
+                  strerror(errno));
     return REALM_E_IO;
   }
   char wasm_p[PATH_MAX + 16], c_p[PATH_MAX + 16], h_p[PATH_MAX + 16], shim_p[PATH_MAX + 16],
@@ -399,7 +393,7 @@ int sandbox_module_build(const uint8_t *wasm, size_t len, const char *cache_dir,
 
   int rc = write_file(wasm_p, wasm, len);
   if (rc < 0) {
-    set_err(err, errlen, "cannot write '%s': %s", wasm_p, strerror(-rc));
+    realm_set_err(err, errlen, "cannot write '%s': %s", wasm_p, strerror(-rc));
     rc = REALM_E_IO;
     goto out;
   }
@@ -410,11 +404,11 @@ int sandbox_module_build(const uint8_t *wasm, size_t len, const char *cache_dir,
   char *w2c_argv[] = {"wasm2c", "--module-name=guest", "-o", c_p, wasm_p, NULL};
   rc = run_tool(w2c_argv, tool_out, sizeof tool_out);
   if (rc == REALM_E_SYSTEM) {
-    set_err(err, errlen, "cannot run wasm2c (is wabt installed?): %s", tool_out);
+    realm_set_err(err, errlen, "cannot run wasm2c (is wabt installed?): %s", tool_out);
     goto out;
   }
   if (rc < 0) {
-    set_err(err, errlen, "invalid module (wasm2c): %s", tool_out);
+    realm_set_err(err, errlen, "invalid module (wasm2c): %s", tool_out);
     goto out;
   }
 
@@ -423,7 +417,7 @@ int sandbox_module_build(const uint8_t *wasm, size_t len, const char *cache_dir,
   size_t header_len = 0;
   rc = read_file(h_p, 64u << 20, &header, &header_len);
   if (rc < 0) {
-    set_err(err, errlen, "cannot read the generated header '%s'", h_p);
+    realm_set_err(err, errlen, "cannot read the generated header '%s'", h_p);
     rc = REALM_E_IO;
     goto out;
   }
@@ -433,7 +427,7 @@ int sandbox_module_build(const uint8_t *wasm, size_t len, const char *cache_dir,
   if (rc < 0) goto out;
   rc = write_shim(shim_p, imports_realm);
   if (rc < 0) {
-    set_err(err, errlen, "cannot write '%s': %s", shim_p, strerror(-rc));
+    realm_set_err(err, errlen, "cannot write '%s': %s", shim_p, strerror(-rc));
     rc = REALM_E_IO;
     goto out;
   }
@@ -449,17 +443,18 @@ int sandbox_module_build(const uint8_t *wasm, size_t len, const char *cache_dir,
                      "-o", so_tmp, c_p, shim_p, NULL};
   rc = run_tool(cc_argv, tool_out, sizeof tool_out);
   if (rc == REALM_E_SYSTEM) {
-    set_err(err, errlen, "cannot run the C compiler '%s': %s", cc_argv[0], tool_out);
+    realm_set_err(err, errlen, "cannot run the C compiler '%s': %s", cc_argv[0], tool_out);
     goto out;
   }
   if (rc < 0) {
-    set_err(err, errlen, "module does not match guest ABI v%d (C compile of the translation failed): %s",
-            REALM_GUEST_ABI_VERSION, tool_out);
+    realm_set_err(err, errlen,
+                  "module does not match guest ABI v%d (C compile of the translation failed): %s",
+                  REALM_GUEST_ABI_VERSION, tool_out);
     goto out;
   }
   if (rename(so_tmp, so_path) != 0) {
-    set_err(err, errlen, "cannot move the module into the cache '%s': %s", so_path,
-            strerror(errno));
+    realm_set_err(err, errlen, "cannot move the module into the cache '%s': %s", so_path,
+                  strerror(errno));
     rc = REALM_E_IO;
     goto out;
   }
@@ -475,12 +470,12 @@ out:
 int sandbox_module_load(const uint8_t *wasm, size_t len, const char *cache_dir,
                         struct sandbox_module **ret_module, char *err, size_t errlen) {
   if (!ret_module) {
-    set_err(err, errlen, "sandbox_module_load: NULL ret_module");
+    realm_set_err(err, errlen, "sandbox_module_load: NULL ret_module");
     return REALM_E_INVALID_ARGUMENT;
   }
   struct sandbox_module *m = calloc(1, sizeof *m);
   if (!m) {
-    set_err(err, errlen, "out of memory");
+    realm_set_err(err, errlen, "out of memory");
     return REALM_E_NOMEM;
   }
   int rc = sandbox_module_build(wasm, len, cache_dir, m->sha256, m->so_path, sizeof m->so_path,
@@ -492,15 +487,16 @@ int sandbox_module_load(const uint8_t *wasm, size_t len, const char *cache_dir,
   m->dl = dlopen(m->so_path, RTLD_NOW | RTLD_LOCAL);
   if (!m->dl) {
     const char *e = dlerror();
-    set_err(err, errlen, "cannot load module '%s': %s", m->so_path, e ? e : "unknown error");
+    realm_set_err(err, errlen, "cannot load module '%s': %s", m->so_path, e ? e : "unknown error");
     free(m);
     return REALM_E_INVALID_ARGUMENT;
   }
   m->shim = dlsym(m->dl, "realm_shim_v1");
   if (!m->shim || m->shim->shim_version != SANDBOX_SHIM_VERSION || !m->shim->instance_bytes ||
       m->shim->instance_bytes > (64u << 20)) {
-    set_err(err, errlen, "module object '%s' lacks a valid realm_shim_v1 table (stale cache?)",
-            m->so_path);
+    realm_set_err(err, errlen,
+                  "module object '%s' lacks a valid realm_shim_v1 table (stale cache?)",
+                  m->so_path);
     dlclose(m->dl);
     free(m);
     return REALM_E_INVALID_ARGUMENT;
@@ -515,19 +511,20 @@ int sandbox_module_load(const uint8_t *wasm, size_t len, const char *cache_dir,
 int sandbox_module_load_file(const char *wasm_path, const char *cache_dir,
                              struct sandbox_module **ret_module, char *err, size_t errlen) {
   if (!wasm_path) {
-    set_err(err, errlen, "sandbox_module_load_file: NULL path");
+    realm_set_err(err, errlen, "sandbox_module_load_file: NULL path");
     return REALM_E_INVALID_ARGUMENT;
   }
   char *buf = NULL;
   size_t n = 0;
   int rc = read_file(wasm_path, REALM_GUEST_MAX_MODULE_BYTES, &buf, &n);
   if (rc == -EFBIG) {
-    set_err(err, errlen, "module '%s' is over %u bytes (REALM_GUEST_MAX_MODULE_BYTES)", wasm_path,
-            (unsigned)REALM_GUEST_MAX_MODULE_BYTES);
+    realm_set_err(err, errlen,
+                  "module '%s' is over %u bytes (REALM_GUEST_MAX_MODULE_BYTES)", wasm_path,
+                  (unsigned)REALM_GUEST_MAX_MODULE_BYTES);
     return REALM_E_TOO_LARGE;
   }
   if (rc < 0) {
-    set_err(err, errlen, "cannot read module '%s': %s", wasm_path, strerror(-rc));
+    realm_set_err(err, errlen, "cannot read module '%s': %s", wasm_path, strerror(-rc));
     return rc == -ENOENT ? REALM_E_NOT_FOUND : rc == -ENOMEM ? REALM_E_NOMEM : REALM_E_IO;
   }
   rc = sandbox_module_load((const uint8_t *)buf, n, cache_dir, ret_module, err, errlen);

@@ -95,6 +95,10 @@ struct gw_result {
   char text[4096];           /* concatenated token texts */
   size_t text_len;
   uint32_t n_events;
+  /* Order of this request's terminal event among all terminal events of the gw_collect call
+   * (1 = first; requests done before the call count first): a test compares two requests'
+   * values to prove one was still in flight when the other ended. */
+  uint32_t done_seq;
 };
 
 int gw_connect(struct gw_client *c, const char *endpoint);
@@ -115,5 +119,24 @@ int gw_ping(struct gw_client *c, uint64_t nonce, bool *ret_worker_connected, int
 /* The same, also returning the runner's requests_total (0 for a freshly started runner). */
 int gw_ping_ex(struct gw_client *c, uint64_t nonce, bool *ret_worker_connected,
                uint64_t *ret_requests_total, int timeout_ms);
+
+/* ---- one jailed runner against the fake worker ---- */
+
+struct runner_fixture {
+  const char *dir;         /* private socket directory (test_tmpdir) */
+  struct fake_worker *w;   /* NULL once a test stopped it */
+  struct runner_proc p;
+  struct gw_client gw;
+};
+
+/* Path of a runner test guest: "echo_greedy" from $REALM_TEST_EXAMPLE_GUESTS_DIR, any other
+ * name as $REALM_TEST_RUNNER_GUESTS/<name>.wasm (static storage, 4 rotating). */
+const char *runner_test_guest(const char *name);
+/* Starts the fake worker and a jailed $REALM_RUNNER_BIN serving `module` with extra options
+ * (NULL-terminated, may be NULL), connects a gateway client and waits until the runner answers
+ * a ping (set-up, module compile and jail done). 0, or -1 (call runner_fixture_down anyway). */
+int runner_fixture_up(struct runner_fixture *f, const char *module, const char *const *extra);
+/* Closes the client, stops the runner and the fake worker, removes the directory. */
+void runner_fixture_down(struct runner_fixture *f);
 
 #endif /* REALM_RUNNER_TEST_UTIL_H */

@@ -7,7 +7,9 @@
  * two concurrent requests sharing Step messages; a trapping and a looping guest request
  * failing alone while a concurrent good one completes; cancel; refused requests (no prompt,
  * max_tokens over the cap, wrong tenant, prompt over the token limit, n > 1); and the worker
- * going away (in-flight request fails "unavailable", the jailed runner exits 75).
+ * going away (in-flight request fails "unavailable", the jailed runner exits 75); and
+ * --print-policy. The six hostile guest behaviours beside a good request are in
+ * test_runner_hostile.c.
  */
 #include <signal.h>
 #include <spawn.h>
@@ -24,58 +26,11 @@
 #include "realm_test.h"
 #include "runner_test_util.h"
 
-struct fixture {
-  const char *dir;
-  struct fake_worker *w;
-  struct runner_proc p;
-  struct gw_client gw;
-};
-
-static const char *guest(const char *name) {
-  static char path[4][512];
-  static int n;
-  char *b = path[n++ % 4];
-  if (strcmp(name, "echo_greedy") == 0)
-    snprintf(b, 512, "%s/echo_greedy.wasm", getenv("REALM_TEST_EXAMPLE_GUESTS_DIR"));
-  else
-    snprintf(b, 512, "%s/%s.wasm", getenv("REALM_TEST_RUNNER_GUESTS"), name);
-  return b;
-}
-
-/* Starts the fake worker and a runner with `module`, waits until the runner answers a ping. */
-static int fixture_up(struct fixture *f, const char *module, const char *const *extra) {
-  memset(f, 0, sizeof *f);
-  const char *cache = getenv("REALM_TEST_MODULE_CACHE");
-  if (cache) mkdir(cache, 0700);
-  f->dir = test_tmpdir();
-  if (!f->dir || fake_worker_start(f->dir, &f->w) != 0) return -1;
-  if (runner_spawn(getenv("REALM_RUNNER_BIN"), f->dir, fake_worker_endpoint(f->w), module, extra,
-                   &f->p) != 0)
-    return -1;
-  if (gw_connect(&f->gw, f->p.listen) != 0) return -1;
-  /* The runner answers pings once set-up and the jail are done (module compile included). */
-  for (int i = 0; i < 60; i++) {
-    bool up = false;
-    if (gw_ping(&f->gw, 100 + (uint64_t)i, &up, 500) == 0) return up ? 0 : -1;
-  }
-  return -1;
-}
-
-static void fixture_down(struct fixture *f) {
-  gw_close(&f->gw);
-  runner_stop(&f->p);
-  fake_worker_stop(f->w);
-  char cmd[256];
-  snprintf(cmd, sizeof cmd, "rm -rf '%s'", f->dir);
-  if (f->dir && system(cmd) != 0) {
-  }
-}
-
 TEST(generate_echo_greedy_exact_tokens) {
-  const char *mod = guest("echo_greedy");
+  const char *mod = runner_test_guest("echo_greedy");
   if (access(mod, R_OK) != 0) SKIP("echo_greedy.wasm not built (guests option disabled)");
-  struct fixture f;
-  CHECK(fixture_up(&f, mod, NULL) == 0);
+  struct runner_fixture f;
+  CHECK(runner_fixture_up(&f, mod, NULL) == 0);
   CHECK(gw_generate(&f.gw, "r1", NULL, "Hi", 8) == 0);
   const char *ids[] = {"r1"};
   struct gw_result res[1] = {0};
@@ -83,7 +38,7 @@ TEST(generate_echo_greedy_exact_tokens) {
   int closed = fake_worker_wait_closed(f.w, 1, 5000);
   struct fake_worker_stats st;
   fake_worker_get_stats(f.w, &st);
-  fixture_down(&f);
+  runner_fixture_down(&f);
   CHECK(res[0].done);
   CHECK(!res[0].error);
   CHECK_EQ_INT(res[0].finish_reason, REALM__V1__FINISH_REASON__FINISH_REASON_LENGTH);
@@ -104,8 +59,8 @@ TEST(generate_echo_greedy_exact_tokens) {
 }
 
 TEST(two_requests_share_steps) {
-  struct fixture f;
-  CHECK(fixture_up(&f, guest("moody"), NULL) == 0);
+  struct runner_fixture f;
+  CHECK(runner_fixture_up(&f, runner_test_guest("moody"), NULL) == 0);
   CHECK(gw_generate(&f.gw, "a", NULL, "a", 10) == 0);
   CHECK(gw_generate(&f.gw, "b", NULL, "b", 10) == 0);
   const char *ids[] = {"a", "b"};
@@ -113,7 +68,7 @@ TEST(two_requests_share_steps) {
   gw_collect(&f.gw, ids, res, 2, 20000, NULL, NULL);
   struct fake_worker_stats st;
   fake_worker_get_stats(f.w, &st);
-  fixture_down(&f);
+  runner_fixture_down(&f);
   for (int i = 0; i < 2; i++) {
     CHECK(res[i].done && !res[i].error);
     CHECK_EQ_INT(res[i].completion_tokens, 10);
@@ -126,9 +81,9 @@ TEST(two_requests_share_steps) {
 }
 
 TEST(guest_trap_and_deadline_fail_only_their_request) {
-  struct fixture f;
+  struct runner_fixture f;
   const char *extra[] = {"--guest-call-ms", "100", NULL};
-  CHECK(fixture_up(&f, guest("moody"), extra) == 0);
+  CHECK(runner_fixture_up(&f, runner_test_guest("moody"), extra) == 0);
   CHECK(gw_generate(&f.gw, "good", NULL, "good", 12) == 0);
   CHECK(gw_generate(&f.gw, "oob", NULL, "Oops", 12) == 0);
   CHECK(gw_generate(&f.gw, "loop", NULL, "Loop", 12) == 0);
@@ -138,7 +93,7 @@ TEST(guest_trap_and_deadline_fail_only_their_request) {
   /* The runner is still healthy afterwards. */
   bool up = false;
   int ping = gw_ping(&f.gw, 7, &up, 5000);
-  fixture_down(&f);
+  runner_fixture_down(&f);
   CHECK(res[0].done && !res[0].error);
   CHECK_EQ_INT(res[0].completion_tokens, 12);
   CHECK(res[1].done && res[1].error);
@@ -166,8 +121,8 @@ static void cancel_on_first_token(void *user, int idx, uint32_t n_tokens) {
 }
 
 TEST(cancel_stops_a_request) {
-  struct fixture f;
-  CHECK(fixture_up(&f, guest("moody"), NULL) == 0);
+  struct runner_fixture f;
+  CHECK(runner_fixture_up(&f, runner_test_guest("moody"), NULL) == 0);
   CHECK(gw_generate(&f.gw, "long", NULL, "x", 4000) == 0);
   const char *ids[] = {"long"};
   struct gw_result res[1] = {0};
@@ -176,7 +131,7 @@ TEST(cancel_stops_a_request) {
   int closed = fake_worker_wait_closed(f.w, 1, 5000);
   struct fake_worker_stats st;
   fake_worker_get_stats(f.w, &st);
-  fixture_down(&f);
+  runner_fixture_down(&f);
   CHECK(cc.sent);
   CHECK(res[0].done && !res[0].error);
   CHECK_EQ_INT(res[0].finish_reason, REALM__V1__FINISH_REASON__FINISH_REASON_CANCELLED);
@@ -186,9 +141,9 @@ TEST(cancel_stops_a_request) {
 }
 
 TEST(bad_requests_get_error_events) {
-  struct fixture f;
+  struct runner_fixture f;
   const char *extra[] = {"--max-prompt-tokens", "32", "--max-tokens", "100", NULL};
-  CHECK(fixture_up(&f, guest("moody"), extra) == 0);
+  CHECK(runner_fixture_up(&f, runner_test_guest("moody"), extra) == 0);
   CHECK(gw_generate(&f.gw, "noprompt", NULL, NULL, 4) == 0);
   CHECK(gw_generate(&f.gw, "toolong", NULL, "x", 101) == 0);
   CHECK(gw_generate(&f.gw, "tenant", "someone-else", "x", 4) == 0);
@@ -204,7 +159,7 @@ TEST(bad_requests_get_error_events) {
   const char *ids[] = {"noprompt", "toolong", "tenant", "bigprompt", "nosampling", "fine"};
   struct gw_result res[6] = {0};
   gw_collect(&f.gw, ids, res, 6, 20000, NULL, NULL);
-  fixture_down(&f);
+  runner_fixture_down(&f);
   CHECK(res[0].done && res[0].error);
   CHECK_STR_EQ(res[0].error_code, "invalid_argument");
   CHECK_STR_EQ(res[0].error_param, "prompt");
@@ -223,7 +178,7 @@ TEST(bad_requests_get_error_events) {
 }
 
 static void stop_worker_on_token(void *user, int idx, uint32_t n_tokens) {
-  struct fixture *f = user;
+  struct runner_fixture *f = user;
   (void)idx;
   if (f->w && n_tokens >= 2) {
     fake_worker_stop(f->w);
@@ -232,20 +187,42 @@ static void stop_worker_on_token(void *user, int idx, uint32_t n_tokens) {
 }
 
 TEST(worker_loss_fails_inflight_and_jailed_runner_exits) {
-  struct fixture f;
-  CHECK(fixture_up(&f, guest("moody"), NULL) == 0);
+  struct runner_fixture f;
+  CHECK(runner_fixture_up(&f, runner_test_guest("moody"), NULL) == 0);
   CHECK(gw_generate(&f.gw, "victim", NULL, "x", 4000) == 0);
   const char *ids[] = {"victim"};
   struct gw_result res[1] = {0};
   gw_collect(&f.gw, ids, res, 1, 20000, stop_worker_on_token, &f);
   int status = runner_wait(f.p.pid, 10000);
   if (status != -1) f.p.pid = 0;
-  fixture_down(&f);
+  runner_fixture_down(&f);
   CHECK(res[0].done && res[0].error);
   CHECK_STR_EQ(res[0].error_code, "unavailable");
   CHECK(status != -1);
   CHECK(WIFEXITED(status));
   CHECK_EQ_INT(WEXITSTATUS(status), 75);
+}
+
+/* --print-policy needs no tenant, worker or module: it writes the jail's filter (libseccomp
+ * pseudo code) and exits 0, for the deploy check that compares it with the container profile.
+ * The filter must allow accept4 (gateway reconnects) and not openat (no files once jailed). */
+TEST(print_policy_writes_the_filter) {
+  char cmd[1024];
+  snprintf(cmd, sizeof cmd, "'%s' --print-policy", getenv("REALM_RUNNER_BIN"));
+  FILE *p = popen(cmd, "r");
+  CHECK(p != NULL);
+  static char out[1 << 16];
+  size_t n = fread(out, 1, sizeof out - 1, p);
+  out[n] = 0;
+  int status = pclose(p);
+  CHECK(WIFEXITED(status));
+  CHECK_EQ_INT(WEXITSTATUS(status), 0);
+  CHECK(n > 0 && n < sizeof out - 1);
+  CHECK_STR_CONTAINS(out, "pseudo filter code");
+  CHECK_STR_CONTAINS(out, "\"accept4\"");
+  CHECK_STR_CONTAINS(out, "\"futex\"");
+  CHECK(strstr(out, "\"openat\"") == NULL);
+  CHECK(strstr(out, "\"execve\"") == NULL);
 }
 
 /* ---- against the real realm-worker (stories260K), when it is built ---- */
@@ -262,7 +239,7 @@ static int real_up(struct real_setup *s) {
   memset(s, 0, sizeof *s);
   const char *bin = getenv("REALM_WORKER_BIN");
   if (!bin || access(bin, X_OK) != 0) return 1;
-  const char *mod = guest("echo_greedy");
+  const char *mod = runner_test_guest("echo_greedy");
   if (access(mod, R_OK) != 0) return 1;
   const char *cache = getenv("REALM_TEST_MODULE_CACHE");
   if (cache) mkdir(cache, 0700);

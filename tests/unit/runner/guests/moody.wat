@@ -1,16 +1,25 @@
 ;; Test guest for the runner: well-behaved or hostile depending on the first byte of the
 ;; prompt (the runner puts the PROMPT field first in the request blob, so its first value
-;; byte is at blob+20):
+;; byte is at blob+20). A runner has one module, so one guest must offer every misbehaviour
+;; the runner-level isolation tests need:
 ;;   'O'  out-of-bounds read in realm_on_request_begin (trap out_of_bounds)
 ;;   'L'  infinite loop in realm_on_logits (deadline)
+;;   'R'  unbounded recursion in realm_on_logits (trap stack_exhausted)
+;;   'G'  memory.grow by 4096 pages (256 MiB) in realm_on_logits; a refused grow (the runner's
+;;        --guest-memory cap) ends in unreachable, so the error carries the cap note
+;;   'P'  a pointer outside its memory passed to realm_emit_text in realm_on_logits
+;;   'E'  emits 1 KiB of text in an endless loop in realm_on_logits (output cap)
 ;;   'F'  feeds 64 prompt tokens (for the prompt-size limit)
 ;;   else feeds token 1 and samples greedily (argmax), emitting each token's piece, never
 ;;        stopping on its own (the runner's max_tokens ends the request).
+;; The hostile on_logits modes strike on the first logits row, so the request has a worker
+;; session and rides in the same Step as any concurrent good request when it fails.
 ;; One instance serves one request in the runner, so plain globals hold the request state.
 (module
   (import "realm" "emit_token" (func $emit_token (param i32 i32 f32 i32 i32) (result i32)))
   (import "realm" "feed_tokens" (func $feed_tokens (param i32 i32 i32) (result i32)))
   (import "realm" "token_piece" (func $token_piece (param i32 i32 i32) (result i32)))
+  (import "realm" "emit_text" (func $emit_text (param i32 i32 i32) (result i32)))
   (memory (export "memory") 1)
   (data (i32.const 32) "\01\00\00\00")   ;; token 1 at 32
   (data (i32.const 40) "?")
@@ -35,6 +44,14 @@
       (then (drop (i32.load (i32.const 0x7ffffff0)))))
     (if (i32.eq (local.get $c) (i32.const 76)) ;; 'L'
       (then (global.set $mode (i32.const 1))))
+    (if (i32.eq (local.get $c) (i32.const 82)) ;; 'R'
+      (then (global.set $mode (i32.const 2))))
+    (if (i32.eq (local.get $c) (i32.const 71)) ;; 'G'
+      (then (global.set $mode (i32.const 3))))
+    (if (i32.eq (local.get $c) (i32.const 80)) ;; 'P'
+      (then (global.set $mode (i32.const 4))))
+    (if (i32.eq (local.get $c) (i32.const 69)) ;; 'E'
+      (then (global.set $mode (i32.const 5))))
     (if (i32.eq (local.get $c) (i32.const 70)) ;; 'F': 64 x token 1 at 256
       (then
         (block $done (loop $fill
@@ -50,6 +67,16 @@
     (local $i i32) (local $best i32) (local $bestv f32) (local $v f32) (local $plen i32)
     (if (i32.eq (global.get $mode) (i32.const 1))
       (then (loop $forever (br $forever))))
+    (if (i32.eq (global.get $mode) (i32.const 2))
+      (then (drop (call $recurse (i32.const 0)))))
+    (if (i32.eq (global.get $mode) (i32.const 3))
+      (then (if (i32.eq (memory.grow (i32.const 4096)) (i32.const -1)) (then unreachable))))
+    (if (i32.eq (global.get $mode) (i32.const 4))
+      (then (drop (call $emit_text (local.get $id) (i32.const 0xfffff000) (i32.const 0x2000)))))
+    (if (i32.eq (global.get $mode) (i32.const 5))
+      (then (loop $flood
+        (drop (call $emit_text (local.get $id) (i32.const 0) (i32.const 1024)))
+        (br $flood))))
     (local.set $bestv (f32.load (local.get $ptr)))
     (local.set $i (i32.const 1))
     (block $done
@@ -66,4 +93,6 @@
       (else (drop (call $emit_token (local.get $id) (local.get $best) (local.get $bestv) (i32.const 64) (local.get $plen)))))
     (local.get $best))
   (func (export "realm_on_request_end") (param i32 i32))
+  (func $recurse (param $d i32) (result i32)
+    (i32.add (call $recurse (i32.add (local.get $d) (i32.const 1))) (i32.const 1)))
 )
