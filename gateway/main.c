@@ -100,6 +100,11 @@ static void drain(struct gw_server *srv, int sigfd, const sigset_t *set, int sig
     if (sigfd < 0 && left_ms > GW_DRAIN_SIGNAL_SLICE_MS) left_ms = GW_DRAIN_SIGNAL_SLICE_MS;
     int left = gw_server_drain_wait(srv, left_ms, sigfd);
     if (left == 0) break;
+    if (left < 0) { /* poll failed: waiting on is impossible, so end what is left now */
+      how = "error";
+      realm_log_error("the drain wait failed", RLOG_ERR(left));
+      break;
+    }
     int again = take_signal(sigfd, set);
     if (again == SIGHUP) {
       if (gw_server_reload_tenants(srv, err, sizeof err) < 0)
