@@ -519,3 +519,51 @@ TEST(three_tenants_churn_a_small_pool_without_a_failed_step) {
   for (int i = 0; i < N; i++) wc_close(&k[i].c);
   fx_stop(&f);
 }
+
+/* ---- options ---- */
+
+/* --open-queue-timeout and --max-open-queue reach worker_config (durations with units, 0 is
+ * allowed: never wait); out-of-range values are refused naming the option. */
+TEST(admission_options_parse) {
+  struct worker_config cfg;
+  char err[256] = "";
+  char *def[] = {"realm-worker", "--model", "m.gguf"};
+  CHECK_EQ_INT(worker_options_parse(3, def, &cfg, err, sizeof err), 0);
+  CHECK_EQ_INT(cfg.open_queue_timeout_ms, 30000);
+  CHECK_EQ_INT(cfg.max_open_queue, 1024);
+  char *set[] = {"realm-worker", "--model", "m.gguf", "--open-queue-timeout", "2500ms",
+                 "--max-open-queue", "0"};
+  CHECK_EQ_INT(worker_options_parse(7, set, &cfg, err, sizeof err), 0);
+  CHECK_EQ_INT(cfg.open_queue_timeout_ms, 2500);
+  CHECK_EQ_INT(cfg.max_open_queue, 0);
+  char *bad[] = {"realm-worker", "--model", "m.gguf", "--max-open-queue", "-1"};
+  CHECK_EQ_INT(worker_options_parse(5, bad, &cfg, err, sizeof err), REALM_E_INVALID_ARGUMENT);
+  printf("# %s\n", err);
+  CHECK(strstr(err, "max-open-queue") != NULL);
+}
+
+/* --max-open-queue 0: an open the pool cannot cover is refused at once, never queued. */
+TEST(max_open_queue_zero_never_waits) {
+  struct fx f;
+  struct worker_config cfg;
+  fx_config(&f, &cfg);
+  cfg.kv_blocks = 2;
+  cfg.max_open_queue = 0;
+  CHECK_EQ_INT(fx_start(&f, &cfg), 0);
+  struct wclient a, b;
+  CHECK_EQ_INT(wc_open(&a, f.zctx, f.endpoint, "tenant-a", "r0", 1, 0, 0), 0);
+  CHECK_EQ_INT(wc_open(&b, f.zctx, f.endpoint, "tenant-b", "r0", 1, 0, 0), 0);
+  int code;
+  char param[32];
+  uint64_t s1 = open_result(&a, send_open(&a, PAGE), &code, NULL, 0, NULL, 0);
+  CHECK(s1 != 0);
+  /* Within B's quota (the whole pool), but one page is A's. */
+  CHECK_EQ_INT(open_result(&b, send_open(&b, 2 * PAGE), &code, NULL, 0, param, sizeof param), 0);
+  CHECK_EQ_INT(code, REALM_E_UNAVAILABLE);
+  CHECK_STR_EQ(param, "kv_cache");
+  /* What still fits is admitted. */
+  CHECK(open_result(&b, send_open(&b, PAGE), &code, NULL, 0, NULL, 0) != 0);
+  wc_close(&a);
+  wc_close(&b);
+  fx_stop(&f);
+}
