@@ -8,7 +8,7 @@
  * failing alone while a concurrent good one completes; cancel; refused requests (no prompt,
  * max_tokens over the cap, wrong tenant, prompt over the token limit, n > 1); and the worker
  * going away (in-flight request fails "unavailable", the jailed runner exits 75); and
- * --print-policy. The six hostile guest behaviours beside a good request are in
+ * --print-policy; realm-supervise's clean stop on SIGTERM. The six hostile guest behaviours beside a good request are in
  * test_runner_hostile.c.
  */
 #include <signal.h>
@@ -22,6 +22,7 @@
 
 #include <zmq.h>
 
+#include "proc_util.h"
 #include "realm/ipc.h"
 #include "realm_test.h"
 #include "runner_test_util.h"
@@ -223,6 +224,25 @@ TEST(print_policy_writes_the_filter) {
   CHECK_STR_CONTAINS(out, "\"futex\"");
   CHECK(strstr(out, "\"openat\"") == NULL);
   CHECK(strstr(out, "\"execve\"") == NULL);
+}
+
+/* realm-supervise turns SIGTERM into a stop (realm_daemon_catch_stop_signals): it stops its
+ * child and exits 0. Without the handler the signal's default action would kill it (143) and
+ * leave the child running. "child started" is logged after the handlers are installed. */
+TEST(supervise_exits_cleanly_on_sigterm) {
+  const char *bin = getenv("REALM_SUPERVISE_BIN");
+  if (!bin || access(bin, X_OK) != 0) SKIP("realm-supervise not built");
+  char *const argv[] = {(char *)bin, "--stop-grace", "5s", "--", "/bin/sleep", "60", NULL};
+  struct test_proc sp;
+  CHECK_EQ_INT(test_proc_spawn(&sp, argv), 0);
+  size_t at = 0;
+  bool started = test_proc_wait_log(&sp, "child started", &at, 10000);
+  kill(sp.pid, SIGTERM);
+  /* Its stderr reaches EOF only once the child (holding a copy) is gone too. */
+  int code = test_proc_wait_exit(&sp, 10000);
+  CHECK(started);
+  CHECK_EQ_INT(code, 0);
+  CHECK(sp.eof);
 }
 
 /* ---- against the real realm-worker (stories260K), when it is built ---- */

@@ -14,7 +14,9 @@
 ;;        stopping on its own (the runner's max_tokens ends the request).
 ;; The hostile on_logits modes strike on the first logits row, so the request has a worker
 ;; session and rides in the same Step as any concurrent good request when it fails.
-;; One instance serves one request in the runner, so plain globals hold the request state.
+;; One instance serves one request at a time in the runner, so plain globals hold the request
+;; state; request_begin resets the mode because the runner may reuse an instance after a
+;; clean request end.
 (module
   (import "realm" "emit_token" (func $emit_token (param i32 i32 f32 i32 i32) (result i32)))
   (import "realm" "feed_tokens" (func $feed_tokens (param i32 i32 i32) (result i32)))
@@ -38,6 +40,7 @@
     (local.get $p))
   (func (export "realm_on_request_begin") (param $id i32) (param $p i32) (param $len i32) (result i32)
     (local $c i32) (local $i i32)
+    (global.set $mode (i32.const 0)) ;; an instance the runner reuses starts well-behaved
     (if (i32.gt_u (local.get $len) (i32.const 20))
       (then (local.set $c (i32.load8_u (i32.add (local.get $p) (i32.const 20))))))
     (if (i32.eq (local.get $c) (i32.const 79)) ;; 'O'
