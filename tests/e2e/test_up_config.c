@@ -4,7 +4,9 @@
  * in the error; a first sync creates one key per tenant and stores only its hash; a second
  * sync keeps every hash and creates no key; a tenant added with `realmctl tenant add` (no
  * runners) is adopted with one replica; a tenant whose runners live elsewhere is left alone;
- * worker.backend and per-tenant chat_template are parsed (and refused, named, when bad).
+ * worker.backend and per-tenant chat_template are parsed (and refused, named, when bad); the
+ * gateway's drain timeout under up stays below the stop grace, and gateway.args may not set
+ * another one.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -76,6 +78,10 @@ TEST(bad_fields_are_named) {
       {"{\"tenants\":[{\"id\":\"a\",\"chat_template\":7}]}", "'tenants[0].chat_template'"},
       {"{\"tenants\":[{\"id\":\"a\",\"chat_template\":\"\"}]}", "'tenants[0].chat_template'"},
       {"{\"tenants\":[{\"id\":\"a\",\"chat_template\":\"@\"}]}", "'tenants[0].chat_template'"},
+      {"{\"gateway\":{\"args\":[\"--ping-ms\",\"200\",\"--drain-timeout\",\"30s\"]},"
+       "\"tenants\":[{\"id\":\"a\"}]}", "'gateway.args[2]' is '--drain-timeout'"},
+      {"{\"gateway\":{\"args\":[\"--drain-timeout=1h\"]},\"tenants\":[{\"id\":\"a\"}]}",
+       "raise stop_grace_ms"},
   };
   for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
     const char *p = write_file("bad.json", cases[i].json);
@@ -86,6 +92,34 @@ TEST(bad_fields_are_named) {
     if (!strstr(err, cases[i].want)) fprintf(stderr, "# case %zu: %s\n", i, err);
     CHECK(strstr(err, cases[i].want) != NULL);
   }
+}
+
+/* The drain up gives the gateway ends before up's SIGKILL for every allowed stop grace:
+ * grace minus 1 s from 2 s up, half the grace below; the example config's 5 s gives 4 s. */
+TEST(gateway_drain_below_stop_grace) {
+  CHECK_EQ_INT((int)up_gateway_drain_ms(5000), 4000);
+  CHECK_EQ_INT((int)up_gateway_drain_ms(3000), 2000);
+  CHECK_EQ_INT((int)up_gateway_drain_ms(2000), 1000);
+  CHECK_EQ_INT((int)up_gateway_drain_ms(1999), 999);
+  CHECK_EQ_INT((int)up_gateway_drain_ms(1), 0);
+  for (int64_t g = 1; g <= 600000; g += g < 5000 ? 1 : 997) {
+    int64_t d = up_gateway_drain_ms(g);
+    if (d < 0 || d >= g || (g >= 2000 && g - d != UP_DRAIN_MARGIN_MS)) {
+      fprintf(stderr, "# stop_grace_ms %lld -> drain %lld\n", (long long)g, (long long)d);
+      CHECK(false);
+      break;
+    }
+  }
+  /* Other gateway flags still pass through. */
+  const char *p = write_file("gwargs.json", "{\"gateway\":{\"args\":[\"--ping-ms\",\"200\"]},"
+                                            "\"supervisor\":{\"stop_grace_ms\":3000},"
+                                            "\"tenants\":[{\"id\":\"a\"}]}");
+  struct up_config cfg;
+  char err[512] = "";
+  CHECK_EQ_INT(up_config_load(p, &cfg, err, sizeof err), 0);
+  CHECK_EQ_INT((int)json_array_size(cfg.gateway_args), 2);
+  CHECK_EQ_INT((int)cfg.stop_grace_ms, 3000);
+  up_config_free(&cfg);
 }
 
 /* Relative module paths are resolved against the config's directory. */

@@ -12,7 +12,11 @@ Two rules run through several checks:
   and libzmq connects a name with several addresses to the first one only, so every tenants
   file shipped here must name each replica (compose service, StatefulSet pod) exactly once;
 - every REALM_* variable a deployment file sets must be one the daemon it is given to reads
-  (its option table), since an unknown variable is silently ignored.
+  (its option table), since an unknown variable is silently ignored;
+- the gateway drains on SIGTERM (docs/gateway.md, "Shutdown and drain"): whoever stops it
+  (compose's stop_grace_period, Kubernetes' terminationGracePeriodSeconds, which also covers
+  the preStop hook) must wait at least its drain timeout plus DRAIN_MARGIN_S before SIGKILL,
+  or the streams the drain waits for are cut without their error event.
 """
 import ctypes
 import ctypes.util
@@ -220,6 +224,7 @@ def check_compose(deploy):
     if not any(str(p).endswith(":8080") for p in gw.get("ports") or []):
         bad("compose: service gateway: port 8080 is not published")
     check_env_names("compose: service gateway", "gateway", gw.get("environment") or {}, known)
+    check_compose_gateway_drain(gw, os.path.dirname(deploy))
     tenants_env = (gw.get("environment") or {}).get("REALM_TENANTS", "")
     m = re.match(r"/etc/realm/config/\$\{REALM_TENANTS_FILE:-(.+)\}$", tenants_env)
     if not m or not os.path.isfile(os.path.join(deploy, "config", m.group(1))):
@@ -377,6 +382,16 @@ ACTIONS = {"SCMP_ACT_ALLOW", "SCMP_ACT_ERRNO", "SCMP_ACT_KILL", "SCMP_ACT_KILL_P
            "SCMP_ACT_KILL_THREAD", "SCMP_ACT_TRAP", "SCMP_ACT_TRACE", "SCMP_ACT_LOG"}
 OPS = {"SCMP_CMP_NE", "SCMP_CMP_LT", "SCMP_CMP_LE", "SCMP_CMP_EQ", "SCMP_CMP_GE", "SCMP_CMP_GT",
        "SCMP_CMP_MASKED_EQ"}
+# Calls a role makes only before its jail, so its in-process filter (the policy check) does not
+# list them: {role: {syscall: (source file, what its source calls, why)}}, required when the
+# source still makes the call.
+STARTUP_CALLS = {
+    "gateway": {
+        "signalfd4": ("gateway/main.c", "signalfd(",
+                      "the drain sees a second SIGTERM through it; refused, it falls back to "
+                      "100 ms sigtimedwait slices and logs 'no signalfd'"),
+    },
+}
 # What any of the three daemons cannot start or jail itself without.
 REQUIRED = ["execve", "openat", "mmap", "mprotect", "socket", "bind", "connect", "futex",
             "clone", "seccomp", "prctl", "exit_group", "rt_sigreturn", "close", "read", "write"]
@@ -451,6 +466,16 @@ def check_seccomp(deploy, seccomp_c):
         for n in REQUIRED:
             if n not in allowed:
                 bad(f"{where}: '{n}' is not allowed; the daemon cannot start or jail itself")
+        root = os.path.dirname(deploy)
+        for n, (rel, needle, why) in STARTUP_CALLS.get(role, {}).items():
+            try:
+                with open(os.path.join(root, rel), encoding="utf-8") as f:
+                    used = needle in f.read()
+            except OSError:
+                continue
+            if used and n not in allowed:
+                bad(f"{where}: '{n}' is not allowed, but {rel} calls {needle.rstrip('(')} before its jail "
+                    f"({why})")
         # The outer (container) layer must not refuse what the inner (process) layer allows.
         for n in inner:
             if n not in allowed and (not known or known(n)):
@@ -580,6 +605,164 @@ def check_policy(role, deploy, build):
             bad(f"{where}: '{name}' with {desc or 'any arguments'} is allowed by the {role}'s "
                 f"in-process filter but not by this profile's rules for it")
     print(f"{len(inner)} syscalls of the {role}'s in-process filter checked against {where}")
+
+
+# ---- gateway drain vs. the orchestrator's kill grace --------------------------------------------
+
+DRAIN_VAR = "REALM_GATEWAY_DRAIN_TIMEOUT_MS"
+# After its drain timeout the gateway ends what is left with an error event (up to 2 s to
+# flush, GW_DRAIN_FLUSH_MS) and exits; 5 s leaves room for that on a loaded node.
+DRAIN_MARGIN_S = 5
+K8S_DEFAULT_GRACE_S = 30
+COMPOSE_DEFAULT_GRACE_S = 10
+
+
+def parse_realm_duration_ms(text):
+    """realm_config_parse_duration_ms: an integer with no suffix (ms), ms, s, m or h."""
+    m = re.fullmatch(r"(\d+)(ms|s|m|h)?", str(text).strip())
+    if not m:
+        return None
+    return int(m.group(1)) * {None: 1, "ms": 1, "s": 1000, "m": 60000, "h": 3600000}[m.group(2)]
+
+
+def parse_compose_duration_s(text):
+    """Compose durations (Go's format): 30s, 1m30s, 1500ms, 2.5s; a bare number is seconds."""
+    t = str(text).strip()
+    if re.fullmatch(r"\d+(\.\d+)?", t):
+        return float(t)
+    parts = re.findall(r"(\d+(?:\.\d+)?)(us|ms|s|m|h)", t)
+    if not parts or "".join(n + u for n, u in parts) != t:
+        return None
+    unit = {"us": 1e-6, "ms": 1e-3, "s": 1, "m": 60, "h": 3600}
+    return sum(float(n) * unit[u] for n, u in parts)
+
+
+def compose_default(value):
+    """The value compose substitutes for ${VAR:-default} / ${VAR-default} when VAR is unset;
+    a plain value unchanged; None for ${VAR} with no default (unknown here)."""
+    v = str(value)
+    m = re.fullmatch(r"\$\{[A-Za-z_][A-Za-z0-9_]*(?::?-([^}]*))?\}", v)
+    if m:
+        return m.group(1)
+    return v
+
+
+def gateway_default_drain_ms(root):
+    """The default of --drain-timeout in gateway/main.c's option table (25s when written)."""
+    path = os.path.join(root, "gateway", "main.c")
+    try:
+        with open(path, encoding="utf-8") as f:
+            text = f.read()
+    except OSError:
+        return 25000
+    m = re.search(r'\{"drain-timeout",\s*"' + DRAIN_VAR + r'",\s*REALM_OPT_DURATION_MS,\s*"([^"]+)"', text)
+    ms = parse_realm_duration_ms(m.group(1)) if m else None
+    if ms is None:
+        bad(f"drain: cannot read the default of --drain-timeout from gateway/main.c; table format changed?")
+        return 25000
+    return ms
+
+
+def gateway_drain_ms(where, args, env_value, default_ms):
+    """The drain timeout the gateway will use: the last --drain-timeout in args, else the
+    environment variable, else the default (flag > environment > default, realm/config.h).
+    Returns (ms, where it came from); ms is None (reported) when it cannot be read."""
+    args = [str(a) for a in args or []]
+    flag = None
+    for i, a in enumerate(args):
+        if a == "--drain-timeout" and i + 1 < len(args):
+            flag = args[i + 1]
+        elif a.startswith("--drain-timeout="):
+            flag = a.split("=", 1)[1]
+    if flag is not None:
+        text, src = flag, f"--drain-timeout {flag}"
+    elif env_value is not None:
+        text, src = env_value, f"{DRAIN_VAR}={env_value}"
+    else:
+        return default_ms, f"the gateway's default {default_ms} ms"
+    ms = parse_realm_duration_ms(text) if text is not None else None
+    if ms is None:
+        bad(f"{where}: gateway drain timeout {src!r} is not a duration the gateway accepts "
+            f"(integer ms, or with ms/s/m/h)")
+    return ms, src
+
+
+def check_drain_grace(where, grace_s, grace_src, prestop_s, drain_ms, drain_src):
+    need = prestop_s + drain_ms / 1000 + DRAIN_MARGIN_S
+    if grace_s < need:
+        pre = f" + preStop {prestop_s:g} s" if prestop_s else ""
+        bad(f"{where}: {grace_src} is {grace_s:g} s, but the gateway drains for up to "
+            f"{drain_ms / 1000:g} s ({drain_src}){pre}: it would be SIGKILLed mid-drain, cutting "
+            f"streams without their error event; make it at least {need:g} s "
+            f"(drain{' + preStop' if prestop_s else ''} + {DRAIN_MARGIN_S} s) or shorten the drain")
+
+
+def check_compose_gateway_drain(gw, root):
+    where = "compose: service gateway"
+    grace_text = gw.get("stop_grace_period")
+    if grace_text is None:
+        grace_s, src = COMPOSE_DEFAULT_GRACE_S, "stop_grace_period (unset: compose's default)"
+    else:
+        grace_s = parse_compose_duration_s(grace_text)
+        src = f"stop_grace_period {grace_text}"
+        if grace_s is None:
+            bad(f"{where}: stop_grace_period {grace_text!r} is not a compose duration")
+            return
+    sig = str(gw.get("stop_signal", "SIGTERM")).upper()
+    if sig not in ("SIGTERM", "TERM", "SIGINT", "INT"):
+        bad(f"{where}: stop_signal {sig}: the gateway drains on SIGTERM/SIGINT only")
+    env = gw.get("environment") or {}
+    if isinstance(env, list):
+        env = dict(e.split("=", 1) if "=" in e else (e, None) for e in env)
+    env_value = compose_default(env[DRAIN_VAR]) if env.get(DRAIN_VAR) is not None else None
+    if env.get(DRAIN_VAR) is not None and env_value is None:
+        bad(f"{where}: {DRAIN_VAR} is {env[DRAIN_VAR]!r} with no default; give it one "
+            f"(${{VAR:-25s}}) so the grace can be checked")
+        return
+    cmd = gw.get("command") or []
+    if isinstance(cmd, str):
+        cmd = cmd.split()
+    drain_ms, dsrc = gateway_drain_ms(where, cmd, env_value, gateway_default_drain_ms(root))
+    if drain_ms is not None:
+        check_drain_grace(where, grace_s, src, 0, drain_ms, dsrc)
+
+
+def prestop_sleep_s(where, c):
+    """Seconds the container's preStop hook holds the SIGTERM back: lifecycle.preStop.sleep
+    (Kubernetes >= 1.30), or exec of sleep N; 0 without a hook. Other hooks are reported."""
+    pre = ((c.get("lifecycle") or {}).get("preStop")) or {}
+    if not pre:
+        return 0
+    if "sleep" in pre:
+        return int((pre.get("sleep") or {}).get("seconds", 0))
+    cmd = [str(x) for x in ((pre.get("exec") or {}).get("command") or [])]
+    if len(cmd) == 2 and cmd[0] in ("/bin/sleep", "/usr/bin/sleep") and re.fullmatch(r"\d+", cmd[1]):
+        return int(cmd[1])
+    bad(f"{where}: preStop {pre!r}: expected sleep.seconds or exec [/bin/sleep, N] (the gateway "
+        f"needs no other hook; its drain starts on SIGTERM)")
+    return 0
+
+
+def check_k8s_gateway_drain(where, pod, c, configmaps, root):
+    grace = pod.get("terminationGracePeriodSeconds")
+    grace_s = K8S_DEFAULT_GRACE_S if grace is None else grace
+    src = ("terminationGracePeriodSeconds (unset: Kubernetes' default)" if grace is None
+           else f"terminationGracePeriodSeconds {grace}")
+    env_value = None
+    for ef in c.get("envFrom") or []:  # later sources and env win, as in the kubelet
+        cm = configmaps.get((ef.get("configMapRef") or {}).get("name")) or {}
+        if DRAIN_VAR in cm:
+            env_value = str(cm[DRAIN_VAR])
+    for e in c.get("env") or []:
+        if e.get("name") == DRAIN_VAR:
+            if "value" not in e:
+                bad(f"{where}: {DRAIN_VAR} comes from valueFrom; set a literal so the grace can be checked")
+                return
+            env_value = str(e["value"])
+    args = list(c.get("command") or []) + list(c.get("args") or [])
+    drain_ms, dsrc = gateway_drain_ms(where, args, env_value, gateway_default_drain_ms(root))
+    if drain_ms is not None:
+        check_drain_grace(where, grace_s, src, prestop_sleep_s(where, c), drain_ms, dsrc)
 
 
 # ---- Kubernetes ---------------------------------------------------------------------------------
@@ -716,7 +899,8 @@ def check_k8s(deploy):
     secret = need("Secret", "realm-tenants")
     if secret:
         check_tenants_text("k8s Secret realm-tenants", (secret.get("stringData") or {}).get("tenants.json", ""))
-    check_k8s_topology("k8s/base", [d for _, d in objects.values()], daemon_env_names(os.path.dirname(deploy)))
+    check_k8s_topology("k8s/base", [d for _, d in objects.values()], daemon_env_names(os.path.dirname(deploy)),
+                       os.path.dirname(deploy))
 
 
 def pod_spec(doc):
@@ -728,12 +912,14 @@ def container_role(c):
     return m.group(1) if m else None
 
 
-def check_k8s_topology(where, docs, known):
+def check_k8s_topology(where, docs, known, root):
     """Cross-object rules over one set of Kubernetes objects (the base, or what kustomize
     renders for an overlay): runner replicas are StatefulSet pods behind a headless Service,
     and the tenants Secret lists exactly one tcp:// entry per pod; no autoscaler resizes a
     runner set behind the tenants file's back; every REALM_* variable reaches a daemon that
-    reads it; the GPU worker asks for the CUDA backend."""
+    reads it; the GPU worker asks for the CUDA backend; a gateway pod's grace period covers
+    its preStop sleep, its drain timeout (args, env, ConfigMap or the default) and
+    DRAIN_MARGIN_S."""
     by_kind = {}
     for d in docs:
         if isinstance(d, dict):
@@ -756,6 +942,9 @@ def check_k8s_topology(where, docs, known):
                     cm = (ef.get("configMapRef") or {}).get("name")
                     if cm:
                         cm_readers.setdefault(cm, set()).add(role)
+                if role == "gateway":
+                    check_k8s_gateway_drain(f"{where}: {kind} {name} container {c.get('name')}",
+                                            pod, c, configmaps, root)
                 if role == "worker" and kind == "DaemonSet":
                     backend = (env.get("REALM_WORKER_BACKEND") or {}).get("value")
                     if backend != "cuda":
@@ -848,7 +1037,8 @@ def check_kustomize(deploy):
         kinds = [d_.get("kind") for d_ in rendered]
         if "DaemonSet" not in kinds or "StatefulSet" not in kinds:
             bad(f"kubectl kustomize k8s/{d}: rendered only {kinds}")
-        check_k8s_topology(f"kubectl kustomize k8s/{d}", rendered, daemon_env_names(os.path.dirname(deploy)))
+        check_k8s_topology(f"kubectl kustomize k8s/{d}", rendered, daemon_env_names(os.path.dirname(deploy)),
+                           os.path.dirname(deploy))
         if d != "base" and "hostPath" in r.stdout:
             bad(f"kubectl kustomize k8s/{d}: the tcp overlay still mounts a hostPath")
 
@@ -884,9 +1074,9 @@ def gateway_accepts(gateway, path, where):
     'listening' line (bounded), then GET /health must be 200; stops it with SIGTERM."""
     proc = subprocess.Popen([gateway, "--tenants", path, "--listen", "127.0.0.1", "--port", "0"],
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    port = None
     try:
         deadline = time.monotonic() + 10
-        port = None
         log = []
         while time.monotonic() < deadline and port is None:
             ready, _, _ = select.select([proc.stderr], [], [], max(0.0, deadline - time.monotonic()))
@@ -911,12 +1101,20 @@ def gateway_accepts(gateway, path, where):
     except OSError as e:
         bad(f"{where}: GET /health failed: {e}")
     finally:
+        # Nothing is in flight, so the drain ends at once and the gateway exits 0
+        # (docs/gateway.md, "Shutdown and drain").
         proc.send_signal(signal.SIGTERM)
         try:
-            proc.wait(timeout=10)
+            rest = proc.communicate(timeout=10)[1] or ""
+            if port is not None and proc.returncode != 0:
+                bad(f"{where}: realm-gateway exited {proc.returncode} after SIGTERM, not 0: "
+                    f"{rest.strip()[-300:]}")
+            elif port is not None and "drain finished" not in rest:
+                bad(f"{where}: realm-gateway stopped on SIGTERM without its 'drain finished' line")
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+            bad(f"{where}: realm-gateway did not exit within 10 s of SIGTERM with nothing in flight")
 
 
 def check_tenants(deploy, build):
@@ -954,6 +1152,72 @@ def check_tenants(deploy, build):
             gateway_accepts(gateway, path, where)
 
 
+# ---- self-test of the drain and start-up call rules ---------------------------------------------
+
+def selftest_drain(deploy):
+    """Each mutation of a copy of deploy/ that breaks the drain/grace or start-up call rule
+    must be reported by its check, and the shipped files must pass: proves the rules can fail."""
+    root = os.path.dirname(deploy)
+
+    def run(mutate, check):
+        del problems[:]
+        with tempfile.TemporaryDirectory() as tmp:
+            d = os.path.join(tmp, "deploy")
+            shutil.copytree(deploy, d)
+            os.makedirs(os.path.join(tmp, "gateway"))
+            shutil.copy(os.path.join(root, "gateway", "main.c"), os.path.join(tmp, "gateway"))
+            if mutate:
+                mutate(d)
+            check(d)
+        out = list(problems)
+        del problems[:]
+        return out
+
+    def edit(rel, old, new):
+        def mutate(d):
+            path = os.path.join(d, rel)
+            with open(path, encoding="utf-8") as f:
+                text = f.read()
+            if old not in text:
+                raise SystemExit(f"selftest: {old!r} not in {rel}; update the self-test")
+            with open(path, "w", encoding="utf-8") as f:
+                f.write(text.replace(old, new, 1))
+        return mutate
+
+    def seccomp(d):
+        check_seccomp(d, os.path.join(root, "common", "src", "seccomp.c"))
+
+    cases = [  # (what, mutation or None for the shipped files, check, expected problem)
+        ("shipped compose", None, check_compose, None),
+        ("shipped k8s", None, check_k8s, None),
+        ("shipped seccomp", None, seccomp, None),
+        ("compose grace removed", edit("docker-compose.yml", "stop_grace_period: 30s", "init: false"),
+         check_compose, "stop_grace_period (unset"),
+        ("compose drain raised", edit("docker-compose.yml", 'REALM_PORT: "8080"',
+                                      'REALM_PORT: "8080"\n      REALM_GATEWAY_DRAIN_TIMEOUT_MS: ${X:-26s}'),
+         check_compose, "REALM_GATEWAY_DRAIN_TIMEOUT_MS=26s"),
+        ("k8s grace 30", edit("k8s/base/gateway.yaml", "terminationGracePeriodSeconds: 35",
+                              "terminationGracePeriodSeconds: 30"), check_k8s, "make it at least 35 s"),
+        ("k8s drain in ConfigMap", edit("k8s/base/configmap.yaml", "REALM_LOG_LEVEL: info",
+                                        'REALM_LOG_LEVEL: info\n  REALM_GATEWAY_DRAIN_TIMEOUT_MS: "40000"'),
+         check_k8s, "REALM_GATEWAY_DRAIN_TIMEOUT_MS=40000"),
+        ("k8s drain flag", edit("k8s/base/gateway.yaml", '"--port", "8080"]',
+                                '"--port", "8080", "--drain-timeout=1m"]'), check_k8s, "--drain-timeout 1m"),
+        ("signalfd4 dropped", edit("seccomp/gateway.json", '"signalfd4",', ""), seccomp,
+         "'signalfd4' is not allowed"),
+    ]
+    failures = []
+    for what, mutate, check, want in cases:
+        got = run(mutate, check)
+        if want is None and got:
+            failures.append(f"selftest: {what}: the shipped files fail: {got}")
+        elif want is not None and not any(want in g for g in got):
+            failures.append(f"selftest: {what}: no problem containing {want!r} (got {got})")
+        else:
+            print(f"selftest: {what}: {'passes' if want is None else 'caught: ' + want}")
+    problems.extend(failures)
+
+
 def main():
     if len(sys.argv) >= 5 and sys.argv[1] == "policy" and sys.argv[2] in POLICY_PRINTERS:
         check_policy(sys.argv[2], os.path.abspath(sys.argv[3]), sys.argv[4])
@@ -972,6 +1236,7 @@ def main():
         "k8s": lambda: check_k8s(deploy),
         "kustomize": lambda: check_kustomize(deploy),
         "tenants": lambda: check_tenants(deploy, extra),
+        "selftest-drain": lambda: selftest_drain(deploy),
     }
     if cmd not in checks:
         print(f"unknown check '{cmd}'")

@@ -12,8 +12,11 @@
 # deploy/.yamllint, every Kubernetes object is well-formed and hardened, kustomize renders
 # the base and the overlay (when kubectl is installed), every tenants file lists one runner
 # endpoint per replica the compose file / StatefulSet runs (the gateway connects one replica
-# per entry), every REALM_* variable set is one its daemon reads, and the example tenants
-# files are accepted by the real realm-gateway, whose GET /health answers 200.
+# per entry), every REALM_* variable set is one its daemon reads, the gateway's stop grace
+# (compose stop_grace_period, k8s terminationGracePeriodSeconds with its preStop sleep) covers
+# its drain timeout plus 5 s and its profile allows the signalfd4 its drain uses (with a
+# self-test that mutated files are caught), and the example tenants files are accepted by the
+# real realm-gateway, whose GET /health answers 200 and which exits 0 after SIGTERM.
 #
 # docker-compose and yamllint come from scripts/install-deps.sh: when missing, their checks
 # FAIL (a skipped validation would pass CI with nothing validated). kubectl is optional.
@@ -78,6 +81,8 @@ run_check "k8s manifests: hardening, probes, kustomize files, runner StatefulSet
   python3 "$py" k8s "$deploy"
 run_check "kubectl kustomize deploy/k8s/base and overlays/worker-tcp" \
   python3 "$py" kustomize "$deploy"
+run_check "drain rules catch a grace below the gateway's drain (compose, k8s) and a profile without signalfd4" \
+  python3 "$py" selftest-drain "$deploy"
 run_check "tenants files: key hashes only, accepted by realm-gateway, GET /health is 200" \
   python3 "$py" tenants "$deploy" "$build"
 

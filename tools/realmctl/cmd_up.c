@@ -17,6 +17,10 @@
  *   7. SIGHUP: re-read the tenants file, start runners for tenants added with
  *      `realmctl tenant add` (no runners yet), wait for them, then SIGHUP the gateway;
  *   8. SIGINT/SIGTERM: gateway, then runners, then worker — SIGTERM, bounded wait, SIGKILL.
+ *      The gateway drains on SIGTERM (docs/gateway.md "Shutdown and drain") with a
+ *      --drain-timeout up derives from stop_grace_ms (up_gateway_drain_ms), so its streams
+ *      finish, or end with an error event, before that SIGKILL; runners and worker are still
+ *      serving them meanwhile. A second Ctrl-C cuts the drain short (up_sup.c, invariant 5).
  *
  * --ready-fd N writes JSON lines for programs (the end-to-end tests): {"event":"ready",...}
  * with the port, the new keys and the children's pids; "start"/"exit" per child; "reloaded".
@@ -323,17 +327,22 @@ static char **build_argv(const char *const *fixed, json_t *extra) {
   return argv;
 }
 
-static void gateway_argv_fixed(struct up *u, char *port, size_t portlen, const char **fixed) {
+/* The gateway's argv. --drain-timeout comes from stop_grace_ms (up_gateway_drain_ms): the
+ * gateway's drain on SIGTERM must end before up_sup_stop_role's SIGKILL, or the streams it
+ * waits for would be cut without their error event. */
+static void gateway_argv_fixed(struct up *u, char *port, size_t portlen, char *drain,
+                               size_t drainlen, const char **fixed) {
   sfmt(port, portlen, "%d", u->port > 0 ? u->port : (int)u->cfg.gw_port);
+  sfmt(drain, drainlen, "%lldms", (long long)up_gateway_drain_ms(u->cfg.stop_grace_ms));
   const char *f[] = {u->bin_gateway, "--tenants", u->tenants_path, "--listen", u->cfg.gw_listen,
-                     "--port", port, NULL};
+                     "--port", port, "--drain-timeout", drain, NULL};
   memcpy(fixed, f, sizeof f);
 }
 
 static int start_gateway(struct up *u, char *err, size_t errlen) {
-  char port[16];
-  const char *fixed[8];
-  gateway_argv_fixed(u, port, sizeof port, fixed);
+  char port[16], drain[32];
+  const char *fixed[10];
+  gateway_argv_fixed(u, port, sizeof port, drain, sizeof drain, fixed);
   char **argv = build_argv(fixed, u->cfg.gateway_args);
   if (!argv) return sfmt(err, errlen, "out of memory"), REALM_E_NOMEM;
   u->gateway = up_sup_add(u->sup, "gateway", UP_ROLE_GATEWAY, NULL, 0, argv, err, errlen);
@@ -454,9 +463,9 @@ static void on_line(void *user, struct up_child *c, const char *line) {
       if (port > 0 && port != u->port) {
         u->port = port;
         /* A restarted gateway must come back on the same port clients were told about. */
-        char ps[16];
-        const char *fixed[8];
-        gateway_argv_fixed(u, ps, sizeof ps, fixed);
+        char ps[16], drain[32];
+        const char *fixed[10];
+        gateway_argv_fixed(u, ps, sizeof ps, drain, sizeof drain, fixed);
         char **argv = build_argv(fixed, u->cfg.gateway_args);
         if (argv) up_sup_set_argv(c, argv);
         free(argv);
@@ -700,7 +709,9 @@ static void up_usage(FILE *out) {
           "  --ready-fd N      write JSON events (ready with port and new keys, start, exit,\n"
           "                    reloaded) to file descriptor N\n"
           "SIGHUP re-reads the tenants file (starts runners for tenants added with `realmctl\n"
-          "tenant add`, then reloads the gateway); SIGINT/SIGTERM stop everything.\n");
+          "tenant add`, then reloads the gateway); SIGINT/SIGTERM stop everything: the gateway\n"
+          "first, letting its requests in flight finish for up to supervisor.stop_grace_ms\n"
+          "minus 1 s; a second one ends them at once, a third kills every child.\n");
 }
 
 static int parse_int_arg(const char *flag, const char *v, long lo, long hi, long *ret) {
@@ -952,7 +963,9 @@ static int run_stack(struct up *u) {
   for (;;) {
     int sig = up_sup_poll(u->sup, 100);
     if (sig & (UP_SIG_STOP | UP_SIG_STOP2)) {
-      say("stop signal: stopping gateway, runners, worker");
+      say("stop signal: stopping gateway (requests in flight get up to %lld ms; Ctrl-C again "
+          "to end them now), runners, worker",
+          (long long)up_gateway_drain_ms(u->cfg.stop_grace_ms));
       break;
     }
     if (sig & UP_SIG_HUP) reload_begin(u);

@@ -59,6 +59,16 @@ struct up_config {
   size_t n_tenants;
 };
 
+/*
+ * The gateway's --drain-timeout under `up`, derived from supervisor.stop_grace_ms so that a
+ * drain always ends (and the gateway exits 0) before up's SIGKILL: stop_grace_ms minus
+ * UP_DRAIN_MARGIN_MS for the cut-off's error events and the exit, or half the grace when it
+ * is shorter than two margins. The config may not set --drain-timeout in gateway.args; a
+ * longer drain is a longer stop_grace_ms (docs/operations.md, "Stopping").
+ */
+#define UP_DRAIN_MARGIN_MS 1000
+int64_t up_gateway_drain_ms(int64_t stop_grace_ms);
+
 /* Reads and validates the config file. Relative paths (model, modules) are resolved against
  * the file's directory. On failure err names the field and value. */
 int up_config_load(const char *path, struct up_config *ret_cfg, char *err, size_t errlen);

@@ -167,6 +167,28 @@ static int parse_tenant(json_t *t, size_t idx, const char *base_dir, struct up_c
   return 0;
 }
 
+int64_t up_gateway_drain_ms(int64_t stop_grace_ms) {
+  if (stop_grace_ms >= 2 * UP_DRAIN_MARGIN_MS) return stop_grace_ms - UP_DRAIN_MARGIN_MS;
+  return stop_grace_ms / 2;
+}
+
+/* up passes the gateway --drain-timeout itself (up_gateway_drain_ms); a second one in
+ * gateway.args would win (the last flag counts) and could outlast the stop grace, so the
+ * gateway would be SIGKILLed mid-drain with its streams cut without an error event. */
+static int check_gateway_args(json_t *args, char *err, size_t errlen) {
+  size_t i;
+  json_t *a;
+  json_array_foreach(args, i, a) {
+    const char *v = json_string_value(a);
+    if (strcmp(v, "--drain-timeout") == 0 || strncmp(v, "--drain-timeout=", 16) == 0)
+      FAIL(REALM_E_INVALID_ARGUMENT,
+           "config: 'gateway.args[%zu]' is '%s': up sets the gateway's --drain-timeout from "
+           "supervisor.stop_grace_ms (minus %d ms); raise stop_grace_ms for a longer drain",
+           i, v, UP_DRAIN_MARGIN_MS);
+  }
+  return 0;
+}
+
 int up_config_load(const char *path, struct up_config *ret_cfg, char *err, size_t errlen) {
   struct stat st;
   if (stat(path, &st) != 0)
@@ -226,6 +248,7 @@ int up_config_load(const char *path, struct up_config *ret_cfg, char *err, size_
       (rc = get_str(gw, "gateway.", "listen", cfg->gw_listen, sizeof cfg->gw_listen, err, errlen)) < 0 ||
       (rc = get_int(gw, "gateway.", "port", 0, 65535, &cfg->gw_port, err, errlen)) < 0 ||
       (rc = get_args(gw, "gateway.", &cfg->gateway_args, err, errlen)) < 0 ||
+      (rc = check_gateway_args(cfg->gateway_args, err, errlen)) < 0 ||
       (rc = get_int(wk, "worker.", "threads", 0, 1024, &cfg->worker_threads, err, errlen)) < 0 ||
       (rc = get_int(wk, "worker.", "kv_blocks", 0, 1 << 24, &cfg->kv_blocks, err, errlen)) < 0 ||
       (rc = get_str(wk, "worker.", "backend", cfg->worker_backend, sizeof cfg->worker_backend, err, errlen)) < 0 ||

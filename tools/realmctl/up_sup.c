@@ -13,9 +13,17 @@
  *   2. Every running child has its own pipe; its stdout and stderr both go there, and each
  *      complete line is printed once as "[name] line" on log_fd.
  *   3. All fds of up are close-on-exec, so a child inherits only its pipe and /dev/null.
- *   4. Children stay in up's process group: Ctrl-C in a terminal or a kill of the group
- *      reaches them even if up itself is gone; PR_SET_PDEATHSIG covers a lone kill -9 of up
- *      (a runner loses it when it drops privileges; the group kill still reaches it).
+ *   4. Every child runs in a process group of its own. A terminal's Ctrl-C (SIGINT to the
+ *      foreground group) therefore reaches only up, which stops the children in order —
+ *      the gateway first, draining its streams while runners and worker still serve them —
+ *      instead of every daemon at once, which would cut the streams the drain is for.
+ *      PR_SET_PDEATHSIG(SIGTERM) covers a kill -9 of up (a runner started as root loses it
+ *      when it drops privileges: stop such an up with SIGTERM/SIGINT, not SIGKILL).
+ *   5. Stop (up_sup_stop_role): SIGTERM, then SIGKILL after stop_grace_ms. A second stop
+ *      signal while the gateway is stopping is passed on to it as a second SIGTERM, which
+ *      makes it end the requests still in flight at once (with a shutting_down error event)
+ *      instead of waiting out its drain; a second signal at any other moment, or a third,
+ *      kills what is left at once.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -39,6 +47,7 @@ struct up_sup {
   int sig_fd;                 /* signalfd for the blocked signals */
   sigset_t old_mask;          /* the mask before we blocked: what children get */
   bool stopping;              /* a stop signal was seen */
+  int extra_stops;            /* stop signals seen after the first one (invariant 5) */
   struct up_child *children[UP_MAX_CHILDREN];
   size_t n;
 };
@@ -201,6 +210,7 @@ static int start_child(struct up_sup *s, struct up_child *c) {
     /* Only async-signal-safe calls from here to exec. */
     prctl(PR_SET_PDEATHSIG, SIGTERM);
     if (getppid() != parent) _exit(1); /* up died between fork and prctl */
+    setpgid(0, 0);                     /* invariant 4: Ctrl-C reaches up, not the child */
     int devnull = open("/dev/null", O_RDONLY | O_CLOEXEC);
     if (devnull >= 0) dup2(devnull, 0);
     dup2(p[1], 1);
@@ -213,6 +223,9 @@ static int start_child(struct up_sup *s, struct up_child *c) {
     _exit(127);
   }
   close(p[1]);
+  /* Also from this side, so the child is in its own group before up returns to its loop
+   * (whichever of the two calls runs first wins; the other fails harmlessly). */
+  setpgid(pid, pid);
   fcntl(p[0], F_SETFL, O_NONBLOCK);
   c->out_fd = p[0];
   c->line_len = 0;
@@ -405,10 +418,23 @@ void up_sup_stop_role(struct up_sup *s, enum up_role role) {
       killed = true;
     }
     int sig = up_sup_poll(s, 50);
-    if (sig & UP_SIG_STOP2) { /* a second Ctrl-C: no more patience */
-      for (size_t i = 0; i < s->n; i++)
-        if (s->children[i]->pid > 0) kill(s->children[i]->pid, SIGKILL);
-      killed = true;
+    if (!(sig & UP_SIG_STOP2)) continue;
+    if (++s->extra_stops == 1 && role == UP_ROLE_GATEWAY && !killed) {
+      /* Invariant 5: the gateway's own second-signal path ends its drain now, with an error
+       * event on each stream still open, which SIGKILL would not send. */
+      for (size_t i = 0; i < s->n; i++) {
+        struct up_child *c = s->children[i];
+        if (c->role == role && c->pid > 0) {
+          sup_log(s, "[up] second stop signal: %s ends the requests still in flight now",
+                  c->name);
+          kill(c->pid, SIGTERM);
+        }
+      }
+      continue;
     }
+    sup_log(s, "[up] another stop signal: killing every child now");
+    for (size_t i = 0; i < s->n; i++)
+      if (s->children[i]->pid > 0) kill(s->children[i]->pid, SIGKILL);
+    killed = true;
   }
 }
