@@ -7,9 +7,9 @@
  * two concurrent requests sharing Step messages; a trapping and a looping guest request
  * failing alone while a concurrent good one completes; cancel; refused requests (no prompt,
  * max_tokens over the cap, wrong tenant, prompt over the token limit, n > 1); and the worker
- * going away (in-flight request fails "unavailable", the jailed runner exits 75); and
- * --print-policy; realm-supervise's clean stop on SIGTERM. The six hostile guest behaviours beside a good request are in
- * test_runner_hostile.c.
+ * going away (in-flight request fails "unavailable", the jailed runner exits 75);
+ * --print-policy; and realm-supervise's clean stop on SIGTERM. The six hostile guest
+ * behaviours beside a good request are in test_runner_hostile.c.
  */
 #include <signal.h>
 #include <spawn.h>
