@@ -19,9 +19,20 @@
 //   onboarding              `realmctl tenant add` + SIGHUP to up: up starts the new tenant's
 //                           runner, reloads the gateway, and the new key works at once
 //   key_rotation            `realmctl tenant rotate-key` + SIGHUP: new key works, old is 401
-//   clean_shutdown          SIGTERM to up: exit 0 and no child left
+//   ctrl_c_drains          a stream in flight, then Ctrl-C (SIGINT to up's process group,
+//                           as a terminal sends it; the daemons run in groups of their own):
+//                           up stops the gateway first, which drains — /ready and new requests
+//                           503 shutting_down while the stream goes on — the stream finishes
+//                           whole (or, past the 2 s drain up derives from stop_grace_ms 3000,
+//                           ends with the shutting_down error event, never a bare cut), the
+//                           gateway exits 0 (not SIGKILLed), up exits 0, no child left
+//   second_stop_cuts_drain  a fresh up on the same state dir; a 450-token stream, SIGTERM to
+//                           up, then Ctrl-C while the gateway drains: the stream ends at once
+//                           with the shutting_down error event, the gateway logs end="second
+//                           signal" and exits 0, up exits 0, no child left
 // Every wait is bounded (events, log lines and HTTP polled with deadlines; no sleep is used to
-// synchronise); a watchdog fails the run after 55 s; the process group is killed on any exit.
+// synchronise); a watchdog fails the run after 55 s; on any exit up's process group and every
+// child it reported started and not exited are killed.
 import { spawn, execFileSync } from 'node:child_process';
 import { createInterface } from 'node:readline';
 import { mkdtempSync, writeFileSync, rmSync, appendFileSync } from 'node:fs';
@@ -120,6 +131,24 @@ function startUp() {
 function killGroup(sig) {
   if (!up) return;
   try { process.kill(-up.pid, sig); } catch { /* already gone */ }
+}
+
+/** pids of children up reported started and not (yet) exited: each runs in a process group
+ * of its own, so a kill of up's group does not reach them. */
+function liveChildPids() {
+  const live = new Set();
+  for (const e of events) {
+    if (e.event === 'start') live.add(e.pid);
+    else if (e.event === 'exit') live.delete(e.pid);
+  }
+  return [...live];
+}
+
+function killAll() {
+  killGroup('SIGKILL');
+  for (const p of liveChildPids()) {
+    try { process.kill(p, 'SIGKILL'); } catch { /* already gone */ }
+  }
 }
 
 /** pid of the child's most recent start event. */
@@ -379,23 +408,136 @@ test('key_rotation', async () => {
   }
 });
 
-test('clean_shutdown', async () => {
-  const pids = events.filter((e) => e.event === 'start').map((e) => e.pid);
-  process.kill(up.pid, 'SIGTERM');
-  const info = await waitFor(() => up.exitInfo, 15000, 'realmctl up to exit');
-  assertEq(info.code, 0, 'exit code');
+/** A POST /v1/chat/completions with fetch: {status, code} (status 0 when the connection
+ * failed, e.g. the gateway has exited). */
+async function chatStatus(key) {
+  try {
+    const r = await fetch(`http://127.0.0.1:${port}/v1/chat/completions`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ model: MODEL, messages: [{ role: 'user', content: 'hi' }], max_tokens: 4 }),
+      signal: AbortSignal.timeout(2000),
+    });
+    const body = await r.json().catch(() => ({}));
+    return { status: r.status, code: body && body.error ? body.error.code : null };
+  } catch {
+    return { status: 0, code: null };
+  }
+}
+
+/** The gateway's `drain finished` log line after log index `since`, parsed (logfmt). */
+function drainFinished(since) {
+  const l = logLines.slice(since).find((x) => x.startsWith('[gateway] ') && x.includes('msg="drain finished"'));
+  if (!l) return null;
+  const f = { line: l };
+  for (const m of l.matchAll(/(\w+)=("[^"]*"|\S+)/g)) f[m[1]] = m[2].replace(/^"|"$/g, '');
+  return f;
+}
+
+/** Waits for up to exit 0 with the gateway exited 0 (drained, not SIGKILLed) and no child left. */
+async function checkStopped(pids, since, what) {
+  const info = await waitFor(() => up.exitInfo, 15000, `realmctl up to exit (${what})`);
+  assertEq(info.code, 0, `${what}: up's exit code`);
+  const gw = events.slice(since).find((e) => e.event === 'exit' && e.name === 'gateway');
+  assert(gw, `${what}: no exit event of the gateway`);
+  assertEq(gw.exit_status, 0, `${what}: gateway exit status (signal ${gw.signal})`);
   const alive = pids.filter((p) => { try { process.kill(p, 0); return true; } catch { return false; } });
-  assertEq(alive.length, 0, `children left alive: ${alive.join(',')}`);
-  assert(logLines.some((l) => l.includes('[up] stopped')), 'up said it stopped');
+  assertEq(alive.length, 0, `${what}: children left alive: ${alive.join(',')}`);
+  assert(logLines.slice(since).some((l) => l.includes('[up] stopped')), `${what}: up said it stopped`);
+}
+
+test('ctrl_c_drains', async () => {
+  const pids = liveChildPids();
+  const since = eventCount();
+  const mark = logLines.length;
+  let first;
+  const gotFirst = new Promise((r) => { first = r; });
+  let ended = false;
+  const stream = chatStream(client.acme, { max_tokens: 200, onChunk: (n) => { if (n === 1) first(); } })
+    .then((r) => { ended = true; return { ...r, endedAt: Date.now() }; });
+  await Promise.race([gotFirst, stream]);
+  assert(!ended, 'the stream ended before Ctrl-C');
+  // Ctrl-C in a terminal: SIGINT to the foreground process group, which is up's alone.
+  killGroup('SIGINT');
+  const sigAt = Date.now();
+  const drainLine = await waitFor(() => logLines.slice(mark).find((l) => l.startsWith('[gateway] ') &&
+    l.includes('draining: no new requests')), 5000, "the gateway's draining line");
+  assert(/in_flight=[1-9]/.test(drainLine), `the stream was not in flight when the drain began: ${drainLine}`);
+  // up derives --drain-timeout from stop_grace_ms (3000 here) minus 1 s, so that the drain
+  // ends before up's SIGKILL.
+  assert(/drain_timeout_ms=2000\b/.test(drainLine), `the gateway's drain timeout is not 2000 ms: ${drainLine}`);
+  // While the stream is open the gateway must refuse new work with a retryable 503; once it
+  // has ended the gateway may already be gone (connection refused), which proves nothing.
+  const [ready, fresh] = await Promise.all([httpStatus('/ready'), chatStatus(keys.acme)]);
+  const streamOpen = !ended;
+  if (streamOpen) {
+    assertEq(ready, 503, '/ready during the drain');
+    assertEq(`${fresh.status} ${fresh.code}`, '503 shutting_down', 'a new request during the drain');
+  }
+  const r = await stream;
+  if (r.error) {
+    // Only the drain timeout may end it, and then with the error event, never a bare cut.
+    assert(r.error instanceof APIError && r.error.code === 'shutting_down',
+      `stream ended by ${r.error.constructor.name} ${r.error.code}: ${r.error.message}`);
+    console.log(`# the stream outlasted the 2 s drain and ended with the shutting_down event after ${r.chunks} chunks`);
+  } else {
+    checkComplete(r, 'the stream drained');
+  }
+  assert(r.endedAt - sigAt < 5000, `the stream ended ${r.endedAt - sigAt} ms after Ctrl-C`);
+  await checkStopped(pids, since, 'Ctrl-C');
+  const d = drainFinished(mark);
+  assert(d, "no 'drain finished' line from the gateway");
+  assertEq(d.in_flight_at_start, '1', `in_flight_at_start (${d.line})`);
+  assertEq(`${d.end} cut_off=${d.cut_off}`, r.error ? 'timeout cut_off=1' : 'drained cut_off=0',
+    `drain end (${d.line})`);
+  console.log(`# Ctrl-C: stream ${r.error ? 'cut with its error event' : `finished (${r.finish}, ${r.chunks} chunks)`} ` +
+    `${r.endedAt - sigAt} ms after the signal; drain ${d.elapsed_ms} ms; open during the probe: ${streamOpen}`);
+});
+
+test('second_stop_cuts_drain', async () => {
+  // A fresh up on the same state dir keeps every key hash, so it prints no keys: rotate acme's
+  // (up is stopped; the tenants file is free) and use the new one.
+  const key = realmctlTenant(['rotate-key', 'acme']);
+  const since = eventCount();
+  const mark = logLines.length;
+  startUp();
+  const ready = await waitFor(() => events.slice(since).find((e) => e.event === 'ready') ||
+    (up.exitInfo && { exited: up.exitInfo }), 30000, 'the second ready event');
+  assert(!ready.exited, `the second up exited before ready: ${JSON.stringify(ready.exited)}`);
+  port = ready.port;
+  const pids = liveChildPids();
+  let first;
+  const gotFirst = new Promise((r) => { first = r; });
+  const stream = chatStream(mkClient(key), { max_tokens: 450, onChunk: (n) => { if (n === 1) first(); } })
+    .then((r) => ({ ...r, endedAt: Date.now() }));
+  await Promise.race([gotFirst, stream]);
+  process.kill(up.pid, 'SIGTERM');
+  await waitFor(() => logLines.slice(mark).find((l) => l.startsWith('[gateway] ') &&
+    l.includes('draining: no new requests')), 5000, "the gateway's draining line");
+  killGroup('SIGINT'); // the second stop: up passes it on, the gateway ends the stream now
+  const secondAt = Date.now();
+  const r = await stream;
+  assert(r.error, `the stream finished (${r.finish}, ${r.chunks} chunks) before the second signal cut it`);
+  assert(r.error instanceof APIError && r.error.code === 'shutting_down',
+    `stream ended by ${r.error.constructor.name} ${r.error.code}: ${r.error.message}`);
+  assert(r.endedAt - secondAt < 1500, `the stream ended ${r.endedAt - secondAt} ms after the second signal`);
+  assert(logLines.slice(mark).some((l) => l.startsWith('[up] second stop signal: gateway')),
+    'up did not say it passed the second signal on');
+  await checkStopped(pids, since, 'second stop');
+  const d = drainFinished(mark);
+  assert(d, "no 'drain finished' line from the gateway");
+  assertEq(`${d.end} cut_off=${d.cut_off}`, 'second signal cut_off=1', `drain end (${d.line})`);
+  console.log(`# second stop: the stream ended with shutting_down ${r.endedAt - secondAt} ms after it, ` +
+    `after ${r.chunks} chunks`);
 });
 
 // ---- runner -----------------------------------------------------------------------------------
 
 function cleanup() {
-  killGroup('SIGKILL');
+  killAll();
   try { rmSync(stateDir, { recursive: true, force: true }); } catch { /* best effort */ }
 }
-process.on('exit', () => killGroup('SIGKILL'));
+process.on('exit', killAll);
 
 const watchdog = setTimeout(() => {
   console.log('# watchdog: the e2e run took more than 55 s');
