@@ -485,12 +485,11 @@ def check_seccomp(deploy, seccomp_c):
 # ---- container profile vs the daemon's own filter -------------------------------------------------
 
 # How each role prints its in-process filter (libseccomp pseudo filter code), relative to the
-# build directory. The runner has no --print-policy flag; tests/integration/print-runner-policy
-# calls the runner's own runner_policy_export().
+# build directory: every daemon has --print-policy.
 POLICY_PRINTERS = {
     "gateway": ["gateway/realm-gateway", "--print-policy"],
     "worker": ["compute-worker/worker/realm-worker", "--print-policy"],
-    "runner": ["tests/integration/print-runner-policy"],
+    "runner": ["tenant-runner/runner/realm-runner", "--print-policy"],
 }
 # Conditional rules where the container profile is deliberately narrower than the daemon's
 # filter on arguments no real call uses: checked with the value the real call passes instead

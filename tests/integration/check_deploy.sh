@@ -8,7 +8,7 @@
 # are well-formed Docker profiles over real syscall names that allow everything the
 # in-process filters of common/src/seccomp.c allow and everything each role's own filter
 # allows (as the built daemon prints it: realm-gateway/realm-worker --print-policy, and
-# print-runner-policy for the runner), all YAML passes yamllint with
+# realm-runner --print-policy), all YAML passes yamllint with
 # deploy/.yamllint, every Kubernetes object is well-formed and hardened, kustomize renders
 # the base and the overlay (when kubectl is installed), every tenants file lists one runner
 # endpoint per replica the compose file / StatefulSet runs (the gateway connects one replica
