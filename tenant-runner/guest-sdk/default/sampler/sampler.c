@@ -9,7 +9,15 @@
  *   - top-p over a set that is not already sorted (no top-k) uses a weighted quickselect:
  *     partition around a pivot, keep the side that must contain the cut, expected O(V), no
  *     sort at all; after top-k the k survivors are sorted and a cumulative walk suffices;
- *   - min-p and the final draw run over the survivors in whatever order they are in.
+ *   - min-p and the final draw run over the survivors in whatever order they are in;
+ *   - the vocabulary is read once: sanitizing is folded into the pass that finds the maximum
+ *     (the few entries bias and penalties touch are sanitized before them), and greedy
+ *     sampling with logprobs is that single pass over the floats, with no candidate array;
+ *   - the log-partition function behind a reported logprob uses lse_exp (below), an exp
+ *     about four times cheaper than sampler_exp and exact to float precision; sampler_exp
+ *     stays where a probability feeds the random draw, so draws are unchanged. Per-entry
+ *     weights over the whole vocabulary are computed only when the draw needs them (no
+ *     top-k).
  * Candidates are compared by (value descending, token id ascending): a strict total order, so
  * selections and ties are the same on every platform. Probabilities are computed in double
  * with sampler_exp, so the draw is bit-reproducible (see sampler_math.h).
@@ -304,6 +312,118 @@ static void apply_frequency_presence(struct sampler *s, float *logits, const int
   }
 }
 
+/* Sanitizes (step 0) the entries that steps 1-3 read, so they see exactly what they would
+ * after sanitizing the whole row; the rest is sanitized by the single pass over the row that
+ * follows them (clamp_logit is idempotent). */
+static void sanitize_touched(const struct sampler *s, float *logits, const int32_t *history,
+                             size_t n_history, size_t n_prompt) {
+  for (size_t i = 0; i < s->n_bias; i++)
+    logits[s->bias[i].token] = clamp_logit(logits[s->bias[i].token]);
+  if (s->p.repetition_penalty != 1.0f && s->p.repeat_last_n != 0) {
+    size_t window = s->p.repeat_last_n < 0 ? n_history : (size_t)s->p.repeat_last_n;
+    for (size_t i = n_history > window ? n_history - window : 0; i < n_history; i++)
+      logits[history[i]] = clamp_logit(logits[history[i]]);
+  }
+  if (s->p.frequency_penalty != 0.0f || s->p.presence_penalty != 0.0f)
+    for (size_t i = n_prompt; i < n_history; i++)
+      logits[history[i]] = clamp_logit(logits[history[i]]);
+}
+
+/* ---- the log-partition function for reported logprobs ----------------------------------- */
+
+/* Terms exp(d) with d below -LSE_DROP are left out of the sum: each is < 1e-13 of the largest
+ * term, so even 150k of them move the sum by < 2e-8 relative, below a float logprob's
+ * resolution. */
+#define LSE_DROP 30.0
+
+/* e^d for -LSE_DROP <= d <= 0, relative error < 1e-8: d·log2(e) = k + f with k an integer
+ * and |f| <= 1/2 (rounded by the 1.5·2^52 trick, no float-to-int conversion), 2^f by its
+ * Taylor series to degree 7, 2^k put straight into the exponent bits. Only IEEE +, -, * and
+ * bit moves, so like sampler_exp it gives the same bits on every platform; it is used only
+ * for the reported logprob, never for a probability the draw uses. */
+static double lse_exp(double d) {
+  const double round_magic = 6755399441055744.0; /* 1.5 * 2^52 */
+  double t = d * 1.4426950408889634;             /* log2(e) */
+  double r = t + round_magic;
+  double k = r - round_magic;
+  double f = t - k;
+  uint64_t bits;
+  memcpy(&bits, &r, sizeof bits);
+  int32_t ki = (int32_t)(uint32_t)bits; /* low bits of r hold k (two's complement) */
+  /* Σ (ln 2)^n / n! · f^n, n = 0..7; the first term left out is < 5.2e-9 at |f| = 1/2. */
+  double p = 1.5252733804059838e-05;
+  p = p * f + 1.5403530393381606e-04;
+  p = p * f + 1.3333558146428441e-03;
+  p = p * f + 9.6181291076284770e-03;
+  p = p * f + 5.5504108664821576e-02;
+  p = p * f + 2.4022650695910071e-01;
+  p = p * f + 6.9314718055994531e-01;
+  p = p * f + 1.0;
+  uint64_t scale_bits = (uint64_t)(int64_t)(ki + 1023) << 52;
+  double scale;
+  memcpy(&scale, &scale_bits, sizeof scale);
+  return p * scale;
+}
+
+/* log Σ exp(c[i].v) over c[0..n), given vmax = max c[i].v. */
+static double log_partition(const struct cand *c, size_t n, double vmax) {
+  double sum = 0.0;
+  for (size_t i = 0; i < n; i++) {
+    double d = c[i].v - vmax;
+    if (d >= -LSE_DROP) sum += lse_exp(d);
+  }
+  return vmax + sampler_log(sum);
+}
+
+/* Greedy with no alternatives, the common case, in one pass over the row: the argmax (lowest
+ * id on ties) and, when want_logprob, the partition sum relative to the running maximum
+ * (rescaled on the rare new maximum). The pass reads the raw row: NaN never compares greater
+ * and -inf adds nothing, so only NaN and +inf would be sanitized differently; one seen
+ * (!(x <= FLT_MAX) is true for exactly those) sends the row through clamp_logit and the pass
+ * runs again. Returns false when every entry is -inf. */
+static bool greedy_pass(float *logits, int32_t V, bool want_logprob, int32_t *ret_token,
+                        float *ret_logprob) {
+  int32_t best = -1;
+  float zmax = -INFINITY;
+  double sum = 0.0; /* Σ exp(z - zmax) over the entries seen so far */
+  bool unsanitized = false;
+  /* Two copies of the loop so the common one tests nothing per entry it does not need. */
+  if (want_logprob) {
+    double dmax = -INFINITY;
+    for (int32_t i = 0; i < V; i++) {
+      float x = logits[i];
+      unsanitized |= !(x <= FLT_MAX);
+      if (x > zmax) {
+        /* earlier terms were relative to the old maximum */
+        sum = (best < 0 ? 0.0 : sum * sampler_exp(dmax - (double)x)) + 1.0;
+        zmax = x;
+        dmax = (double)x;
+        best = i;
+      } else {
+        double d = (double)x - dmax;
+        if (d >= -LSE_DROP) sum += lse_exp(d); /* -inf and NaN fail the test */
+      }
+    }
+  } else {
+    for (int32_t i = 0; i < V; i++) {
+      float x = logits[i];
+      unsanitized |= !(x <= FLT_MAX);
+      if (x > zmax) {
+        zmax = x;
+        best = i;
+      }
+    }
+  }
+  if (unsanitized) {
+    for (int32_t i = 0; i < V; i++) logits[i] = clamp_logit(logits[i]);
+    return greedy_pass(logits, V, want_logprob, ret_token, ret_logprob); /* now sanitized */
+  }
+  if (best < 0) return false;
+  *ret_token = best;
+  *ret_logprob = want_logprob ? (float)-sampler_log(sum) : 0.0f;
+  return true;
+}
+
 /* ---- sampling ---------------------------------------------------------------------------- */
 
 static void fill_weights(struct cand *c, size_t n, double vmax) {
@@ -436,20 +556,39 @@ int sampler_sample(struct sampler *s, float *logits, const int32_t *history, siz
     }
   }
 
-  /* Steps 0-3: sanitize, bias, penalties, in place on the caller's row. */
-  for (int32_t i = 0; i < V; i++) logits[i] = clamp_logit(logits[i]);
+  /* Steps 1-3: bias, penalties, in place on the caller's row; step 0 for the entries they
+   * read now, for the rest in the pass over the row below. */
+  sanitize_touched(s, logits, history, n_history, n_prompt);
   apply_bias(s, logits);
   apply_repetition_penalty(s, logits, history, n_history);
   apply_frequency_presence(s, logits, history + n_prompt, n_history - n_prompt);
 
-  /* Step 4: temperature-scaled candidates (T = 1 for greedy: that scale defines logprobs). */
   const bool greedy = s->p.temperature == 0.0f;
+  if (greedy && s->p.top_logprobs == 0) {
+    int32_t token = 0;
+    float lp = 0.0f;
+    if (!greedy_pass(logits, V, s->p.logprobs, &token, &lp)) {
+      set_err(err, errlen,
+              "no token can be sampled: all %d logits are -inf, NaN or banned by logit_bias",
+              (int)V);
+      return REALM_E_INVALID_ARGUMENT;
+    }
+    *ret_token = token;
+    if (ret_logprob) *ret_logprob = lp;
+    if (ret_n_top) *ret_n_top = 0;
+    return REALM_OK;
+  }
+
+  /* Step 0 for the rest, and step 4: temperature-scaled candidates (T = 1 for greedy: that
+   * scale defines logprobs). */
   const double T = greedy ? 1.0 : (double)s->p.temperature;
   size_t n = 0;
   size_t best = 0;
   for (int32_t i = 0; i < V; i++) {
-    if (logits[i] == -INFINITY) continue;
-    s->cands[n].v = (double)logits[i] / T;
+    float z = clamp_logit(logits[i]);
+    logits[i] = z;
+    if (z == -INFINITY) continue;
+    s->cands[n].v = (double)z / T;
     s->cands[n].id = i;
     if (n == 0 || cand_better(&s->cands[n], &s->cands[best])) best = n;
     n++;
@@ -461,15 +600,22 @@ int sampler_sample(struct sampler *s, float *logits, const int32_t *history, siz
   }
   const double vmax = s->cands[best].v;
 
-  /* Logprobs over the whole distribution, before truncation. */
+  /* Logprobs over the whole distribution, before truncation. When the draw needs every
+   * weight anyway (no top-k), the logprob reuses them; otherwise only the survivors of top-k
+   * get a weight and the partition function comes from log_partition. */
   double log_norm = 0.0;
   bool have_w = false;
   struct sampler_top_logprob top[SAMPLER_MAX_TOP_LOGPROBS];
   int32_t n_top = 0;
+  const bool top_k_cuts = s->p.top_k > 0 && (size_t)s->p.top_k < n;
   if (s->p.logprobs) {
-    fill_weights(s->cands, n, vmax);
-    have_w = true;
-    log_norm = vmax + sampler_log(sum_weights(s->cands, n));
+    if (!greedy && !top_k_cuts) {
+      fill_weights(s->cands, n, vmax);
+      have_w = true;
+      log_norm = vmax + sampler_log(sum_weights(s->cands, n));
+    } else {
+      log_norm = log_partition(s->cands, n, vmax);
+    }
     if (s->p.top_logprobs > 0) {
       size_t k = (size_t)s->p.top_logprobs < n ? (size_t)s->p.top_logprobs : n;
       select_top(s->cands, n, k, s->work);
@@ -489,7 +635,7 @@ int sampler_sample(struct sampler *s, float *logits, const int32_t *history, siz
   } else {
     struct cand *c = s->cands;
     bool sorted = false;
-    if (s->p.top_k > 0 && (size_t)s->p.top_k < n) {
+    if (top_k_cuts) {
       select_top(c, n, (size_t)s->p.top_k, s->work);
       c = s->work;
       n = (size_t)s->p.top_k;
