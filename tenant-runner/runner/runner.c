@@ -183,6 +183,8 @@ static void send_error_event(struct runner *r, const realm_ipc_peer *peer, const
 
 /* ---- request lifetime ---- */
 
+static void instance_release(struct runner *r, struct sandbox_instance *inst, bool clean);
+
 enum end_kind { END_FINISH, END_ERROR };
 
 /* Ends a request: terminal event, guest request_end, instance freed, session closed, slot
@@ -218,14 +220,19 @@ static void req_end(struct rreq *q, enum end_kind kind, Realm__V1__FinishReason 
     send_error_event(r, &q->peer, q->id, code, msg, param);
   }
   char err[256];
+  bool clean = false;
   if (q->inst && q->begun && !sandbox_instance_discarded(q->inst)) {
     int32_t status = (kind == END_FINISH && code == 0) ? 0 : -1;
+    r->calling = q;
     int rc = sandbox_call_request_end(q->inst, RUNNER_GUEST_REQ_ID, status, err, sizeof err);
+    r->calling = NULL;
+    clean = rc == 0;
     if (rc < 0)
       realm_log_warn("guest failed in request_end", RLOG_STR("request", q->id), RLOG_ERR(rc),
                      RLOG_STR("detail", err));
   }
-  sandbox_instance_free(q->inst);
+  instance_release(r, q->inst, clean);
+  q->inst = NULL;
   if (q->state == RREQ_ACTIVE && r->worker_up) {
     Realm__V1__SessionClose sc;
     realm__v1__session_close__init(&sc);
@@ -289,11 +296,18 @@ static int pending_push(struct rreq *q, const int32_t *tokens, uint32_t n, uint3
   return REALM_OK;
 }
 
-/* ---- host callbacks (run with guest code paused; see sandbox.h) ---- */
+/* ---- host callbacks (run with guest code paused; see sandbox.h) ----
+ *
+ * Every instance shares r->host, whose user is the runner: instances move between requests
+ * (the idle pool), so the request a callback serves is the one whose guest call is running,
+ * r->calling (invariant 4). Callbacks about the model need no request. */
+
+static struct rreq *host_req(void *user) {
+  return ((struct runner *)user)->calling;
+}
 
 static int host_model_info(void *user, struct realm_model_info *out) {
-  struct rreq *q = user;
-  struct runner *r = q->runner;
+  struct runner *r = user;
   memset(out, 0, sizeof *out);
   out->struct_bytes = sizeof *out;
   out->n_vocab = r->vocab_size;
@@ -309,8 +323,7 @@ static int host_model_info(void *user, struct realm_model_info *out) {
 
 static int host_token_piece(void *user, int32_t token, const char **ret_piece,
                             uint32_t *ret_len) {
-  struct rreq *q = user;
-  const struct runner_vocab *v = q->runner->vocab;
+  const struct runner_vocab *v = ((struct runner *)user)->vocab;
   if (!v || token < 0 || (uint32_t)token >= v->n_tokens) return REALM_GUEST_E_NOT_FOUND;
   *ret_piece = v->pieces + v->offsets[token];
   *ret_len = v->offsets[token + 1] - v->offsets[token];
@@ -318,8 +331,7 @@ static int host_token_piece(void *user, int32_t token, const char **ret_piece,
 }
 
 static int host_token_info(void *user, int32_t token, struct realm_token_info *out) {
-  struct rreq *q = user;
-  const struct runner_vocab *v = q->runner->vocab;
+  const struct runner_vocab *v = ((struct runner *)user)->vocab;
   if (!v || token < 0 || (uint32_t)token >= v->n_tokens) return REALM_GUEST_E_NOT_FOUND;
   out->score = v->scores[token];
   out->kind = v->kinds[token];
@@ -327,8 +339,9 @@ static int host_token_info(void *user, int32_t token, struct realm_token_info *o
 }
 
 static int host_feed_tokens(void *user, uint32_t req_id, const int32_t *tokens, uint32_t n) {
-  struct rreq *q = user;
+  struct rreq *q = host_req(user);
   (void)req_id;
+  if (!q) return REALM_GUEST_E_INVALID; /* outside a request's call (a start function) */
   for (uint32_t i = 0; i < n; i++)
     if (tokens[i] < 0 || (uint32_t)tokens[i] >= q->runner->vocab_size)
       return REALM_GUEST_E_INVALID;
@@ -340,8 +353,9 @@ static int host_feed_tokens(void *user, uint32_t req_id, const int32_t *tokens, 
 }
 
 static int host_emit_text(void *user, uint32_t req_id, const char *text, uint32_t len) {
-  struct rreq *q = user;
+  struct rreq *q = host_req(user);
   (void)req_id;
+  if (!q) return REALM_GUEST_E_INVALID;
   if (!len) return REALM_GUEST_OK;
   uint64_t need = (uint64_t)q->n_hold + len;
   if (need > q->runner->cfg.guest_output) return REALM_GUEST_E_INVALID;
@@ -359,8 +373,9 @@ static int host_emit_text(void *user, uint32_t req_id, const char *text, uint32_
  * lead its text. */
 static int host_emit_token(void *user, uint32_t req_id, int32_t token, float logprob,
                            const char *text, uint32_t len) {
-  struct rreq *q = user;
+  struct rreq *q = host_req(user);
   (void)req_id;
+  if (!q) return REALM_GUEST_E_INVALID;
   flush_token(q);
   uint64_t need = (uint64_t)q->n_hold + len;
   if (need > q->runner->cfg.guest_output) return REALM_GUEST_E_INVALID;
@@ -386,9 +401,9 @@ static int host_emit_token(void *user, uint32_t req_id, int32_t token, float log
  * event carries at most top_logprobs entries), dropped when it asked for none. */
 static int host_emit_top_logprobs(void *user, uint32_t req_id,
                                   const struct realm_top_logprob *top, uint32_t n) {
-  struct rreq *q = user;
+  struct rreq *q = host_req(user);
   (void)req_id;
-  if (n > REALM_GUEST_MAX_TOP_LOGPROBS) return REALM_GUEST_E_INVALID;
+  if (!q || n > REALM_GUEST_MAX_TOP_LOGPROBS) return REALM_GUEST_E_INVALID;
   if (!q->tok_pending) return REALM_GUEST_E_INVALID; /* no emit_token in this call to attach to */
   if (!q->want_logprobs) return REALM_GUEST_OK;
   uint32_t keep = n < q->top_logprobs ? n : q->top_logprobs;
@@ -399,22 +414,20 @@ static int host_emit_top_logprobs(void *user, uint32_t req_id,
 
 static int host_model_meta(void *user, const char *key, const char **ret_value,
                            uint32_t *ret_len) {
-  struct rreq *q = user;
-  return runner_vocab_meta(q->runner->vocab, key, ret_value, ret_len);
+  return runner_vocab_meta(((struct runner *)user)->vocab, key, ret_value, ret_len);
 }
 
 static int host_merge_count(void *user) {
-  struct rreq *q = user;
-  return q->runner->vocab ? (int)q->runner->vocab->n_merges : 0;
+  const struct runner_vocab *v = ((struct runner *)user)->vocab;
+  return v ? (int)v->n_merges : 0;
 }
 
 static int host_merge(void *user, uint32_t i, const char **ret_merge, uint32_t *ret_len) {
-  struct rreq *q = user;
-  return runner_vocab_merge(q->runner->vocab, i, ret_merge, ret_len);
+  return runner_vocab_merge(((struct runner *)user)->vocab, i, ret_merge, ret_len);
 }
 
 static void host_log(void *user, int level, const char *msg, uint32_t len) {
-  struct rreq *q = user;
+  const struct rreq *q = host_req(user);
   char line[1025];
   uint32_t n = len < 1024 ? len : 1024;
   memcpy(line, msg, n);
@@ -422,7 +435,60 @@ static void host_log(void *user, int level, const char *msg, uint32_t len) {
   realm_log_level lv = level == REALM_GUEST_LOG_ERROR  ? REALM_LOG_WARN
                        : level == REALM_GUEST_LOG_DEBUG ? REALM_LOG_DEBUG
                                                         : REALM_LOG_INFO;
-  realm_log(lv, "guest log", RLOG_STR("request", q->id), RLOG_STR("guest", line));
+  realm_log(lv, "guest log", RLOG_STR("request", q ? q->id : "-"), RLOG_STR("guest", line));
+}
+
+/* The host table every instance gets (see above). finish stays NULL: the sandbox records the
+ * reason and deliver_logits reads it with sandbox_instance_finish_reason. */
+static void host_init(struct runner *r) {
+  r->host = (struct sandbox_host){
+      .user = r,
+      .model_info = host_model_info,
+      .token_piece = host_token_piece,
+      .token_info = host_token_info,
+      .feed_tokens = host_feed_tokens,
+      .emit_text = host_emit_text,
+      .emit_token = host_emit_token,
+      .log = host_log,
+      .model_meta = host_model_meta,
+      .merge_count = host_merge_count,
+      .merge = host_merge,
+      .emit_top_logprobs = host_emit_top_logprobs,
+  };
+}
+
+/* ---- guest instances: the idle pool ---- */
+
+/* Gives q an instance: the one idled last (its caches are the warmest), else a new one. */
+static int instance_acquire(struct runner *r, struct rreq *q, char *msg, size_t msglen) {
+  if (r->n_idle) {
+    q->inst = r->idle[--r->n_idle];
+    r->instances_reused++;
+    return REALM_OK;
+  }
+  struct sandbox_limits lim = {.memory_bytes = r->cfg.guest_memory,
+                               .call_ms = (uint32_t)r->cfg.guest_call_ms,
+                               .output_bytes = r->cfg.guest_output,
+                               .seed = r->requests_total};
+  r->calling = q;
+  int rc = sandbox_instance_new(r->module, &lim, &r->host, &q->inst, msg, msglen);
+  r->calling = NULL;
+  if (rc == 0) r->instances_created++;
+  return rc;
+}
+
+/* Takes back an instance whose request is over. Kept only when `clean` (its request_end
+ * returned normally, so the guest has dropped the request's state), it is not discarded, the
+ * pool has room, and its memory stayed under half the cap (a guest that grows or leaks per
+ * request starts again from a fresh instance instead of reaching the cap in a later request). */
+static void instance_release(struct runner *r, struct sandbox_instance *inst, bool clean) {
+  if (!inst) return;
+  if (clean && !sandbox_instance_discarded(inst) && r->n_idle < RUNNER_IDLE_INSTANCES &&
+      sandbox_instance_memory_bytes(inst) <= r->cfg.guest_memory / 2) {
+    r->idle[r->n_idle++] = inst;
+    return;
+  }
+  sandbox_instance_free(inst);
 }
 
 /* ---- gateway requests ---- */
@@ -646,33 +712,13 @@ static void handle_generate(struct runner *r, const realm_ipc_peer *peer,
   q->top_logprobs = g->sampling->logprobs ? g->sampling->top_logprobs : 0;
   q->deadline_unix_ms = g->deadline_unix_ms;
   q->max_tokens = g->sampling->max_tokens ? g->sampling->max_tokens : (uint32_t)r->cfg.max_tokens;
-  q->host = (struct sandbox_host){
-      .user = q,
-      .model_info = host_model_info,
-      .token_piece = host_token_piece,
-      .token_info = host_token_info,
-      .feed_tokens = host_feed_tokens,
-      .emit_text = host_emit_text,
-      .emit_token = host_emit_token,
-      .log = host_log,
-      .model_meta = host_model_meta,
-      .merge_count = host_merge_count,
-      .merge = host_merge,
-      .emit_top_logprobs = host_emit_top_logprobs,
-      /* finish stays NULL: the sandbox records the reason and deliver_logits reads it with
-       * sandbox_instance_finish_reason. */
-  };
   r->n_active++;
   r->requests_total++;
   if (!q->id) {
     req_fail(q, REALM_E_NOMEM, "out of memory");
     return;
   }
-  struct sandbox_limits lim = {.memory_bytes = r->cfg.guest_memory,
-                               .call_ms = (uint32_t)r->cfg.guest_call_ms,
-                               .output_bytes = r->cfg.guest_output,
-                               .seed = r->requests_total};
-  rc = sandbox_instance_new(r->module, &lim, &q->host, &q->inst, msg, sizeof msg);
+  rc = instance_acquire(r, q, msg, sizeof msg);
   if (rc < 0) {
     req_fail(q, rc, msg);
     return;
@@ -685,8 +731,10 @@ static void handle_generate(struct runner *r, const realm_ipc_peer *peer,
     return;
   }
   int32_t status = 0;
+  r->calling = q;
   rc = sandbox_call_request_begin(q->inst, RUNNER_GUEST_REQ_ID, blob, blob_len, &status, msg,
                                   sizeof msg);
+  r->calling = NULL;
   free(blob);
   flush_token(q);
   if (rc < 0) {
@@ -828,8 +876,10 @@ static void deliver_logits(struct runner *r, struct rreq *q, const float *logits
   uint32_t at = q->n_pending; /* the chosen token goes before anything fed during the call */
   q->generating = true;
   q->emitted_in_call = false;
+  r->calling = q;
   int rc = sandbox_call_logits(q->inst, RUNNER_GUEST_REQ_ID, logits, r->vocab_size, &action, msg,
                                sizeof msg);
+  r->calling = NULL;
   flush_token(q);
   if (rc < 0) {
     realm_log_warn("guest failed in on_logits", RLOG_STR("request", q->id), RLOG_ERR(rc),
@@ -1253,6 +1303,7 @@ int runner_new(const struct runner_config *cfg, struct runner **ret_runner, char
     goto fail;
   }
   for (int64_t i = 0; i < cfg->max_inflight; i++) r->reqs[i].runner = r;
+  host_init(r);
   if (cfg->vocab_path[0]) {
     rc = runner_vocab_load(cfg->vocab_path, &r->vocab, err, errlen);
     if (rc < 0) goto fail;
@@ -1278,18 +1329,14 @@ int runner_new(const struct runner_config *cfg, struct runner **ret_runner, char
   }
   rc = runner_worker_connect(r, cfg->connect_timeout_ms, err, errlen);
   if (rc < 0) goto fail;
-  /* A throw-away instance: proves the module instantiates with our limits and makes the
-   * sandbox create this thread's deadline timer and signal stack before any jail. */
+  /* A first instance: proves the module instantiates with our limits and makes the sandbox
+   * create this thread's deadline timer and signal stack before any jail; then it waits in
+   * the idle pool for the first request. */
   {
     struct rreq probe = {.runner = r, .id = "probe"};
-    probe.host = (struct sandbox_host){.user = &probe, .model_info = host_model_info};
-    struct sandbox_limits lim = {.memory_bytes = cfg->guest_memory,
-                                 .call_ms = (uint32_t)cfg->guest_call_ms,
-                                 .output_bytes = cfg->guest_output};
-    struct sandbox_instance *inst = NULL;
-    rc = sandbox_instance_new(r->module, &lim, &probe.host, &inst, err, errlen);
-    sandbox_instance_free(inst);
+    rc = instance_acquire(r, &probe, err, errlen);
     if (rc < 0) goto fail;
+    instance_release(r, probe.inst, true);
   }
   *ret_runner = r;
   return REALM_OK;
@@ -1308,7 +1355,9 @@ void runner_free(struct runner *r) {
       free(q->id);
       free(q->pending);
       free(q->hold);
+      free(q->tok_text);
     }
+  for (uint32_t i = 0; i < r->n_idle; i++) sandbox_instance_free(r->idle[i]);
   runner_worker_close(r);
   realm_ipc_socket_close(r->gw);
   if (r->zctx) zmq_ctx_term(r->zctx);

@@ -9,8 +9,12 @@
  *     with in_step set is never freed — a cancel or a failure meanwhile is recorded and
  *     carried out when the Step's reply (or the worker's loss) releases it.
  *  3. Each request ends with exactly one terminal event to the gateway (Finish or Error),
- *     unless the gateway connection is gone, and its guest instance is freed with it.
- *  4. Guest code runs only on the loop thread, never from inside a host callback.
+ *     unless the gateway connection is gone, and its guest instance leaves with it: back to
+ *     the idle pool only after a clean request_end, freed otherwise (trap, deadline, any
+ *     failed guest call, memory grown past half the cap, pool full).
+ *  4. Guest code runs only on the loop thread, never from inside a host callback. An
+ *     instance serves one request at a time; `calling` names that request during a guest
+ *     call and is NULL otherwise.
  *  5. Events of one request leave in the order the guest produced them: a held Token event
  *     (tok_pending) goes out before any later token, held text or terminal event; it never
  *     outlives the guest call that made it.
@@ -30,8 +34,15 @@
 
 enum rreq_state { RREQ_FREE = 0, RREQ_OPENING, RREQ_ACTIVE };
 
-/* The guest's request id inside its own instance: one request per instance. */
+/* The guest's request id inside its own instance: one request per instance at a time. */
 #define RUNNER_GUEST_REQ_ID 1u
+
+/* Guest instances kept for reuse after a clean request end. Creating one costs the module's
+ * instantiation and, for the default guest, rebuilding its tokenizer from the 32k-150k
+ * vocabulary entries on the first request (~45M instructions, ~10 ms); a reused one has it
+ * cached. Each idle instance keeps its linear memory (~5 MB for the default guest with a 32k
+ * vocabulary), hence the small bound. */
+#define RUNNER_IDLE_INSTANCES 4
 
 /* One in-flight generation. */
 struct rreq {
@@ -39,8 +50,7 @@ struct rreq {
   struct runner *runner;          /* back pointer for the host callbacks */
   char *id;                       /* the gateway's request id (owned) */
   realm_ipc_peer peer;            /* gateway connection that sent it */
-  struct sandbox_host host;       /* callbacks; host.user = this slot */
-  struct sandbox_instance *inst;  /* this request's guest instance */
+  struct sandbox_instance *inst;  /* this request's guest instance (own or from the pool) */
   bool begun;                     /* request_begin returned: request_end is owed */
   uint64_t open_wid;              /* worker request id of our SessionOpen (OPENING) */
   uint64_t session_id;            /* valid when ACTIVE */
@@ -92,6 +102,11 @@ struct runner {
   realm_shm *shm;                /* NULL in inline mode */
   struct sandbox_module *module;
   struct runner_vocab *vocab;    /* NULL when no vocabulary was given */
+  struct sandbox_host host;      /* callbacks of every instance; host.user = this runner */
+  struct rreq *calling;          /* the request whose guest call runs now (invariant 4) */
+  struct sandbox_instance *idle[RUNNER_IDLE_INSTANCES]; /* clean instances, last in first out */
+  uint32_t n_idle;
+  uint64_t instances_created, instances_reused;
   char *chat_template;           /* the tenant's CHAT_TEMPLATE (read before the jail), or NULL */
   uint32_t chat_template_len;
 
