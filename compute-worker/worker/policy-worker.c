@@ -17,7 +17,8 @@
  * Never allowed: openat/open (no file can be read or written once jailed: the model is
  * already mapped), socket/connect/bind/listen (no new endpoint, no outgoing connection),
  * execve/execveat, fork/vfork and clone (the worker creates no thread once jailed, so even
- * CLONE_THREAD is refused), unlink, ptrace, prctl/seccomp, executable mappings.
+ * CLONE_THREAD is refused), unlink, ptrace, prctl other than PR_SET_NAME, seccomp,
+ * real-time scheduling, executable mappings.
  *
  * Consequences, by design: a jailed worker cannot tear libzmq down (closing an ipc://
  * listener unlinks its file), so main.c leaves the process with _exit after the drain; the
@@ -28,6 +29,7 @@
  * escape. worker_jail() refuses such a backend; main.c logs it loudly and runs unjailed.
  */
 #include <errno.h>
+#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -71,6 +73,19 @@ static const struct realm_seccomp_entry worker_rules[] = {
                                   "(glibc >= 2.35)"),
     REALM_SECCOMP_SYSCALL("set_robust_list", "a just-created thread registers its robust-futex "
                                              "list"),
+    /* The same race, one step later: libzmq's I/O and reaper threads name themselves and
+     * re-apply their scheduling policy as they start (pthread_getschedparam, then
+     * pthread_setschedparam with the same SCHED_OTHER). A slow start (a loaded machine,
+     * sanitizers) still ran these after the jail and killed the worker (audit: syscall 143,
+     * sched_getparam, seen under scripts/sanitize.sh). Only naming the calling thread and
+     * staying SCHED_OTHER are allowed; no real-time policy, no other prctl option. */
+    REALM_SECCOMP_ARG_EQ("prctl", 0, "a just-created libzmq thread names itself (PR_SET_NAME); "
+                                     "only that option", PR_SET_NAME),
+    REALM_SECCOMP_SYSCALL("sched_getparam", "a just-created libzmq thread reads its priority"),
+    REALM_SECCOMP_SYSCALL("sched_getscheduler", "a just-created libzmq thread reads its policy"),
+    REALM_SECCOMP_ARG_EQ("sched_setscheduler", 1, "a just-created libzmq thread re-applies "
+                                                  "SCHED_OTHER; no real-time policy",
+                         SCHED_OTHER),
 };
 
 static const struct realm_seccomp_role worker_role = REALM_SECCOMP_ROLE("worker", worker_rules);
