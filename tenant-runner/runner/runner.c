@@ -1198,7 +1198,50 @@ static int finish_and_linger(struct runner *r, int code, const char *why, int re
   return ret;
 }
 
+/* Runs one throw-away request (empty prompt, max_tokens 1, ended before any logits) through
+ * an idle instance, so that what a guest builds on its first request and keeps for the
+ * instance — the default guest's tokenizer over the whole vocabulary, 5 ms for 32k tokens,
+ * up to ~100 ms for 150k — is built before the first client's request rather than inside its
+ * TTFT. Called once by runner_run_until, i.e. after the jail: like every request, it is the
+ * tenant's code. Nothing reaches the gateway or the worker (the request has no peer and no
+ * session) and no counter moves. Returns true when the instance ended the request cleanly
+ * and may serve clients; a guest that refuses an empty prompt still counts as clean. */
+static bool warm_up(struct runner *r, struct sandbox_instance *inst) {
+  struct rreq warm = {.runner = r, .id = "warm-up", .inst = inst, .gateway_gone = true};
+  uint8_t blob[64];
+  uint32_t len = 0, one = 1;
+  realm_req_begin(blob, sizeof blob, &len);
+  realm_req_add(blob, sizeof blob, &len, REALM_REQ_PROMPT, "", 0);
+  realm_req_add(blob, sizeof blob, &len, REALM_REQ_MAX_TOKENS, &one, 4);
+  uint64_t tokens_before = r->tokens_total;
+  int32_t status = 0;
+  char err[256];
+  r->calling = &warm;
+  int rc = sandbox_call_request_begin(inst, RUNNER_GUEST_REQ_ID, blob, len, &status, err,
+                                      sizeof err);
+  if (rc == 0)
+    rc = sandbox_call_request_end(inst, RUNNER_GUEST_REQ_ID, -1, err, sizeof err);
+  r->calling = NULL;
+  r->tokens_total = tokens_before;
+  free(warm.pending);
+  free(warm.hold);
+  free(warm.tok_text);
+  if (rc < 0)
+    realm_log_warn("guest warm-up request failed; the first request builds its caches",
+                   RLOG_ERR(rc), RLOG_STR("detail", err));
+  return rc == 0;
+}
+
+/* Warms the idle instance runner_new left (see warm_up); once per runner. */
+static void warm_idle(struct runner *r) {
+  if (r->warmed || r->n_idle == 0) return;
+  r->warmed = true;
+  struct sandbox_instance *inst = r->idle[--r->n_idle];
+  instance_release(r, inst, warm_up(r, inst));
+}
+
 int runner_run_until(struct runner *r, volatile sig_atomic_t *stop, uint64_t done_target) {
+  warm_idle(r);
   while (!*stop) {
     if (r->requests_done >= done_target) return REALM_OK;
     if (!r->worker_up) {
@@ -1239,38 +1282,6 @@ int runner_run_until(struct runner *r, volatile sig_atomic_t *stop, uint64_t don
 
 /* ---- set-up ---- */
 
-/* Runs one throw-away request (empty prompt, max_tokens 1, ended before any logits) through
- * a new instance, so that what a guest builds on its first request and keeps for the
- * instance — the default guest's tokenizer over the whole vocabulary, 5 ms for 32k tokens,
- * up to ~100 ms for 150k — is built now, before the jail and outside any client's TTFT and
- * call deadline. Nothing reaches the gateway or the worker (the request has no peer and no
- * session) and no counter moves. Returns true when the instance ended the request cleanly
- * and may serve clients; a guest that refuses an empty prompt still counts as clean. */
-static bool warm_up(struct runner *r, struct sandbox_instance *inst) {
-  struct rreq warm = {.runner = r, .id = "warm-up", .inst = inst, .gateway_gone = true};
-  uint8_t blob[64];
-  uint32_t len = 0, one = 1;
-  realm_req_begin(blob, sizeof blob, &len);
-  realm_req_add(blob, sizeof blob, &len, REALM_REQ_PROMPT, "", 0);
-  realm_req_add(blob, sizeof blob, &len, REALM_REQ_MAX_TOKENS, &one, 4);
-  uint64_t tokens_before = r->tokens_total;
-  int32_t status = 0;
-  char err[256];
-  r->calling = &warm;
-  int rc = sandbox_call_request_begin(inst, RUNNER_GUEST_REQ_ID, blob, len, &status, err,
-                                      sizeof err);
-  if (rc == 0)
-    rc = sandbox_call_request_end(inst, RUNNER_GUEST_REQ_ID, -1, err, sizeof err);
-  r->calling = NULL;
-  r->tokens_total = tokens_before;
-  free(warm.pending);
-  free(warm.hold);
-  free(warm.tok_text);
-  if (rc < 0)
-    realm_log_warn("guest warm-up request failed; the first request builds its caches",
-                   RLOG_ERR(rc), RLOG_STR("detail", err));
-  return rc == 0;
-}
 
 /* Keeps the tenant's chat template: the text itself, or "@PATH" read now (the jail forbids
  * opening files later). At most REALM_GUEST_MAX_META_VALUE_BYTES, like a model's template. */
@@ -1363,13 +1374,13 @@ int runner_new(const struct runner_config *cfg, struct runner **ret_runner, char
   rc = runner_worker_connect(r, cfg->connect_timeout_ms, err, errlen);
   if (rc < 0) goto fail;
   /* A first instance: proves the module instantiates with our limits and makes the sandbox
-   * create this thread's deadline timer and signal stack before any jail; warmed up, it then
-   * waits in the idle pool for the first request. */
+   * create this thread's deadline timer and signal stack before any jail; it then waits in
+   * the idle pool (warmed up by runner_run_until, after the jail) for the first request. */
   {
     struct rreq probe = {.runner = r, .id = "probe"};
     rc = instance_acquire(r, &probe, err, errlen);
     if (rc < 0) goto fail;
-    instance_release(r, probe.inst, warm_up(r, probe.inst));
+    instance_release(r, probe.inst, true);
   }
   *ret_runner = r;
   return REALM_OK;

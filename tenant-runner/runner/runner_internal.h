@@ -106,6 +106,7 @@ struct runner {
   struct rreq *calling;          /* the request whose guest call runs now (invariant 4) */
   struct sandbox_instance *idle[RUNNER_IDLE_INSTANCES]; /* clean instances, last in first out */
   uint32_t n_idle;
+  bool warmed;                   /* the first idle instance ran its warm-up request */
   uint64_t instances_created, instances_reused;
   char *chat_template;           /* the tenant's CHAT_TEMPLATE (read before the jail), or NULL */
   uint32_t chat_template_len;
