@@ -10,9 +10,10 @@
 //                           names the cpu backend) and initech's chat_template (chatml)
 //                           reaches its runner: the same chat costs initech more prompt
 //                           tokens than globex, which has no template (raw rendering)
-//   runner_kill_mid_stream  kill -9 acme's replica 0 while two acme streams run: exactly one
-//                           fails with an error, the others finish; the replica is restarted
-//                           and a new request is served by it
+//   runner_kill_mid_stream  kill -9 an acme replica that carries streams (read from the
+//                           gateway's realm_runner_in_flight_requests while two acme streams
+//                           run): exactly its streams fail with an error, the others finish;
+//                           the replica is restarted and a new request is served by it
 //   worker_kill_mid_stream  kill -9 the worker: every in-flight stream ends with an error
 //                           within 2 s; worker and runners (exit 75) are restarted; every
 //                           tenant is served again
@@ -309,28 +310,46 @@ test('config_to_daemons', async () => {
   console.log(`# same chat: ${plain} prompt tokens raw, ${chatml} with chatml`);
 });
 
+/** acme's in-flight requests per replica index, from the gateway's own gauge. */
+async function acmeInFlight() {
+  const r = await fetch(`http://127.0.0.1:${port}/metrics`, { signal: AbortSignal.timeout(2000) });
+  const text = await r.text();
+  const per = [0, 0];
+  const re = /^realm_runner_in_flight_requests\{tenant="acme",replica="[^"]*runner-acme-(\d+)\.sock"\} (\d+)$/gm;
+  for (let m; (m = re.exec(text));) per[Number(m[1])] = Number(m[2]);
+  return per;
+}
+
 test('runner_kill_mid_stream', async () => {
-  const victim = pidOf('runner acme/0');
   const since = eventCount();
-  const fc = firstChunks(2); // both acme streams have started: one on each replica
+  const fc = firstChunks(2); // both acme streams have started
   const long = { max_tokens: 400 };
   const acme = { ...long, onChunk: (n) => { if (n === 1) fc.hook(); } };
   const streams = [chatStream(client.acme, acme), chatStream(client.acme, acme),
     chatStream(client.globex, long), chatStream(client.initech, long)];
   await Promise.race([fc.all, Promise.all(streams)]);
+  // Least-outstanding routing normally puts one stream on each replica, but a replica whose
+  // pong is late gets none; kill one that carries streams, and expect exactly its streams to
+  // fail.
+  const per = await acmeInFlight();
+  const idx = per[0] > 0 ? 0 : 1;
+  assert(per[idx] > 0, `an acme replica carries a stream (in flight per replica: ${per})`);
+  const name = `runner acme/${idx}`;
+  const victim = pidOf(name);
   const mark = logLines.length; // the gateway's "is up" line for the new process comes after this
   process.kill(victim, 'SIGKILL');
   const rs = await Promise.all(streams);
   const failed = rs.filter((r) => r.error);
-  assertEq(failed.length, 1, `failed streams (${rs.map((r) => r.error ? r.error.message : r.finish).join(' | ')})`);
-  assert(rs[0].error || rs[1].error, 'the failed stream is an acme one');
-  assert(failed[0].error instanceof APIError, `error class ${failed[0].error.constructor.name}`);
+  assertEq(failed.length, per[idx], `failed streams (${rs.map((r) => r.error ? r.error.message : r.finish).join(' | ')})`);
+  assert(!rs[2].error && !rs[3].error, 'only acme streams fail');
+  failed.forEach((f) => assert(f.error instanceof APIError, `error class ${f.error.constructor.name}`));
   rs.filter((r) => !r.error).forEach((r, i) => checkComplete(r, `survivor ${i}`));
-  await waitRestart('runner acme/0', since, 10000);
+  await waitRestart(name, since, 10000);
   // The gateway must see the restarted replica up again (its pong), not only the survivor.
   await waitFor(() => logLines.slice(mark).find((l) => l.startsWith('[gateway]') &&
-    l.includes('runner-acme-0.sock of tenant acme is up')), 10000, 'the gateway to see acme/0 up');
-  // Ties go to the first listed replica (acme/0): a single request lands on the new process.
+    l.includes(`runner-acme-${idx}.sock of tenant acme is up`)), 10000, `the gateway to see acme/${idx} up`);
+  // A new acme request is served (by the restarted replica when it is acme/0: ties go to the
+  // first listed one).
   const r = await chatStream(client.acme, { max_tokens: 16 });
   checkComplete(r, 'after restart');
 });
