@@ -13,11 +13,11 @@
 #include <stddef.h>
 
 /* Applies the jail to every thread: dumpability off, core size 0, TZ pinned, NSS warmed up,
- * then the two seccomp filters (argument refinements, then the allowlist). Irreversible.
+ * then the seccomp allowlist (common/seccomp role table, argument rules included). Irreversible.
  * Returns 0 or a negative realm error with err naming the step that failed. */
 int gw_jail(char *err, size_t errlen);
 
-/* Writes both filters as libseccomp pseudo filter code to fd (for docs and for debugging a
+/* Writes the filter as libseccomp pseudo filter code to fd (for docs and for debugging a
  * kill); installs nothing. */
 int gw_policy_export(int fd, char *err, size_t errlen);
 
