@@ -993,6 +993,17 @@ static void handle_step_reply(struct runner *r, const Realm__V1__WorkerReply *re
   }
 }
 
+/* True when rep is the worker's "KV cache full" refusal of one SessionOpen: `unavailable` with
+ * Error.param "kv_cache" (the shared KV pool could not cover the reservation within
+ * --open-queue-timeout, or its wait queue was full; docs/protocol.md §5). It concerns that
+ * request only: the connection and its other sessions are fine, so it must not read as a lost
+ * worker. */
+static bool is_kv_cache_full(const Realm__V1__WorkerReply *rep) {
+  return rep->body_case == REALM__V1__WORKER_REPLY__BODY_ERROR && rep->error &&
+         realm_proto_error_code(rep->error) == REALM_E_UNAVAILABLE && rep->error->param &&
+         strcmp(rep->error->param, "kv_cache") == 0;
+}
+
 static void handle_session_opened(struct runner *r, const Realm__V1__WorkerReply *rep) {
   struct rreq *q = NULL;
   for (int64_t i = 0; i < r->cfg.max_inflight && !q; i++)
@@ -1020,6 +1031,13 @@ static void handle_session_opened(struct runner *r, const Realm__V1__WorkerReply
     char msg[512];
     realm_set_err(msg, sizeof msg, "worker refused a KV session: %s",
                   rep->error && rep->error->message ? rep->error->message : "unexpected reply");
+    if (is_kv_cache_full(rep)) {
+      /* This request only; the param goes on so the gateway can tell a full KV pool (retry
+       * later) from a lost worker. */
+      req_end(q, END_ERROR, REALM__V1__FINISH_REASON__FINISH_REASON_ERROR, REALM_E_UNAVAILABLE,
+              msg, "kv_cache");
+      return;
+    }
     if (code == REALM_E_UNAVAILABLE) {
       worker_lost(r, msg);
       return;
@@ -1067,9 +1085,12 @@ static void drain_worker(struct runner *r) {
     } else if (rep->body_case == REALM__V1__WORKER_REPLY__BODY_SESSION_CLOSED) {
       /* nothing to do */
     } else if (rep->body_case == REALM__V1__WORKER_REPLY__BODY_ERROR &&
-               realm_proto_error_code(rep->error) == REALM_E_UNAVAILABLE) {
+               realm_proto_error_code(rep->error) == REALM_E_UNAVAILABLE &&
+               !is_kv_cache_full(rep)) {
       worker_lost(r, rep->error && rep->error->message ? rep->error->message : "unavailable");
     } else {
+      /* A SessionOpened, or a refused SessionOpen — "KV cache full" included, which fails
+       * only its own request. */
       handle_session_opened(r, rep);
     }
     realm_frame_msg_free(m);
