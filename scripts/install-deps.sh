@@ -7,7 +7,7 @@ PACKAGES=(
   build-essential meson ninja-build pkg-config python3
   libzmq3-dev libprotobuf-c-dev protobuf-c-compiler
   libseccomp-dev libmicrohttpd-dev libjansson-dev libsodium-dev
-  wabt clang lld wasi-libc libclang-rt-14-dev-wasm32
+  wabt clang lld wasi-libc libclang-rt-14-dev-wasm32 libclang-rt-14-dev
   curl nodejs npm docker-compose yamllint python3-yaml
 )
 
