@@ -599,3 +599,102 @@ TEST(large_vocab_top_k_and_top_p) {
   printf("# V=%d top_p=0.9 on a flat distribution (worst case): %.2f ms/token\n", V, ms);
   sampler_destroy(s);
 }
+
+/* ---- the one-pass greedy path (argmax + running log-sum-exp over the raw row) ---- */
+
+/* Log-softmax of the sanitized row at `tok`, in double precision, as the reference for the
+ * sampler's single-precision running log-sum-exp. */
+static double ref_greedy_logprob(const float *raw, int n, int tok) {
+  double m = -INFINITY;
+  for (int i = 0; i < n; i++) {
+    double z = isnan(raw[i]) ? -INFINITY : raw[i] == INFINITY ? FLT_MAX : raw[i];
+    if (z > m) m = z;
+  }
+  double sum = 0.0;
+  for (int i = 0; i < n; i++) {
+    double z = isnan(raw[i]) ? -INFINITY : raw[i] == INFINITY ? FLT_MAX : raw[i];
+    if (z != -INFINITY) sum += exp(z - m);
+  }
+  double zt = raw[tok] == INFINITY ? FLT_MAX : raw[tok];
+  return (zt - m) - log(sum); /* not zt - (m + log sum): m may be FLT_MAX */
+}
+
+/* The row as sampler.h promises it back: NaN -> -inf, +inf -> FLT_MAX, the rest unchanged. */
+static int check_sanitized(const float *raw, const float *row, int n) {
+  for (int i = 0; i < n; i++) {
+    float want = isnan(raw[i]) ? -INFINITY : raw[i] == INFINITY ? FLT_MAX : raw[i];
+    if (memcmp(&want, &row[i], sizeof want) != 0) {
+      printf("# row[%d] = %g after sampling %g, want %g\n", i, row[i], raw[i], want);
+      return -1;
+    }
+  }
+  return 0;
+}
+
+/* One greedy sample (logprobs on) of a copy of raw; checks token, logprob and the row. */
+static void greedy_case(const float *raw, int n, int want_tok) {
+  struct sampler_params p;
+  sampler_params_default(&p);
+  p.temperature = 0.0f;
+  p.logprobs = true;
+  struct sampler *s = make(&p, n);
+  CHECK(s);
+  static float row[40000];
+  CHECK(n <= (int)(sizeof row / sizeof row[0]));
+  memcpy(row, raw, (size_t)n * sizeof *row);
+  int32_t tok = -1;
+  float lp = 1.0f;
+  char err[256] = "";
+  CHECK_EQ_INT(sampler_sample(s, row, NULL, 0, 0, &tok, &lp, NULL, NULL, err, sizeof err),
+               REALM_OK);
+  CHECK_EQ_INT(tok, want_tok);
+  CHECK_NEAR(lp, ref_greedy_logprob(raw, n, want_tok), 1e-6);
+  CHECK(lp <= 0.0f);
+  CHECK_EQ_INT(check_sanitized(raw, row, n), 0);
+  /* Without logprobs: the same token, logprob 0, the same sanitized row. */
+  sampler_destroy(s);
+  p.logprobs = false;
+  s = make(&p, n);
+  CHECK(s);
+  memcpy(row, raw, (size_t)n * sizeof *row);
+  CHECK_EQ_INT(sampler_sample(s, row, NULL, 0, 0, &tok, &lp, NULL, NULL, err, sizeof err),
+               REALM_OK);
+  CHECK_EQ_INT(tok, want_tok);
+  CHECK(lp == 0.0f);
+  CHECK_EQ_INT(check_sanitized(raw, row, n), 0);
+  sampler_destroy(s);
+}
+
+TEST(greedy_one_pass_nan_and_infinities) {
+  /* NaN first (it must not seed the running max), -inf entries, a tie: lowest id. */
+  const float a[8] = {NAN, 1.0f, -INFINITY, 3.0f, NAN, 3.0f, 2.5f, -INFINITY};
+  greedy_case(a, 8, 3);
+  /* Two +inf: both FLT_MAX, the first wins, each has half the mass (logprob -log 2). */
+  const float b[6] = {NAN, 0.0f, INFINITY, -INFINITY, INFINITY, 7.0f};
+  greedy_case(b, 6, 2);
+  /* A single finite entry among NaN and -inf: probability 1. */
+  const float c[5] = {NAN, -INFINITY, -INFINITY, -2.0f, NAN};
+  greedy_case(c, 5, 3);
+  /* The maximum last, after a long run of smaller values (the running log-sum-exp rescales
+   * every time the max grows), and a huge finite spread. */
+  const float d[6] = {-80.0f, -3.0f, 0.0f, 40.0f, -INFINITY, 41.0f};
+  greedy_case(d, 6, 5);
+}
+
+TEST(greedy_one_pass_logprob_matches_double_reference_at_32k) {
+  enum { N = 32000 };
+  static float raw[N];
+  struct sampler_rng r;
+  sampler_rng_seed(&r, 99);
+  /* Logits in [-12, 12] like a real model's, rising so the running max is replaced often,
+   * with NaN and -inf entries sprinkled in. */
+  for (int i = 0; i < N; i++) raw[i] = (float)(sampler_rng_next_unit(&r) * 24.0 - 12.0);
+  for (int i = 0; i < N; i += 97) raw[i] = NAN;
+  for (int i = 50; i < N; i += 131) raw[i] = -INFINITY;
+  raw[31000] = 12.5f;
+  raw[31001] = 12.5f; /* tie: 31000 */
+  greedy_case(raw, N, 31000);
+  /* Flat row: every token equally likely, the first wins, logprob -log(N). */
+  for (int i = 0; i < N; i++) raw[i] = 0.25f;
+  greedy_case(raw, N, 0);
+}
