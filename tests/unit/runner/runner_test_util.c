@@ -487,6 +487,7 @@ void runner_stop(struct runner_proc *p) {
 
 int gw_connect(struct gw_client *c, const char *endpoint) {
   char err[256];
+  c->stray_events = 0;
   c->ctx = zmq_ctx_new();
   if (realm_ipc_socket_new(c->ctx, ZMQ_DEALER, 0, &c->sock, err, sizeof err) < 0) return -1;
   /* A blocking send waits for the connection (ZMQ_IMMEDIATE); bound it. */
@@ -646,6 +647,8 @@ int gw_ping_ex(struct gw_client *c, uint64_t nonce, bool *ret_worker_connected,
     if (match) {
       *ret_worker_connected = ev->pong->worker_connected;
       *ret_requests_total = ev->pong->requests_total;
+    } else {
+      c->stray_events++;
     }
     realm_frame_msg_free(&ev->base);
     if (match) return 0;

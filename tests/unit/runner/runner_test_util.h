@@ -72,6 +72,7 @@ void runner_stop(struct runner_proc *p);
 
 struct gw_client {
   void *ctx, *sock;
+  uint32_t stray_events; /* events a gw_ping/gw_ping_ex read past that were not its pong */
 };
 
 struct gw_result {

@@ -399,3 +399,49 @@ TEST(real_worker_two_requests_batched) {
   CHECK(steps > 0);
   CHECK(steps <= 16);
 }
+
+/* ---- the idle pool of guest instances (counter.wat counts its instance's requests) ---- */
+
+/* One request on f's runner; its result (text "w<count>" from counter.wat) in *res. */
+static void one_request(struct runner_fixture *f, const char *id, const char *prompt,
+                        struct gw_result *res) {
+  memset(res, 0, sizeof *res);
+  if (gw_generate(&f->gw, id, NULL, prompt, 4) != 0) return;
+  const char *ids[] = {id};
+  gw_collect(&f->gw, ids, res, 1, 20000, NULL, NULL);
+}
+
+TEST(idle_instance_is_reused_after_a_silent_warm_up) {
+  struct runner_fixture f;
+  CHECK(runner_fixture_up(&f, runner_test_guest("counter"), NULL) == 0);
+  /* The warm-up ran before the runner answered its first ping (runner_fixture_up), and
+   * counter.wat emits text in every request_begin: nothing of it reached the gateway. */
+  uint32_t stray = f.gw.stray_events;
+  static struct gw_result a, b;
+  one_request(&f, "a", "hello", &a);
+  one_request(&f, "b", "hello", &b);
+  runner_fixture_down(&f);
+  CHECK_EQ_INT(stray, 0);
+  /* The first client request is the warmed instance's second, the next one its third. */
+  CHECK(a.done && !a.error);
+  CHECK_STR_EQ(a.text, "w2");
+  CHECK(b.done && !b.error);
+  CHECK_STR_EQ(b.text, "w3");
+}
+
+TEST(trapped_instance_is_not_reused) {
+  struct runner_fixture f;
+  CHECK(runner_fixture_up(&f, runner_test_guest("counter"), NULL) == 0);
+  static struct gw_result a, t, c;
+  one_request(&f, "a", "hello", &a);
+  one_request(&f, "trap", "Trap", &t);
+  one_request(&f, "c", "hello", &c);
+  runner_fixture_down(&f);
+  CHECK(a.done && !a.error);
+  CHECK_STR_EQ(a.text, "w2");
+  CHECK(t.done && t.error);
+  CHECK_STR_EQ(t.error_code, "guest_trap");
+  /* The trapped instance (the pool's only one) was freed: a fresh instance, first request. */
+  CHECK(c.done && !c.error);
+  CHECK_STR_EQ(c.text, "w1");
+}
