@@ -594,7 +594,7 @@ int gw_collect(struct gw_client *c, const char *const *ids, struct gw_result *re
             }
           }
           size_t l = ge->token->text.len;
-          if (r->text_len + l < sizeof r->text) {
+          if (l && r->text_len + l < sizeof r->text) { /* data is NULL when l is 0 */
             memcpy(r->text + r->text_len, ge->token->text.data, l);
             r->text_len += l;
             r->text[r->text_len] = 0;
