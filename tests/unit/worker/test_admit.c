@@ -37,16 +37,6 @@ static uint64_t send_open(struct wclient *c, uint32_t max_tokens) {
   return wc_send(c, &req) < 0 ? 0 : req.request_id;
 }
 
-static uint64_t send_stats(struct wclient *c) {
-  Realm__V1__StatsRequest sq;
-  realm__v1__stats_request__init(&sq);
-  Realm__V1__WorkerRequest req;
-  realm__v1__worker_request__init(&req);
-  req.body_case = REALM__V1__WORKER_REQUEST__BODY_STATS;
-  req.stats = &sq;
-  return wc_send(c, &req) < 0 ? 0 : req.request_id;
-}
-
 static uint64_t send_close(struct wclient *c, uint64_t sid) {
   Realm__V1__SessionClose sc;
   realm__v1__session_close__init(&sc);
@@ -84,7 +74,7 @@ static int stats_of(const Realm__V1__WorkerReply *r, struct astats *s) {
 
 /* Stats round trip; returns 0 or -1. */
 static int get_stats(struct wclient *c, struct astats *s) {
-  uint64_t rid = send_stats(c);
+  uint64_t rid = wc_send_stats(c);
   Realm__V1__WorkerReply *r = rid ? wc_recv_reply(c, rid) : NULL;
   int rc = stats_of(r, s);
   realm_frame_msg_free(r ? &r->base : NULL);
@@ -94,7 +84,7 @@ static int get_stats(struct wclient *c, struct astats *s) {
 /* Sends Stats and requires it to be the very next reply on c (so every open sent before it
  * is still waiting). Returns 0 with the figures, -1 when something else came first. */
 static int stats_next(struct wclient *c, struct astats *s) {
-  uint64_t rid = send_stats(c);
+  uint64_t rid = wc_send_stats(c);
   Realm__V1__WorkerReply *r = rid ? wc_recv(c, 10000) : NULL;
   int rc = r && r->request_id == rid ? stats_of(r, s) : -1;
   if (r && r->request_id != rid)

@@ -103,13 +103,7 @@ TEST(two_tenants_interleaved_logits_match_engine) {
     ta = &da, tb = &db, na = nb = 1;
   }
   /* Stats: one row, our own tenant, with tokens counted. */
-  Realm__V1__StatsRequest sq;
-  realm__v1__stats_request__init(&sq);
-  Realm__V1__WorkerRequest req;
-  realm__v1__worker_request__init(&req);
-  req.body_case = REALM__V1__WORKER_REQUEST__BODY_STATS;
-  req.stats = &sq;
-  Realm__V1__WorkerReply *sr = wc_call(&b, &req);
+  Realm__V1__WorkerReply *sr = wc_stats(&b);
   CHECK(sr && sr->body_case == REALM__V1__WORKER_REPLY__BODY_STATS);
   CHECK_EQ_INT(sr->stats->n_tenants, 1);
   CHECK_STR_EQ(sr->stats->tenants[0]->tenant_id, "tenant-b");
@@ -642,13 +636,7 @@ TEST(malformed_messages_get_errors_and_others_keep_being_served) {
 /* ---- fairness ---- */
 
 static uint64_t tenant_tokens(struct wclient *c) {
-  Realm__V1__StatsRequest sq;
-  realm__v1__stats_request__init(&sq);
-  Realm__V1__WorkerRequest req;
-  realm__v1__worker_request__init(&req);
-  req.body_case = REALM__V1__WORKER_REQUEST__BODY_STATS;
-  req.stats = &sq;
-  Realm__V1__WorkerReply *r = wc_call(c, &req);
+  Realm__V1__WorkerReply *r = wc_stats(c);
   uint64_t n = r && r->body_case == REALM__V1__WORKER_REPLY__BODY_STATS && r->stats->n_tenants == 1
                    ? r->stats->tenants[0]->tokens_total
                    : UINT64_MAX;
@@ -734,13 +722,7 @@ struct gstats {
 };
 
 static int global_stats(struct wclient *c, struct gstats *g) {
-  Realm__V1__StatsRequest sq;
-  realm__v1__stats_request__init(&sq);
-  Realm__V1__WorkerRequest req;
-  realm__v1__worker_request__init(&req);
-  req.body_case = REALM__V1__WORKER_REQUEST__BODY_STATS;
-  req.stats = &sq;
-  Realm__V1__WorkerReply *r = wc_call(c, &req);
+  Realm__V1__WorkerReply *r = wc_stats(c);
   int ok = r && r->body_case == REALM__V1__WORKER_REPLY__BODY_STATS;
   if (ok) {
     g->connections = r->stats->connections;
@@ -788,13 +770,7 @@ TEST(idle_connections_are_dropped_and_their_sessions_freed) {
   CHECK(saw_two_with_pages);
   CHECK(saw_one_freed);
   /* Both dropped connections must say Hello again: their next request is "unavailable". */
-  Realm__V1__StatsRequest sq;
-  realm__v1__stats_request__init(&sq);
-  Realm__V1__WorkerRequest req;
-  realm__v1__worker_request__init(&req);
-  req.body_case = REALM__V1__WORKER_REQUEST__BODY_STATS;
-  req.stats = &sq;
-  r = wc_call(&quiet, &req);
+  r = wc_stats(&quiet);
   CHECK_EQ_INT(wc_reply_code(r), REALM_E_UNAVAILABLE);
   realm_frame_msg_free(&r->base);
   id = wc_send_step1(&holder, sh, t, 1, 1, 0, 0);

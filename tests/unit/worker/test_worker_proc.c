@@ -115,13 +115,7 @@ TEST(sigterm_answers_inflight_step_then_exits_zero) {
   int step_id = wc_send_step1(&a, s, &bos, 1, 1, 0, 4096);
   CHECK(step_id > 0);
   /* A Stats round trip proves the worker has the Step (same connection, in order). */
-  Realm__V1__StatsRequest sq;
-  realm__v1__stats_request__init(&sq);
-  Realm__V1__WorkerRequest sreq;
-  realm__v1__worker_request__init(&sreq);
-  sreq.body_case = REALM__V1__WORKER_REQUEST__BODY_STATS;
-  sreq.stats = &sq;
-  Realm__V1__WorkerReply *r = wc_call(&a, &sreq);
+  Realm__V1__WorkerReply *r = wc_stats(&a);
   CHECK(r && r->body_case == REALM__V1__WORKER_REPLY__BODY_STATS);
   CHECK_EQ_INT(r->stats->queue_depth, 1);
   realm_frame_msg_free(&r->base);

@@ -77,6 +77,23 @@ static inline Realm__V1__WorkerReply *wc_call(struct wclient *c, Realm__V1__Work
   return wc_recv_reply(c, req->request_id);
 }
 
+/* Sends a StatsRequest; returns its request id, or 0 when the send failed. */
+static inline uint64_t wc_send_stats(struct wclient *c) {
+  Realm__V1__StatsRequest sq;
+  realm__v1__stats_request__init(&sq);
+  Realm__V1__WorkerRequest req;
+  realm__v1__worker_request__init(&req);
+  req.body_case = REALM__V1__WORKER_REQUEST__BODY_STATS;
+  req.stats = &sq;
+  return wc_send(c, &req) < 0 ? 0 : req.request_id;
+}
+
+/* Stats round trip: the reply (a StatsReply, or an error reply), or NULL. */
+static inline Realm__V1__WorkerReply *wc_stats(struct wclient *c) {
+  uint64_t rid = wc_send_stats(c);
+  return rid ? wc_recv_reply(c, rid) : NULL;
+}
+
 /* Fetches the memfd for a HelloReply over the side socket. */
 static inline int wc_fetch_shm(struct wclient *c, const Realm__V1__HelloReply *hr) {
   int fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
