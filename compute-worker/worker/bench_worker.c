@@ -2,14 +2,20 @@
  * bench_worker.c — decode tokens/s through the worker socket vs the in-process engine, side by
  * side in one run (DESIGN.md §9: benchmarks print ratios, tests never time anything).
  *
- *   bench-worker MODEL.gguf [--threads N] [--steps N] [--prompt N]
+ *   bench-worker MODEL.gguf [--threads N] [--steps N] [--prompt N] [--rounds N]
  *
  * For batch 1 and batch 8: the engine alone (engine_forward on B sequences, one token each,
- * after a short prompt) and then the same through a realm-worker core running in this
- * process on its own thread, reached by a DEALER over ipc:// with the shm handshake, exactly
- * as a runner does (tokens and logits in the shared region, one Step per iteration). Prints
- * tokens/s for both and the ratio socket/engine. Numbers on a shared machine are noisy:
- * run it a few times.
+ * after a short prompt) and the same through a realm-worker core running in this process on
+ * its own thread, reached by a DEALER over ipc:// with the shm handshake, exactly as a runner
+ * does (tokens and logits in the shared region, one Step per iteration).
+ *
+ * The "engine" side calls the worker's own engine (same weights in memory, same KV pool)
+ * directly, so the difference is exactly what the socket, the scheduler and the shared
+ * region add. The two are measured in alternating rounds (engine then socket, then socket
+ * then engine, ...), each round a fresh set of sequences with the same prompt and step count. On a shared machine the speed drifts by several percent within
+ * seconds; measuring the two one after the other once (as the first version did) turned that
+ * drift into the "overhead". Printed per batch size: every round's pair and ratio, then the
+ * medians and the per-step time the socket adds (median of the rounds' differences).
  */
 #include <pthread.h>
 #include <stdio.h>
@@ -19,10 +25,8 @@
 #include <unistd.h>
 
 #include "../../tests/unit/worker/wclient.h"
-#include "gguf.h"
+#include "internal.h"
 #include "realm/log.h"
-#include "llama.h"
-#include "model.h"
 #include "worker.h"
 
 static double now_s(void) {
@@ -38,52 +42,47 @@ static int argmax(const float *v, uint32_t n) {
   return b;
 }
 
-/* Engine alone: B sequences, prompt of P tokens, then S decode steps. Returns tokens/s. */
-static double bench_engine(const char *path, int threads, uint32_t B, uint32_t P, uint32_t S) {
-  char err[512];
-  struct gguf_file *f;
-  struct engine_model *m;
+static void die(const char *what, const char *err) {
+  fprintf(stderr, "bench: %s: %s\n", what, err);
+  exit(1);
+}
+
+/* The in-process engine is the worker's own engine object, called directly from this thread
+ * while the worker thread sleeps in zmq_poll (no Step is in flight between rounds: every
+ * socket round waits for its replies and closes its sessions, and those replies order the
+ * two threads' memory). Using the same object, not a second copy of the model, matters: two
+ * engines over two copies of the weights differ by up to ±10 % in step time here (where the
+ * 4 KiB pages of each copy land in the caches and DRAM), which drowned the socket's cost. */
+struct eng {
   struct engine *e;
-  if (gguf_open(path, &f, err, sizeof err) < 0 || engine_model_load(f, &m, err, sizeof err) < 0) {
-    fprintf(stderr, "bench: %s\n", err);
-    exit(1);
-  }
-  uint32_t bt = 16, ctx = P + S + 1;
-  struct engine_config ec = {.n_threads = threads, .kv_blocks = B * ((ctx + bt - 1) / bt) + 8,
-                             .max_step_tokens = 512};
-  if (engine_create(m, &ec, &e, err, sizeof err) < 0) {
-    fprintf(stderr, "bench: %s\n", err);
-    exit(1);
-  }
-  uint32_t V = m->hp.n_vocab;
-  float *logits = malloc(sizeof(float) * V * B);
+  float *logits;
+  uint32_t V;
+};
+
+/* One round: B sequences, prompt of P tokens, then S timed decode steps. Returns tokens/s. */
+static double eng_round(struct eng *g, uint32_t B, uint32_t P, uint32_t S) {
+  char err[512];
+  const uint32_t V = g->V;
   struct kv_seq *seq[8];
   struct engine_seq_step st[8];
   int32_t prompt[64], tok[8];
   for (uint32_t i = 0; i < P; i++) prompt[i] = 1 + (int32_t)((i * 37) % (V - 1));
   for (uint32_t b = 0; b < B; b++) {
-    kv_seq_open(engine_kv(e), NULL, &seq[b]);
+    if (kv_seq_open(engine_kv(g->e), NULL, &seq[b]) < 0) die("engine", "kv_seq_open failed");
     st[b] = (struct engine_seq_step){.seq = seq[b], .pos = 0, .tokens = prompt, .n_tokens = P};
   }
   struct engine_batch batch = {.seqs = st, .n_seqs = B};
-  if (engine_forward(e, &batch, logits, err, sizeof err) < 0) {
-    fprintf(stderr, "bench: %s\n", err);
-    exit(1);
-  }
-  for (uint32_t b = 0; b < B; b++) tok[b] = argmax(logits + (size_t)b * V, V);
+  if (engine_forward(g->e, &batch, g->logits, err, sizeof err) < 0) die("engine", err);
+  for (uint32_t b = 0; b < B; b++) tok[b] = argmax(g->logits + (size_t)b * V, V);
   double t0 = now_s();
   for (uint32_t s = 0; s < S; s++) {
     for (uint32_t b = 0; b < B; b++)
       st[b] = (struct engine_seq_step){.seq = seq[b], .pos = P + s, .tokens = &tok[b], .n_tokens = 1};
-    engine_forward(e, &batch, logits, err, sizeof err);
-    for (uint32_t b = 0; b < B; b++) tok[b] = argmax(logits + (size_t)b * V, V);
+    if (engine_forward(g->e, &batch, g->logits, err, sizeof err) < 0) die("engine", err);
+    for (uint32_t b = 0; b < B; b++) tok[b] = argmax(g->logits + (size_t)b * V, V);
   }
   double dt = now_s() - t0;
-  for (uint32_t b = 0; b < B; b++) kv_seq_close(engine_kv(e), seq[b]);
-  engine_destroy(e);
-  engine_model_free(m);
-  gguf_close(f);
-  free(logits);
+  for (uint32_t b = 0; b < B; b++) kv_seq_close(engine_kv(g->e), seq[b]);
   return (double)B * S / dt;
 }
 
@@ -93,7 +92,7 @@ static void *run_worker(void *arg) {
 }
 
 /* The same through the worker's socket and shared memory. Returns tokens/s. */
-static double bench_socket(struct wclient *c, uint32_t B, uint32_t P, uint32_t S) {
+static double sock_round(struct wclient *c, uint32_t B, uint32_t P, uint32_t S) {
   uint32_t V = c->vocab;
   uint64_t sid[8];
   for (uint32_t b = 0; b < B; b++) sid[b] = wc_session_open(c, P + S + 1, NULL);
@@ -153,21 +152,39 @@ static double bench_socket(struct wclient *c, uint32_t B, uint32_t P, uint32_t S
   return (double)B * S / dt;
 }
 
+static int cmp_double(const void *a, const void *b) {
+  double x = *(const double *)a, y = *(const double *)b;
+  return (x > y) - (x < y);
+}
+
+static double median(const double *v, int n) {
+  double t[64];
+  memcpy(t, v, sizeof(double) * (size_t)n);
+  qsort(t, (size_t)n, sizeof(double), cmp_double);
+  return n % 2 ? t[n / 2] : 0.5 * (t[n / 2 - 1] + t[n / 2]);
+}
+
 int main(int argc, char **argv) {
   if (argc < 2) {
-    fprintf(stderr, "usage: %s MODEL.gguf [--threads N] [--steps N] [--prompt N]\n", argv[0]);
+    fprintf(stderr, "usage: %s MODEL.gguf [--threads N] [--steps N] [--prompt N] [--rounds N]\n",
+            argv[0]);
     return 2;
   }
   const char *path = argv[1];
-  int threads = 0;
+  int threads = 0, rounds = 7;
   uint32_t S = 32, P = 8;
   for (int i = 2; i + 1 < argc; i += 2) {
     if (strcmp(argv[i], "--threads") == 0) threads = atoi(argv[i + 1]);
     else if (strcmp(argv[i], "--steps") == 0) S = (uint32_t)atoi(argv[i + 1]);
     else if (strcmp(argv[i], "--prompt") == 0) P = (uint32_t)atoi(argv[i + 1]);
+    else if (strcmp(argv[i], "--rounds") == 0) rounds = atoi(argv[i + 1]);
+    else {
+      fprintf(stderr, "bench: unknown option %s\n", argv[i]);
+      return 2;
+    }
   }
-  if (P < 1 || P > 64 || S < 1) {
-    fprintf(stderr, "bench: --prompt must be 1..64 and --steps >= 1\n");
+  if (P < 1 || P > 64 || S < 1 || S > 100000 || rounds < 1 || rounds > 64) {
+    fprintf(stderr, "bench: --prompt must be 1..64, --steps 1..100000, --rounds 1..64\n");
     return 2;
   }
   realm_log_init("bench-worker", REALM_LOG_WARN, REALM_LOG_TEXT);
@@ -184,35 +201,58 @@ int main(int argc, char **argv) {
   cfg.stats_interval_ms = 0;
   cfg.drain_ms = 0;
 
-  printf("model %s, threads %d, prompt %u, decode steps %u\n", path, threads, P, S);
-  printf("%-6s %14s %14s %8s\n", "batch", "engine tok/s", "socket tok/s", "ratio");
+  /* One model, one engine: only one side computes at any moment, so they never share the
+   * cores or the caches' contents differ. */
+  struct worker *w;
+  if (worker_create(&cfg, &w, err, sizeof err) < 0) die("worker", err);
+  struct eng g = {.e = w->engine, .V = w->n_vocab};
+  g.logits = malloc(sizeof(float) * g.V * 8); /* one row per sequence */
+  if (!g.logits) die("bench", "out of memory");
+  pthread_t th;
+  pthread_create(&th, NULL, run_worker, w);
+  void *z = zmq_ctx_new();
+  struct wclient c;
+  if (wc_open(&c, z, ep, "bench", "r0", 1, 0, 8u << 20) < 0) die("connect", c.err);
+
+  printf("model %s, threads %d, prompt %u, decode steps %u per round, %d rounds, "
+         "engine and socket alternating\n", path, threads, P, S, rounds);
   uint32_t batches[] = {1, 8};
+  double summary[2][4];
   for (int k = 0; k < 2; k++) {
     uint32_t B = batches[k];
-    /* Engine first, then the worker, one at a time, so they never share the cores. */
-    double te = bench_engine(path, threads, B, P, S);
-    struct worker *w;
-    if (worker_create(&cfg, &w, err, sizeof err) < 0) {
-      fprintf(stderr, "bench: %s\n", err);
-      return 1;
+    double te[64], ts[64], ratio[64], extra_us[64];
+    printf("batch %u\n%-6s %14s %14s %8s %16s\n", B, "round", "engine tok/s", "socket tok/s",
+           "ratio", "socket +us/step");
+    for (int r = 0; r < rounds; r++) {
+      if (r % 2 == 0) {
+        te[r] = eng_round(&g, B, P, S);
+        ts[r] = sock_round(&c, B, P, S);
+      } else {
+        ts[r] = sock_round(&c, B, P, S);
+        te[r] = eng_round(&g, B, P, S);
+      }
+      ratio[r] = ts[r] / te[r];
+      extra_us[r] = 1e6 * B * (1.0 / ts[r] - 1.0 / te[r]);
+      printf("%-6d %14.1f %14.1f %7.1f%% %16.0f\n", r + 1, te[r], ts[r], 100.0 * ratio[r],
+             extra_us[r]);
+      fflush(stdout);
     }
-    pthread_t th;
-    pthread_create(&th, NULL, run_worker, w);
-    void *z = zmq_ctx_new();
-    struct wclient c;
-    if (wc_open(&c, z, ep, "bench", "r0", 1, 0, 8u << 20) < 0) {
-      fprintf(stderr, "bench: connect: %s\n", c.err);
-      return 1;
-    }
-    double ts = bench_socket(&c, B, P, S);
-    wc_close(&c);
-    zmq_ctx_term(z);
-    worker_stop(w);
-    pthread_join(th, NULL);
-    worker_destroy(w);
-    printf("%-6u %14.1f %14.1f %7.1f%%\n", B, te, ts, 100.0 * ts / te);
-    fflush(stdout);
+    summary[k][0] = median(te, rounds);
+    summary[k][1] = median(ts, rounds);
+    summary[k][2] = median(ratio, rounds);
+    summary[k][3] = median(extra_us, rounds);
   }
+  printf("medians\n%-6s %14s %14s %8s %16s\n", "batch", "engine tok/s", "socket tok/s",
+         "ratio", "socket +us/step");
+  for (int k = 0; k < 2; k++)
+    printf("%-6u %14.1f %14.1f %7.1f%% %16.0f\n", batches[k], summary[k][0], summary[k][1],
+           100.0 * summary[k][2], summary[k][3]);
+  wc_close(&c);
+  zmq_ctx_term(z);
+  worker_stop(w);
+  pthread_join(th, NULL);
+  worker_destroy(w);
+  free(g.logits);
   rmdir(dir);
   return 0;
 }
