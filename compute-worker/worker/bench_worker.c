@@ -50,9 +50,10 @@ static void die(const char *what, const char *err) {
 /* The in-process engine is the worker's own engine object, called directly from this thread
  * while the worker thread sleeps in zmq_poll (no Step is in flight between rounds: every
  * socket round waits for its replies and closes its sessions, and those replies order the
- * two threads' memory). Using the same object, not a second copy of the model, matters: two
- * engines over two copies of the weights differ by up to ±10 % in step time here (where the
- * 4 KiB pages of each copy land in the caches and DRAM), which drowned the socket's cost. */
+ * two threads' memory). Using the same object, not a second copy of the model, matters: the
+ * first version's separate engine ran 5-15 % faster or slower than the worker's engine, in
+ * either direction from run to run (where each copy of the weights lands in 4 KiB pages,
+ * never huge pages for shmem here), which drowned the socket's cost. */
 struct eng {
   struct engine *e;
   float *logits;
