@@ -36,28 +36,8 @@
 #include "realm_test.h"
 #include "wclient.h"
 
-struct site {
-  char dir[64], path[128], ep[160], model[512];
-};
-
-static void site_init(struct site *s) {
-  snprintf(s->dir, sizeof s->dir, "/tmp/realm-fault-XXXXXX");
-  if (!mkdtemp(s->dir)) s->dir[0] = 0;
-  snprintf(s->path, sizeof s->path, "%s/w.sock", s->dir);
-  snprintf(s->ep, sizeof s->ep, "ipc://%s", s->path);
-  snprintf(s->model, sizeof s->model, "%s/gguf/stories260K.gguf", realm_test_models_dir());
-}
-
-static void site_clean(struct site *s) {
-  char p[160];
-  unlink(s->path);
-  snprintf(p, sizeof p, "%s.shm", s->path);
-  unlink(p);
-  rmdir(s->dir);
-}
-
 /* Starts the jailed worker with extra arguments; 0 once it logged "worker ready". */
-static int worker_up(struct test_proc *c, struct site *s, const char *const *extra) {
+static int worker_up(struct test_proc *c, struct wsite *s, const char *const *extra) {
   const char *bin = getenv("REALM_WORKER_BIN");
   char *argv[24];
   int n = 0;
@@ -96,13 +76,7 @@ static int step_on(struct wclient *c, uint64_t sid, const int32_t *toks, uint32_
 /* Stats as seen by c: connections, global KV pages, and c's own tenant's KV pages. */
 static int stats(struct wclient *c, uint32_t *ret_conns, uint64_t *ret_pages,
                  uint64_t *ret_own_pages) {
-  Realm__V1__StatsRequest sr;
-  realm__v1__stats_request__init(&sr);
-  Realm__V1__WorkerRequest req;
-  realm__v1__worker_request__init(&req);
-  req.body_case = REALM__V1__WORKER_REQUEST__BODY_STATS;
-  req.stats = &sr;
-  Realm__V1__WorkerReply *r = wc_call(c, &req);
+  Realm__V1__WorkerReply *r = wc_stats(c);
   if (!r || r->body_case != REALM__V1__WORKER_REPLY__BODY_STATS) {
     realm_frame_msg_free(r ? &r->base : NULL);
     return -1;
@@ -134,8 +108,8 @@ static int count_memfds(pid_t pid, const char *name) {
 
 TEST(peer_cannot_resize_the_sealed_region_and_the_worker_keeps_serving) {
   if (!getenv("REALM_WORKER_BIN")) SKIP("REALM_WORKER_BIN not set");
-  struct site s;
-  site_init(&s);
+  struct wsite s;
+  wsite_init(&s, "realm-fault");
   struct test_proc w;
   CHECK_EQ_INT(worker_up(&w, &s, NULL), 0);
   void *z = zmq_ctx_new();
@@ -173,13 +147,13 @@ TEST(peer_cannot_resize_the_sealed_region_and_the_worker_keeps_serving) {
   wc_close(&a);
   zmq_ctx_term(z);
   CHECK_EQ_INT(worker_down(&w), 0);
-  site_clean(&s);
+  wsite_clean(&s);
 }
 
 TEST(fd_attached_by_a_fake_runner_is_closed_and_the_real_region_is_sealed) {
   if (!getenv("REALM_WORKER_BIN")) SKIP("REALM_WORKER_BIN not set");
-  struct site s;
-  site_init(&s);
+  struct wsite s;
+  wsite_init(&s, "realm-fault");
   struct test_proc w;
   CHECK_EQ_INT(worker_up(&w, &s, NULL), 0);
   void *z = zmq_ctx_new();
@@ -249,7 +223,7 @@ TEST(fd_attached_by_a_fake_runner_is_closed_and_the_real_region_is_sealed) {
   wc_close(&a);
   zmq_ctx_term(z);
   CHECK_EQ_INT(worker_down(&w), 0);
-  site_clean(&s);
+  wsite_clean(&s);
 }
 
 /* The killed "runner": a forked child with its own ZeroMQ context. It opens a session, runs a
@@ -292,8 +266,8 @@ static void victim_main(const char *ep, int to_parent, int from_parent) {
 
 TEST(runner_killed_mid_step_is_dropped_its_sessions_freed_and_others_served) {
   if (!getenv("REALM_WORKER_BIN")) SKIP("REALM_WORKER_BIN not set");
-  struct site s;
-  site_init(&s);
+  struct wsite s;
+  wsite_init(&s, "realm-fault");
   struct test_proc w;
   /* A 2 s batch window: the victim's second Step waits in the queue (the observer has a
    * session without a queued Step) until the observer's Step makes the pass run at once.
@@ -359,5 +333,5 @@ TEST(runner_killed_mid_step_is_dropped_its_sessions_freed_and_others_served) {
   close(up[0]);
   close(down[1]);
   CHECK_EQ_INT(worker_down(&w), 0);
-  site_clean(&s);
+  wsite_clean(&s);
 }

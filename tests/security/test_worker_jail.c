@@ -31,32 +31,12 @@
 
 #define TOL 1e-4
 
-struct site {
-  char dir[64], path[128], ep[160], model[512];
-};
-
-static void site_init(struct site *s) {
-  snprintf(s->dir, sizeof s->dir, "/tmp/realm-wj-XXXXXX");
-  if (!mkdtemp(s->dir)) s->dir[0] = 0;
-  snprintf(s->path, sizeof s->path, "%s/w.sock", s->dir);
-  snprintf(s->ep, sizeof s->ep, "ipc://%s", s->path);
-  snprintf(s->model, sizeof s->model, "%s/gguf/stories260K.gguf", realm_test_models_dir());
-}
-
-static void site_clean(struct site *s) {
-  char p[160];
-  unlink(s->path);
-  snprintf(p, sizeof p, "%s.shm", s->path);
-  unlink(p);
-  rmdir(s->dir);
-}
-
 /* Runs the test-hooks worker with --test-escape WHAT (and --no-jail when asked); returns
  * its exit status (128 + signal when killed), with its log in c. */
 static int run_escape(struct test_proc *c, const char *what, bool no_jail) {
   const char *bin = getenv("REALM_WORKER_TESTHOOKS_BIN");
-  struct site s;
-  site_init(&s);
+  struct wsite s;
+  wsite_init(&s, "realm-wj");
   char *argv[16];
   int n = 0;
   argv[n++] = (char *)bin;
@@ -68,7 +48,7 @@ static int run_escape(struct test_proc *c, const char *what, bool no_jail) {
   argv[n] = NULL;
   if (test_proc_spawn(c, argv) < 0) return -1;
   int st = test_proc_wait_exit(c, 20000);
-  site_clean(&s);
+  wsite_clean(&s);
   return st;
 }
 
@@ -167,8 +147,8 @@ static int reference_logits(const char *model, const int32_t *toks, uint32_t n, 
 TEST(jailed_worker_serves_connections_made_after_the_jail) {
   const char *bin = getenv("REALM_WORKER_BIN");
   if (!bin) SKIP("REALM_WORKER_BIN not set");
-  struct site s;
-  site_init(&s);
+  struct wsite s;
+  wsite_init(&s, "realm-wj");
   int port = free_tcp_port();
   CHECK(port > 0);
   char listen[256], tcp[64];
@@ -212,5 +192,5 @@ TEST(jailed_worker_serves_connections_made_after_the_jail) {
   CHECK_EQ_INT(st, 0); /* the drain and exit stay inside the jail too */
   CHECK_STR_CONTAINS(c.out, "worker stopped");
   free(la), free(lb), free(ea), free(eb);
-  site_clean(&s);
+  wsite_clean(&s);
 }

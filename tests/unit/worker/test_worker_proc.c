@@ -21,10 +21,6 @@
 
 static const char *bin(void) { return getenv("REALM_WORKER_BIN"); }
 
-static void model_path(char *buf, size_t cap) {
-  snprintf(buf, cap, "%s/gguf/stories260K.gguf", realm_test_models_dir());
-}
-
 TEST(missing_model_exits_nonzero_naming_the_path) {
   if (!bin()) SKIP("REALM_WORKER_BIN not set");
   char dir[] = "/tmp/realm-wp-XXXXXX";
@@ -67,48 +63,42 @@ TEST(bad_model_exits_nonzero_with_the_loader_message) {
 
 TEST(address_in_use_exits_nonzero) {
   if (!bin()) SKIP("REALM_WORKER_BIN not set");
-  char dir[] = "/tmp/realm-wp-XXXXXX";
-  CHECK(mkdtemp(dir));
-  char path[128], ep[140], model[512];
-  snprintf(path, sizeof path, "%s/w.sock", dir);
-  snprintf(ep, sizeof ep, "ipc://%s", path);
-  model_path(model, sizeof model);
+  struct wsite s;
+  wsite_init(&s, "realm-wp");
+  CHECK(s.dir[0]);
   /* Someone else listens there already. */
   int ls = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
   struct sockaddr_un sa = {.sun_family = AF_UNIX};
-  CHECK(strlen(path) < sizeof sa.sun_path);
-  memcpy(sa.sun_path, path, strlen(path) + 1);
+  CHECK(strlen(s.path) < sizeof sa.sun_path);
+  memcpy(sa.sun_path, s.path, strlen(s.path) + 1);
   CHECK(ls >= 0);
   CHECK_EQ_INT(bind(ls, (struct sockaddr *)&sa, sizeof sa), 0);
   CHECK_EQ_INT(listen(ls, 4), 0);
-  char *argv[] = {(char *)bin(), "--model", model, "--listen", ep, NULL};
+  char *argv[] = {(char *)bin(), "--model", s.model, "--listen", s.ep, NULL};
   struct test_proc c;
   CHECK_EQ_INT(test_proc_spawn(&c, argv), 0);
   test_proc_drain(&c, 10000);
   int st = test_proc_wait_exit(&c, 10000);
   close(ls);
-  unlink(path);
-  rmdir(dir);
+  wsite_clean(&s);
   CHECK(st != 0 && st != -1);
   CHECK_STR_CONTAINS(c.out, "in use");
 }
 
 TEST(sigterm_answers_inflight_step_then_exits_zero) {
   if (!bin()) SKIP("REALM_WORKER_BIN not set");
-  char dir[] = "/tmp/realm-wp-XXXXXX";
-  CHECK(mkdtemp(dir));
-  char ep[128], model[512];
-  snprintf(ep, sizeof ep, "ipc://%s/w.sock", dir);
-  model_path(model, sizeof model);
+  struct wsite site;
+  wsite_init(&site, "realm-wp");
+  CHECK(site.dir[0]);
   /* A 10 s batch window without eager batching: the Step stays queued until SIGTERM. */
-  char *argv[] = {(char *)bin(), "--model", model, "--listen", ep, "--threads", "1",
+  char *argv[] = {(char *)bin(), "--model", site.model, "--listen", site.ep, "--threads", "1",
                   "--batch-window-us", "10000000", "--no-batch-eager", NULL};
   struct test_proc c;
   CHECK_EQ_INT(test_proc_spawn(&c, argv), 0);
   CHECK(test_proc_wait_log(&c, "worker ready", NULL, 10000));
   void *z = zmq_ctx_new();
   struct wclient a;
-  CHECK_EQ_INT(wc_open(&a, z, ep, "tenant-t", "r0", 1, 0, 1 << 20), 0);
+  CHECK_EQ_INT(wc_open(&a, z, site.ep, "tenant-t", "r0", 1, 0, 1 << 20), 0);
   uint64_t s = wc_session_open(&a, 0, NULL);
   CHECK(s);
   const int32_t bos = 1;
@@ -136,10 +126,5 @@ TEST(sigterm_answers_inflight_step_then_exits_zero) {
   test_proc_drain(&c, 10000);
   CHECK_EQ_INT(test_proc_wait_exit(&c, 10000), 0);
   CHECK_STR_CONTAINS(c.out, "worker stopped");
-  char p[160];
-  snprintf(p, sizeof p, "%s/w.sock", dir);
-  unlink(p);
-  snprintf(p, sizeof p, "%s/w.sock.shm", dir);
-  unlink(p);
-  rmdir(dir);
+  wsite_clean(&site);
 }

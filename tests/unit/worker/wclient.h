@@ -12,6 +12,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/un.h>
@@ -35,6 +36,30 @@ struct wclient {
   uint64_t kv_quota_tokens;
   char err[512];
 };
+
+/* Where a test's realm-worker process listens: a fresh directory under /tmp holding the
+ * ipc socket (PATH) and, next to it, the worker's shm side socket (PATH.shm), plus the
+ * stories260K model path. wsite_clean() removes both sockets and the directory. */
+struct wsite {
+  char dir[64], path[128], ep[160], model[512];
+};
+
+static inline void wsite_init(struct wsite *s, const char *prefix) {
+  snprintf(s->dir, sizeof s->dir, "/tmp/%s-XXXXXX", prefix);
+  if (!mkdtemp(s->dir)) s->dir[0] = 0;
+  snprintf(s->path, sizeof s->path, "%s/w.sock", s->dir);
+  snprintf(s->ep, sizeof s->ep, "ipc://%s", s->path);
+  const char *models = getenv("REALM_MODELS_DIR");
+  snprintf(s->model, sizeof s->model, "%s/gguf/stories260K.gguf", models ? models : "../shared/models");
+}
+
+static inline void wsite_clean(struct wsite *s) {
+  char p[160];
+  unlink(s->path);
+  snprintf(p, sizeof p, "%s.shm", s->path);
+  unlink(p);
+  rmdir(s->dir);
+}
 
 #define WC_MAX_PAYLOAD ((size_t)REALM_MAX_FRAME_BYTES + REALM_MAX_INLINE_TENSOR_BYTES)
 
