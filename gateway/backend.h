@@ -11,10 +11,14 @@
  *                                            request asked for logprobs (lp NULL otherwise)
  *   gw_sink_finish(sink, reason, &usage)     terminal: "stop" | "length" | "content_filter"...
  *   gw_sink_error(sink, realm_code, message) terminal: the request failed
+ *   gw_sink_error_info(sink, realm_code, message, &info)
+ *                                            the same, with a gw_error_info (OpenAI `param`,
+ *                                            a retry hint); gw_sink_error passes none
  *
  * Contract (numbered so implementations can cite it):
  *  1. submit() returning < 0 means no event will ever arrive for that sink; the gateway
- *     answers the client with that code and the message written to err.
+ *     answers the client with that code, the message written to err and what the backend
+ *     wrote to info (zeroed by the gateway before the call; see struct gw_error_info).
  *  2. submit() returning 0 means exactly one terminal event (finish or error) will follow,
  *     also after cancel(). The sink stays valid until the terminal call returns; after it the
  *     backend must not touch the sink again.
@@ -128,6 +132,20 @@ struct gw_token_logprob {
   size_t n_top;
 };
 
+/* What a failure carries besides its realm code and message (both optional). The gateway
+ * turns it into the OpenAI error body's `param` and, on a 503, the `Retry-After` header
+ * (docs/gateway.md "Errors": which 503s carry one and why). */
+#define GW_ERROR_PARAM_MAX 64
+struct gw_error_info {
+  /* The OpenAI `param`: the request field at fault, or the exhausted resource ("kv_cache": the
+   * worker's shared KV cache is full, docs/protocol.md §5). "" = none (JSON null). Printable
+   * ASCII only; the sink drops anything else rather than send bytes it cannot vouch for. */
+  char param[GW_ERROR_PARAM_MAX];
+  /* > 0: the backend knows when a retry can succeed (e.g. its next health check), in whole
+   * seconds; 0 = no hint: the gateway applies its own rule for the code and param. */
+  uint32_t retry_after_s;
+};
+
 struct gw_sink;    /* gateway-owned, opaque to backends */
 struct gw_tenants; /* tenants.h: a parsed tenants file (rule 6) */
 struct gw_buf;     /* buf.h: a bounded growable buffer (rule 7) */
@@ -138,10 +156,14 @@ void gw_sink_token(struct gw_sink *sink, const char *text, size_t len,
                    const struct gw_token_logprob *lp);
 void gw_sink_finish(struct gw_sink *sink, const char *finish_reason, const struct gw_usage *usage);
 void gw_sink_error(struct gw_sink *sink, int realm_code, const char *message);
+/* gw_sink_error with details; info may be NULL (= gw_sink_error). The sink copies it. */
+void gw_sink_error_info(struct gw_sink *sink, int realm_code, const char *message,
+                        const struct gw_error_info *info);
 
 struct gw_backend_ops {
+  /* info: zeroed by the gateway; a backend returning < 0 may fill it (rule 1). */
   int (*submit)(void *self, const struct gw_gen_request *req, struct gw_sink *sink, char *err,
-                size_t errlen);
+                size_t errlen, struct gw_error_info *info);
   void (*cancel)(void *self, struct gw_sink *sink);
   bool (*ready)(void *self, char *why, size_t whylen);
   int (*set_tenants)(void *self, const struct gw_tenants *snap, char *err, size_t errlen);

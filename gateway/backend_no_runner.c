@@ -9,9 +9,10 @@
 #include "realm/error.h"
 
 static int no_runner_submit(void *self, const struct gw_gen_request *req, struct gw_sink *sink,
-                            char *err, size_t errlen) {
+                            char *err, size_t errlen, struct gw_error_info *info) {
   (void)self;
   (void)sink;
+  (void)info; /* no retry hint: no runner will ever appear in this build */
   snprintf(err, errlen, "no runner available for tenant %s", req->tenant_id);
   return REALM_E_UNAVAILABLE;
 }

@@ -43,6 +43,12 @@
  *  8. Liveness bound: every accepted request ends by its runner's terminal event, by its
  *     replica going down (within ping_ms × ping_misses of the runner going silent, at once
  *     if the connection drops), or — once cancelled — within cancel_grace_ms.
+ *  9. Retry hints (backend.h struct gw_error_info): a refusal because the tenant has
+ *     replicas but none is up, and a request failed because its replica went down, carry
+ *     retry_after_s = ping_ms rounded up to whole seconds: a replica comes back (UNKNOWN or
+ *     DOWN → UP) on the pong to its next ping, so by then either it or another replica can
+ *     take the retry. A tenant with no replica configured gets no hint (only a reload can add
+ *     one). A runner's own errors carry its Error.param and no hint.
  */
 #include "backend_runners.h"
 
@@ -187,14 +193,36 @@ static void table_unlink(struct gw_runners *rn, struct inflight *e) {
   e->rep->outstanding--;
 }
 
-/* Delivers the terminal event of e and frees it (note 4). reason NULL = error. */
-static void entry_end(struct gw_runners *rn, struct inflight *e, const char *finish_reason,
-                      const struct gw_usage *usage, int code, const char *message) {
+/* Delivers the terminal event of e and frees it (note 4). reason NULL = error, with info
+ * (NULL = none). */
+static void entry_end_info(struct gw_runners *rn, struct inflight *e, const char *finish_reason,
+                           const struct gw_usage *usage, int code, const char *message,
+                           const struct gw_error_info *info) {
   table_unlink(rn, e);
   if (finish_reason) gw_sink_finish(e->sink, finish_reason, usage);
-  else gw_sink_error(e->sink, code, message);
+  else gw_sink_error_info(e->sink, code, message, info);
   free(e->wire_id);
   free(e);
+}
+
+static void entry_end(struct gw_runners *rn, struct inflight *e, const char *finish_reason,
+                      const struct gw_usage *usage, int code, const char *message) {
+  entry_end_info(rn, e, finish_reason, usage, code, message, NULL);
+}
+
+/* Note 9: the retry hint of a failure caused by replica health. */
+static struct gw_error_info health_retry_info(const struct gw_runners *rn) {
+  return (struct gw_error_info){.param = "", .retry_after_s = (rn->cfg.ping_ms + 999) / 1000};
+}
+
+/* A runner's Error as the sink takes it: its param (the sink checks it) and no retry hint (the
+ * runner gives none; the gateway's rule for the code and param applies). */
+static struct gw_error_info runner_error_info(const Realm__V1__Error *err) {
+  struct gw_error_info info = {.param = "", .retry_after_s = 0};
+  /* One that does not fit is dropped, not cut: a shortened param would name something else. */
+  if (err && err->param && strlen(err->param) < sizeof info.param)
+    memcpy(info.param, err->param, strlen(err->param) + 1);
+  return info;
 }
 
 /* ---- commands (under mu) ---- */
@@ -351,7 +379,7 @@ static bool replica_better(const struct replica *a, const struct replica *b) {
 /* ---- backend ops (HTTP threads) ---- */
 
 static int rn_submit(void *self, const struct gw_gen_request *req, struct gw_sink *sink,
-                     char *err, size_t errlen) {
+                     char *err, size_t errlen, struct gw_error_info *info) {
   struct gw_runners *rn = self;
   char wire_id[RN_WIRE_ID_MAX];
   unsigned long long seq = __atomic_add_fetch(&rn->seq, 1, __ATOMIC_RELAXED);
@@ -421,11 +449,12 @@ static int rn_submit(void *self, const struct gw_gen_request *req, struct gw_sin
   return 0;
 
 unavailable:
-  if (configured)
+  if (configured) {
     snprintf(err, errlen,
              "no runner available for tenant %s (%zu replica%s configured, none healthy)",
              req->tenant_id, configured, configured == 1 ? "" : "s");
-  else
+    *info = health_retry_info(rn); /* note 9 */
+  } else /* nothing to wait for: only a reload can add one (no hint) */
     snprintf(err, errlen, "no runner available for tenant %s (no runner replicas configured)",
              req->tenant_id);
   return REALM_E_UNAVAILABLE;
@@ -649,6 +678,7 @@ static void mark_down_locked(struct gw_runners *rn, struct replica *p, const cha
   char msg[256];
   snprintf(msg, sizeof msg, "runner replica %s of tenant %s failed: %s", p->endpoint, p->tenant,
            reason);
+  struct gw_error_info info = health_retry_info(rn); /* note 9 */
   for (size_t b = 0; b < RN_BUCKETS && p->outstanding; b++) {
     struct inflight *e = rn->buckets[b];
     while (e) {
@@ -656,7 +686,7 @@ static void mark_down_locked(struct gw_runners *rn, struct replica *p, const cha
       if (e->rep == p) {
         send_cancel(rn, p, e->wire_id);
         p->failed_down_total++;
-        entry_end(rn, e, NULL, NULL, REALM_E_UNAVAILABLE, msg);
+        entry_end_info(rn, e, NULL, NULL, REALM_E_UNAVAILABLE, msg, &info);
       }
       e = next;
     }
@@ -788,8 +818,10 @@ static void handle_event_locked(struct gw_runners *rn, struct replica *p,
     if (f->reason == REALM__V1__FINISH_REASON__FINISH_REASON_CANCELLED) {
       entry_end(rn, e, NULL, NULL, REALM_E_CANCELLED, "request cancelled");
     } else if (f->reason == REALM__V1__FINISH_REASON__FINISH_REASON_ERROR) {
-      entry_end(rn, e, NULL, NULL, realm_proto_error_code(f->error),
-                f->error && f->error->message ? f->error->message : "generation failed");
+      struct gw_error_info info = runner_error_info(f->error);
+      entry_end_info(rn, e, NULL, NULL, realm_proto_error_code(f->error),
+                     f->error && f->error->message ? f->error->message : "generation failed",
+                     &info);
     } else {
       struct gw_usage u = {0, 0};
       if (f->usage) u = (struct gw_usage){f->usage->prompt_tokens, f->usage->completion_tokens};
@@ -797,11 +829,16 @@ static void handle_event_locked(struct gw_runners *rn, struct replica *p,
     }
     break;
   }
-  case REALM__V1__GENERATE_EVENT__KIND_ERROR:
-    entry_end(rn, e, NULL, NULL, realm_proto_error_code(ev->error),
-              ev->error && ev->error->message && ev->error->message[0] ? ev->error->message
-                                                                     : "generation failed");
+  case REALM__V1__GENERATE_EVENT__KIND_ERROR: {
+    /* The runner's param goes on: "kv_cache" (the worker's KV cache is full) is what tells
+     * the client, and reply.c's Retry-After rule, that this request may simply be retried. */
+    struct gw_error_info info = runner_error_info(ev->error);
+    entry_end_info(rn, e, NULL, NULL, realm_proto_error_code(ev->error),
+                   ev->error && ev->error->message && ev->error->message[0] ? ev->error->message
+                                                                          : "generation failed",
+                   &info);
     break;
+  }
   default:
     entry_end(rn, e, NULL, NULL, REALM_E_PROTOCOL, "runner sent an event without a kind");
   }
@@ -910,7 +947,8 @@ static void run_commands(struct gw_runners *rn) {
         char msg[256];
         snprintf(msg, sizeof msg, "cannot send to runner replica %s of tenant %s: %s",
                  p->endpoint, p->tenant, p->sock ? zmq_strerror(zmq_errno()) : "no socket");
-        entry_end(rn, e, NULL, NULL, REALM_E_UNAVAILABLE, msg);
+        struct gw_error_info info = health_retry_info(rn); /* note 9 */
+        entry_end_info(rn, e, NULL, NULL, REALM_E_UNAVAILABLE, msg, &info);
         mark_down_locked(rn, p, "a request could not be sent (not connected)");
       }
     }

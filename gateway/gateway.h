@@ -31,6 +31,9 @@ struct gw_config {
   uint32_t max_connections;      /* 0 = REALM_HTTP_MAX_CONNECTIONS */
   size_t max_body_bytes;         /* 0 = REALM_HTTP_MAX_BODY_BYTES */
   uint32_t default_max_tokens_reserve; /* tokens reserved when max_tokens is unset; 0 = 1024 */
+  /* Retry-After (seconds) of a 503 whose error param is "kv_cache" (the worker's shared KV
+   * cache is full; sessions end every few seconds, so capacity comes back soon); 0 = 1 */
+  uint32_t kv_cache_retry_after_s;
 
   gw_log_fn log; /* NULL = silent */
   void *log_ctx;

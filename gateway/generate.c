@@ -6,7 +6,8 @@
  *
  * Streaming (one connection thread, see http.c): the status is decided only after the first
  * backend event or one keep-alive period, so a request the backend refuses at once still gets
- * a proper error status; after that, errors travel in-stream as an OpenAI error object.
+ * a proper error status (with Retry-After where reply.c gives one); after that, errors travel
+ * in-stream as an OpenAI error object, param included, and a retry hint has no header to go in.
  *
  * Logprobs (when the request asked for them): each token event's entry is collected and
  * rendered with the chunk that carries its text. Text held back (a character split across
@@ -97,7 +98,7 @@ static int stream_render(struct gw_stream *st) {
       r = emit(st, gw_render_chunk(&st->rc, NULL, clean.data, clean.len, NULL,
                                    take_logprobs(st, false)));
     if (r == 0 && s.failed) {
-      r = emit(st, gw_error_json(s.err_code, s.err_msg, NULL));
+      r = emit(st, gw_error_json(s.err_code, s.err_msg, s.err_info.param));
     } else if (r == 0) {
       r = emit(st, gw_render_chunk(&st->rc, NULL, st->rc.kind == GW_API_CHAT ? NULL : "", 0,
                                    s.finish_reason, take_logprobs(st, false)));
@@ -166,7 +167,7 @@ static enum MHD_Result start_stream(struct gw_req *r, const struct gw_gen_reques
   }
   if (s.done && s.failed && st->pieces.len == 0) {
     stream_free(st);
-    return gw_reply_error(r, s.err_code, "", "%s", s.err_msg);
+    return gw_reply_failure(r, s.err_code, s.err_msg, &s.err_info);
   }
   struct MHD_Response *resp = MHD_create_response_from_callback(
       MHD_SIZE_UNKNOWN, GW_STREAM_BLOCK_BYTES, stream_reader, st, stream_free);
@@ -201,7 +202,7 @@ static enum MHD_Result answer_whole(struct gw_req *r, const struct gw_gen_reques
     }
   }
   if (s.failed) {
-    res = gw_reply_error(r, s.err_code, "", "%s", s.err_msg);
+    res = gw_reply_failure(r, s.err_code, s.err_msg, &s.err_info);
     goto out;
   }
   size_t off = 0;
@@ -318,11 +319,12 @@ enum MHD_Result gw_handle_generate(struct gw_req *r, enum gw_api_kind kind) {
     goto out;
   }
   char err[256] = "";
-  int rc = srv->backend->ops->submit(srv->backend->self, req, r->sink, err, sizeof err);
+  struct gw_error_info info = {.param = "", .retry_after_s = 0};
+  int rc = srv->backend->ops->submit(srv->backend->self, req, r->sink, err, sizeof err, &info);
   if (rc < 0) {
     /* Contract 1: no events will come; stand in for the terminal event ourselves. */
-    gw_sink_error(r->sink, rc, err);
-    res = gw_reply_error(r, rc, "", "%s", err[0] ? err : realm_err_message(rc));
+    gw_sink_error_info(r->sink, rc, err, &info);
+    res = gw_reply_failure(r, rc, err, &info);
     goto out;
   }
   /* The body is in; waiting on the backend must not trip the idle timeout meant for slow

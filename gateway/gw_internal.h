@@ -19,6 +19,13 @@
 #include "tenants.h"
 
 #define GW_REQUEST_ID_MAX 128
+/* Retry-After of a 503 shutting_down (reply.c): the refusal says "Connection: close", so the
+ * retry opens a new connection, which a load balancer sends to another instance once it has
+ * taken this one out (the preStop sleep in deploy/k8s covers that). Waiting longer buys
+ * nothing there, and 1 s is the shortest wait the OpenAI SDKs take as given (0 is ignored). */
+#define GW_DRAIN_RETRY_AFTER_S 1
+/* The Error.param of the worker's "KV cache full" refusal, passed on by the runner. */
+#define GW_PARAM_KV_CACHE "kv_cache"
 
 /* The server: one per gw_server_start(). */
 struct gw_server {
@@ -85,6 +92,14 @@ enum MHD_Result gw_reply_body(struct gw_req *r, int status, const char *content_
                               char *body, size_t len); /* takes body (malloc'd) */
 enum MHD_Result gw_reply_error(struct gw_req *r, int code, const char *param, const char *fmt,
                                ...) __attribute__((format(printf, 4, 5)));
+/* A backend failure (a refused submit or the sink's terminal error): the error body with
+ * info's param, and Retry-After from info's hint or the rule below. info may be NULL. */
+enum MHD_Result gw_reply_failure(struct gw_req *r, int code, const char *message,
+                                 const struct gw_error_info *info);
+/* Retry-After the gateway itself gives a 503 of code with param (NULL = none): kv_cache →
+ * cfg.kv_cache_retry_after_s, shutting_down → GW_DRAIN_RETRY_AFTER_S; 0 for anything else.
+ * gw_reply_error applies it to /v1 503s that have no hint yet. */
+uint32_t gw_retry_after_rule(const struct gw_server *srv, int code, const char *param);
 /* The OpenAI error object {"error":{...}}; malloc'd compact JSON or NULL. */
 char *gw_error_json(int code, const char *message, const char *param);
 uint64_t gw_now_ns(const struct gw_server *srv);

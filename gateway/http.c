@@ -252,6 +252,7 @@ int gw_server_start(const struct gw_config *cfg, struct gw_server **ret_srv, cha
   if (!srv->cfg.max_connections) srv->cfg.max_connections = REALM_HTTP_MAX_CONNECTIONS;
   if (!srv->cfg.max_body_bytes) srv->cfg.max_body_bytes = REALM_HTTP_MAX_BODY_BYTES;
   if (!srv->cfg.default_max_tokens_reserve) srv->cfg.default_max_tokens_reserve = 1024;
+  if (!srv->cfg.kv_cache_retry_after_s) srv->cfg.kv_cache_retry_after_s = 1;
   srv->backend = cfg->backend;
   pthread_mutex_init(&srv->live_mu, NULL);
   atomic_init(&srv->draining, false);

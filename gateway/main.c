@@ -178,7 +178,7 @@ static void *escape_main(void *arg) {
 int main(int argc, char **argv) {
   const char *tenants = NULL, *listen_addr = NULL;
   int64_t port = 0, ping_ms = 0, ping_misses = 0, cancel_grace_ms = 0, keepalive_ms = 0;
-  int64_t max_connections = 0, drain_timeout_ms = 0;
+  int64_t max_connections = 0, drain_timeout_ms = 0, kv_full_retry_ms = 0;
   bool no_jail = false, print_policy = false;
 #ifdef REALM_GATEWAY_TEST_HOOKS
   const char *test_escape_what = "";
@@ -208,6 +208,12 @@ int main(int argc, char **argv) {
        "on SIGTERM/SIGINT, how long requests in flight may take to finish before they are "
        "ended (0: at once); keep it below the orchestrator's kill grace period",
        &drain_timeout_ms},
+      /* At most 59 s: the OpenAI SDKs ignore a Retry-After of 60 s or more (docs/gateway.md). */
+      {"kv-full-retry-after", "REALM_GATEWAY_KV_FULL_RETRY_AFTER_MS", REALM_OPT_DURATION_MS,
+       "1s", 1000, 59000,
+       "Retry-After of a 503 for a full KV cache (error param kv_cache), rounded up to whole "
+       "seconds",
+       &kv_full_retry_ms},
       {"no-jail", "REALM_GATEWAY_NO_JAIL", REALM_OPT_BOOL, "false", 0, 0,
        "DEBUGGING ONLY: run without the seccomp allowlist", &no_jail},
       {"print-policy", NULL, REALM_OPT_BOOL, "false", 0, 0,
@@ -309,6 +315,7 @@ int main(int argc, char **argv) {
                           .backend = gw_runners_backend(runners),
                           .keepalive_ms = (uint32_t)keepalive_ms,
                           .max_connections = (uint32_t)max_connections,
+                          .kv_cache_retry_after_s = (uint32_t)((kv_full_retry_ms + 999) / 1000),
                           .log = log_bridge};
   struct gw_server *srv = NULL;
   if (gw_server_start(&cfg, &srv, err, sizeof err) < 0) {

@@ -5,6 +5,15 @@
  * maps a realm error code to the HTTP status and OpenAI error type of the table in
  * realm/error.h, so no handler ever picks a status by hand. While the server drains, every
  * response also says "Connection: close".
+ *
+ * Retry-After (docs/gateway.md "Errors"): a 429 carries the rate limiter's wait; a 503 of a
+ * /v1 request carries one only when the gateway knows a retry can succeed soon: the backend's
+ * own hint (no healthy runner replica: its next health ping), or the rule below for the code
+ * and param (a full KV cache; the gateway draining). Every other error has none: a client
+ * must not be told to come back for a 400, and for an unexplained 503 the client's own
+ * backoff is as good a guess as ours. The official OpenAI SDKs retry every 5xx and 429 and
+ * honour a Retry-After of 1..59 s (0, or 60 and more, falls back to their own backoff), so
+ * the values are whole seconds >= 1.
  */
 #include <stdarg.h>
 #include <stdio.h>
@@ -106,15 +115,25 @@ char *gw_error_json(int code, const char *message, const char *param) {
   }
   gw_buf_free(&in);
   message = clean.data;
+  /* json_string refuses invalid UTF-8: a param that is not text renders as null rather than
+   * losing the whole error body. */
+  json_t *pj = param && *param ? json_string(param) : NULL;
   json_t *o = json_pack("{s:{s:s,s:s,s:o,s:s}}", "error", "message", message, "type",
-                        realm_err_openai_type(code), "param",
-                        param && *param ? json_string(param) : json_null(), "code",
+                        realm_err_openai_type(code), "param", pj ? pj : json_null(), "code",
                         realm_err_name(code));
   gw_buf_free(&clean);
   if (!o) return NULL;
   char *s = json_dumps(o, JSON_COMPACT);
   json_decref(o);
   return s;
+}
+
+uint32_t gw_retry_after_rule(const struct gw_server *srv, int code, const char *param) {
+  if (realm_err_http_status(code) != 503) return 0;
+  if (code == REALM_E_SHUTTING_DOWN) return GW_DRAIN_RETRY_AFTER_S;
+  if (code == REALM_E_UNAVAILABLE && param && strcmp(param, GW_PARAM_KV_CACHE) == 0)
+    return srv->cfg.kv_cache_retry_after_s;
+  return 0;
 }
 
 enum MHD_Result gw_reply_error(struct gw_req *r, int code, const char *param, const char *fmt,
@@ -125,10 +144,23 @@ enum MHD_Result gw_reply_error(struct gw_req *r, int code, const char *param, co
   vsnprintf(msg, sizeof msg, fmt, ap);
   va_end(ap);
   int status = realm_err_http_status(code);
+  if (status == 503 && r->is_api && !r->retry_after_s)
+    r->retry_after_s = gw_retry_after_rule(r->srv, code, param);
   if (status >= 500)
     gw_log(r->srv, GW_LOG_WARN, "request %s %s %s: %d %s", r->rid, r->method, r->path, status,
            msg);
   char *body = gw_error_json(code, msg, param);
   if (!body) return MHD_NO;
   return gw_reply_body(r, status, "application/json", body, strlen(body));
+}
+
+enum MHD_Result gw_reply_failure(struct gw_req *r, int code, const char *message,
+                                 const struct gw_error_info *info) {
+  /* A backend's hint speaks for its 503s only: a 4xx is never worth retrying as it stands. */
+  if (info && info->retry_after_s && realm_err_http_status(code) == 503 && r->is_api)
+    r->retry_after_s = info->retry_after_s;
+  char param[GW_ERROR_PARAM_MAX];
+  gw_error_param_copy(param, info ? info->param : NULL);
+  return gw_reply_error(r, code, param, "%s",
+                        message && *message ? message : realm_err_message(code));
 }

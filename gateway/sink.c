@@ -179,7 +179,22 @@ void gw_sink_finish(struct gw_sink *s, const char *finish_reason, const struct g
   gw_sink_unref(s); /* the backend's reference */
 }
 
-void gw_sink_error(struct gw_sink *s, int realm_code, const char *message) {
+/* The param as the client may see it: printable ASCII that fits, or none. It reaches a JSON
+ * string, and a runner's param is only as trustworthy as the runner; a param cut short would
+ * name the wrong thing, so one that does not fit is dropped too. */
+void gw_error_param_copy(char *dst, const char *src) {
+  size_t n = 0;
+  dst[0] = '\0';
+  if (!src) return;
+  for (; src[n]; n++)
+    if (n + 1 >= GW_ERROR_PARAM_MAX || (unsigned char)src[n] < 0x20 ||
+        (unsigned char)src[n] > 0x7e)
+      return;
+  memcpy(dst, src, n + 1);
+}
+
+void gw_sink_error_info(struct gw_sink *s, int realm_code, const char *message,
+                        const struct gw_error_info *info) {
   pthread_mutex_lock(&s->mu);
   s->backend_done = true;
   if (sink_finish_locked(s)) {
@@ -187,10 +202,18 @@ void gw_sink_error(struct gw_sink *s, int realm_code, const char *message) {
     s->st.err_code = realm_code < 0 ? realm_code : REALM_E_INTERNAL;
     snprintf(s->st.err_msg, sizeof s->st.err_msg, "%s",
              message && *message ? message : realm_err_message(s->st.err_code));
+    if (info) {
+      gw_error_param_copy(s->st.err_info.param, info->param);
+      s->st.err_info.retry_after_s = info->retry_after_s;
+    }
   }
   pthread_mutex_unlock(&s->mu);
   sink_signal(s);
   gw_sink_unref(s);
+}
+
+void gw_sink_error(struct gw_sink *s, int realm_code, const char *message) {
+  gw_sink_error_info(s, realm_code, message, NULL);
 }
 
 bool gw_sink_abort(struct gw_sink *s, int realm_code, const char *message) {

@@ -24,6 +24,7 @@ struct gw_sink_state {
   bool failed; /* ... and it was an error */
   int err_code;
   char err_msg[256];
+  struct gw_error_info err_info; /* param and retry hint of the error (zero when none) */
   char finish_reason[32];
   bool has_usage;
   struct gw_usage usage;
@@ -63,6 +64,10 @@ bool gw_sink_next_piece(const struct gw_buf *pieces, size_t *off, struct gw_sink
  * gw_sink_begin_cancel still answers true, so the backend is told to stop. True when this
  * call ended the request (it had no terminal state yet). */
 bool gw_sink_abort(struct gw_sink *s, int realm_code, const char *message);
+
+/* Copies a backend's error param into dst (GW_ERROR_PARAM_MAX bytes) when it is printable
+ * ASCII that fits; otherwise dst is "" (none). Every param a client sees passes here. */
+void gw_error_param_copy(char *dst, const char *src);
 
 /* Marks the request cancelled by the client. True when the caller should call the backend's
  * cancel (no terminal event yet and not cancelled before). */

@@ -33,6 +33,8 @@ struct fr_stream {
   bool hang;       /* all tokens sent: wait for cancel / finish_all */
   bool finish_now; /* fr_finish_all() asked */
   const char *error_code;
+  const char *error_param; /* NULL = none */
+  bool error_after_tokens;
   uint32_t prompt_tokens, completion_tokens;
   const char *finish;
   bool logprobs;         /* the request asked for logprobs: attach TokenLogprob entries */
@@ -51,6 +53,7 @@ struct fake_runner {
   struct fr_script script;
   char script_texts[FR_MAX_TOKENS][128];
   char script_error[64];
+  char script_param[128]; /* larger than the gateway takes: tests send over-long params */
   bool ready, deaf, stop, want_kill, want_revive, finish_all;
   int kill_acks, revive_acks, revive_rc;
   int n_generate, n_cancel, n_ping, n_active;
@@ -108,6 +111,22 @@ static void send_finish(struct fake_runner *fr, struct fr_stream *s, Realm__V1__
   realm__v1__finish__init(&f);
   f.reason = why;
   f.usage = &u;
+  Realm__V1__GenerateEvent g;
+  realm__v1__generate_event__init(&g);
+  g.request_id = s->id;
+  g.kind_case = REALM__V1__GENERATE_EVENT__KIND_FINISH;
+  g.finish = &f;
+  send_event(fr, s, &g);
+}
+
+/* Finish{reason ERROR, error{code, "scripted failure", param}}. */
+static void send_error_finish(struct fake_runner *fr, struct fr_stream *s) {
+  Realm__V1__Error e;
+  realm_proto_error_set(&e, realm_err_from_name(s->error_code), "scripted failure", s->error_param);
+  Realm__V1__Finish f;
+  realm__v1__finish__init(&f);
+  f.reason = REALM__V1__FINISH_REASON__FINISH_REASON_ERROR;
+  f.error = &e;
   Realm__V1__GenerateEvent g;
   realm__v1__generate_event__init(&g);
   g.request_id = s->id;
@@ -204,6 +223,8 @@ static void start_stream(struct fake_runner *fr, const realm_ipc_peer *peer,
   s->logprobs = sp && sp->logprobs;
   s->top_logprobs = sp ? sp->top_logprobs : 0;
   s->error_code = sc->error_code ? fr->script_error : NULL;
+  s->error_param = sc->error_code && sc->error_param ? fr->script_param : NULL;
+  s->error_after_tokens = sc->error_after_tokens;
   s->finish = sc->finish;
   s->due_ns = mono_ns();
   fr->n_active++;
@@ -261,10 +282,10 @@ static long pump_streams(struct fake_runner *fr) {
     struct fr_stream *s = &fr->streams[i];
     if (!s->used) continue;
     if (fr->finish_all) s->finish_now = true;
-    if (s->error_code) {
+    if (s->error_code && !s->error_after_tokens) {
       char err[128];
       realm_proto_send_runner_error(fr->sock, &s->peer, s->id, realm_err_from_name(s->error_code),
-                                    "scripted failure", NULL, err, sizeof err);
+                                    "scripted failure", s->error_param, err, sizeof err);
       end_stream(fr, s);
       continue;
     }
@@ -312,6 +333,9 @@ static long pump_streams(struct fake_runner *fr) {
         send_event(fr, s, &g);
         s->next++;
         s->due_ns = now + (uint64_t)fr->script.token_delay_ms * 1000000ull;
+      } else if (s->error_code) { /* error_after_tokens */
+        send_error_finish(fr, s);
+        end_stream(fr, s);
       } else if (!s->hang || s->finish_now) {
         send_finish(fr, s,
                     s->finish && !strcmp(s->finish, "length")
@@ -433,6 +457,7 @@ void fr_set_script(struct fake_runner *fr, const struct fr_script *s) {
     copy_str(fr->script_texts[i], sizeof fr->script_texts[i], s->tokens[i]);
   for (size_t i = 0; i < FR_MAX_TOKENS; i++) fr->script.tokens[i] = NULL; /* copies live above */
   if (s->error_code) copy_str(fr->script_error, sizeof fr->script_error, s->error_code);
+  if (s->error_param) copy_str(fr->script_param, sizeof fr->script_param, s->error_param);
   pthread_mutex_unlock(&fr->mu);
 }
 

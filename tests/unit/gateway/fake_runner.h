@@ -28,6 +28,10 @@ struct fr_script {
   uint32_t token_delay_ms; /* simulated decode time between events (not synchronisation) */
   bool hang;             /* after the tokens, wait for a cancel or fr_finish_all() */
   const char *error_code; /* non-NULL: answer with GenerateEvent.error of this code name */
+  const char *error_param; /* with error_code: the Error's param ("kv_cache"), NULL = none */
+  /* with error_code: send the tokens first, then end with Finish{reason ERROR, error} (how
+   * the real runner ends a request that fails after it produced output) */
+  bool error_after_tokens;
 };
 
 /* What the last GenerateRequest carried (copies), for parameter-mapping tests. */

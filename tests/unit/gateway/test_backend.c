@@ -11,6 +11,13 @@
 
 #include "realm/error.h"
 
+/* The scripted failure details as backend.h carries them. */
+static struct gw_error_info script_info(const struct tb_script *s) {
+  struct gw_error_info info = {.param = "", .retry_after_s = s->error_retry_after_s};
+  if (s->error_param) snprintf(info.param, sizeof info.param, "%s", s->error_param);
+  return info;
+}
+
 static void *call_main(void *arg) {
   struct tb_call *c = arg;
   struct test_backend *tb = c->tb;
@@ -28,14 +35,16 @@ static void *call_main(void *arg) {
   c->done = true; /* from here on a cancel is a no-op (contract 3) */
   bool cancelled = c->cancelled;
   pthread_mutex_unlock(&tb->mu);
+  struct gw_error_info info = script_info(&c->script);
   if (cancelled || c->script.hang) gw_sink_error(c->sink, REALM_E_CANCELLED, "cancelled by client");
-  else if (c->script.async_error < 0) gw_sink_error(c->sink, c->script.async_error, "scripted failure");
+  else if (c->script.async_error < 0)
+    gw_sink_error_info(c->sink, c->script.async_error, "scripted failure", &info);
   else gw_sink_finish(c->sink, c->script.finish_reason, &c->script.usage);
   return NULL;
 }
 
 static int tb_submit(void *self, const struct gw_gen_request *req, struct gw_sink *sink, char *err,
-                     size_t errlen) {
+                     size_t errlen, struct gw_error_info *info) {
   struct test_backend *tb = self;
   pthread_mutex_lock(&tb->mu);
   tb->n_submits++;
@@ -45,6 +54,7 @@ static int tb_submit(void *self, const struct gw_gen_request *req, struct gw_sin
   tb->last_stream = req->stream;
   if (tb->script.submit_error < 0 || tb->n_calls >= TB_MAX_CALLS) {
     int code = tb->script.submit_error < 0 ? tb->script.submit_error : REALM_E_UNAVAILABLE;
+    if (tb->script.submit_error < 0) *info = script_info(&tb->script);
     pthread_mutex_unlock(&tb->mu);
     snprintf(err, errlen, "scripted submit failure for tenant %s", req->tenant_id);
     return code;

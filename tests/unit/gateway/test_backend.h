@@ -23,6 +23,10 @@ struct tb_script {
   bool hang;          /* after the tokens, wait for cancel */
   int submit_error;   /* < 0: submit fails synchronously with this code */
   int async_error;    /* < 0: after the tokens, deliver this error */
+  /* Details of either failure (backend.h struct gw_error_info): param (NULL = none) and a
+   * retry hint in seconds (0 = none). */
+  const char *error_param;
+  uint32_t error_retry_after_s;
 };
 
 struct tb_call {

@@ -209,6 +209,9 @@ TEST(in_flight_requests_finish_normally_while_new_ones_get_503) {
   char hv[64];
   CHECK(http_header(&r, "Connection", hv, sizeof hv) != NULL);
   CHECK_STR_EQ(hv, "close");
+  /* ... and says when: a new connection in 1 s reaches another instance. */
+  CHECK(http_header(&r, "Retry-After", hv, sizeof hv) != NULL);
+  CHECK_STR_EQ(hv, "1");
   http_resp_free(&r);
   CHECK_EQ_INT(fr_generates(g.fr), gen0 + 2); /* never reached the runner */
 
@@ -239,6 +242,7 @@ TEST(in_flight_requests_finish_normally_while_new_ones_get_503) {
   CHECK_STR_CONTAINS(r.body, "\"content\":\"Drain\"");
   CHECK(http_header(&r, "Connection", hv, sizeof hv) != NULL); /* keep-alive client told */
   CHECK_STR_EQ(hv, "close");
+  CHECK(http_header(&r, "Retry-After", hv, sizeof hv) == NULL); /* a success has none */
   http_resp_free(&r);
 
   struct gw_drain_stats ds;
@@ -290,10 +294,15 @@ TEST(requests_outliving_the_drain_timeout_are_ended_with_shutting_down) {
   read_response(wfd, &r);
   CHECK_EQ_INT(r.status, 503);
   CHECK(is_shutting_down_error(&r));
+  char hv[64];
+  CHECK(http_header(&r, "Retry-After", hv, sizeof hv) != NULL); /* "retry it", and when */
+  CHECK_STR_EQ(hv, "1");
   http_resp_free(&r);
   read_response(qfd, &r);
   CHECK_EQ_INT(r.status, 503);
   CHECK(is_shutting_down_error(&r));
+  CHECK(http_header(&r, "Retry-After", hv, sizeof hv) != NULL);
+  CHECK_STR_EQ(hv, "1");
   http_resp_free(&r);
 
   CHECK(fr_wait_cancels(g.fr, can0 + 3, 5000)); /* the runner stops working for nobody */

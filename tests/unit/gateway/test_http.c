@@ -17,6 +17,7 @@
 #include "prom_check.h"
 #include "realm/error.h"
 #include "realm_test.h"
+#include "sink.h"
 #include "test_backend.h"
 
 #define KEY_ALPHA "sk-test-alpha"
@@ -497,12 +498,16 @@ TEST(backend_errors_reach_the_client) {
   CHECK_EQ_INT(r.status, 503);
   CHECK_STR_CONTAINS(r.body, "scripted submit failure for tenant alpha");
   CHECK_STR_CONTAINS(r.body, "\"type\":\"server_error\"");
+  char v[64];
+  /* An unexplained 503: no hint from the backend, no rule for it, so no Retry-After. */
+  CHECK(http_header(&r, "Retry-After", v, sizeof v) == NULL);
   http_resp_free(&r);
   struct tb_script s2 = {.tokens = {"x"}, .n_tokens = 1, .async_error = REALM_E_GUEST_TRAP};
   tb_set_script(&g.tb, &s2);
   CHECK_EQ_INT(post("/v1/chat/completions", KEY_ALPHA, CHAT_BODY(""), &r), 0);
   CHECK_EQ_INT(r.status, 500);
   CHECK_STR_CONTAINS(r.body, "\"code\":\"guest_trap\"");
+  CHECK(http_header(&r, "Retry-After", v, sizeof v) == NULL);
   http_resp_free(&r);
 }
 
@@ -542,6 +547,165 @@ TEST(metrics_count_requests) {
   if (!valid) printf("# %s\n", err);
   CHECK(valid);
   http_resp_free(&r);
+}
+
+/* ---- error param and Retry-After (docs/gateway.md "Errors") ---- */
+
+#define KV_FULL_BODY                                                                            \
+  "{\"error\":{\"message\":\"scripted failure\",\"type\":\"server_error\",\"param\":\"kv_cache\"," \
+  "\"code\":\"unavailable\"}}"
+
+TEST(kv_cache_full_is_503_with_retry_after_and_param) {
+  CHECK(server());
+  struct tb_script s = {.async_error = REALM_E_UNAVAILABLE, .error_param = "kv_cache"};
+  tb_set_script(&g.tb, &s);
+  struct http_resp r;
+  char v[64];
+  CHECK_EQ_INT(post("/v1/chat/completions", KEY_ALPHA, CHAT_BODY(""), &r), 0);
+  CHECK_EQ_INT(r.status, 503);
+  CHECK_STR_EQ(r.body, KV_FULL_BODY);
+  CHECK_STR_EQ(http_header(&r, "Retry-After", v, sizeof v), "1"); /* the default option */
+  CHECK_STR_EQ(http_header(&r, "Content-Type", v, sizeof v), "application/json");
+  http_resp_free(&r);
+  /* The same from a refused submit (contract 1: err and info, no event). */
+  struct tb_script s2 = {.submit_error = REALM_E_UNAVAILABLE, .error_param = "kv_cache"};
+  tb_set_script(&g.tb, &s2);
+  CHECK_EQ_INT(post("/v1/completions", KEY_ALPHA, "{\"model\":\"m1\",\"prompt\":\"p\"}", &r), 0);
+  CHECK_EQ_INT(r.status, 503);
+  CHECK_STR_CONTAINS(r.body, "\"param\":\"kv_cache\",\"code\":\"unavailable\"");
+  CHECK_STR_EQ(http_header(&r, "Retry-After", v, sizeof v), "1");
+  http_resp_free(&r);
+}
+
+TEST(kv_cache_full_before_the_first_token_of_a_stream_is_a_503_not_an_event) {
+  CHECK(server());
+  struct tb_script s = {.async_error = REALM_E_UNAVAILABLE, .error_param = "kv_cache"};
+  tb_set_script(&g.tb, &s);
+  struct http_resp r;
+  char v[64];
+  CHECK_EQ_INT(post("/v1/chat/completions", KEY_ALPHA, CHAT_BODY(",\"stream\":true"), &r), 0);
+  CHECK_EQ_INT(r.status, 503);
+  CHECK_STR_EQ(http_header(&r, "Content-Type", v, sizeof v), "application/json");
+  CHECK_STR_EQ(r.body, KV_FULL_BODY);
+  CHECK_STR_EQ(http_header(&r, "Retry-After", v, sizeof v), "1");
+  CHECK(http_header(&r, "x-ratelimit-limit-requests", v, sizeof v) != NULL);
+  http_resp_free(&r);
+}
+
+TEST(kv_cache_full_mid_stream_ends_with_an_error_event_carrying_the_param) {
+  CHECK(server());
+  struct tb_script s = {.tokens = {"One"}, .n_tokens = 1, .async_error = REALM_E_UNAVAILABLE,
+                        .error_param = "kv_cache", .error_retry_after_s = 9};
+  tb_set_script(&g.tb, &s);
+  struct http_resp r;
+  char v[64];
+  CHECK_EQ_INT(post("/v1/chat/completions", KEY_ALPHA, CHAT_BODY(",\"stream\":true"), &r), 0);
+  CHECK_EQ_INT(r.status, 200); /* the token came first: the status was already decided */
+  CHECK_STR_EQ(http_header(&r, "Content-Type", v, sizeof v), "text/event-stream");
+  CHECK(http_header(&r, "Retry-After", v, sizeof v) == NULL);
+  CHECK_STR_CONTAINS(r.body, "\"delta\":{\"content\":\"One\"}");
+  /* The last event is the error object, exactly, and there is no [DONE]. */
+  const char *last = "data: " KV_FULL_BODY "\n\n";
+  CHECK(r.body_len >= strlen(last));
+  CHECK_STR_EQ(r.body + r.body_len - strlen(last), last);
+  CHECK(strstr(r.body, "[DONE]") == NULL);
+  http_resp_free(&r);
+}
+
+TEST(backend_retry_hint_becomes_retry_after_on_503_only) {
+  CHECK(server());
+  struct http_resp r;
+  char v[64];
+  struct tb_script s = {.submit_error = REALM_E_UNAVAILABLE, .error_retry_after_s = 7};
+  tb_set_script(&g.tb, &s);
+  CHECK_EQ_INT(post("/v1/chat/completions", KEY_ALPHA, CHAT_BODY(""), &r), 0);
+  CHECK_EQ_INT(r.status, 503);
+  CHECK_STR_EQ(http_header(&r, "Retry-After", v, sizeof v), "7");
+  CHECK_STR_CONTAINS(r.body, "\"param\":null");
+  http_resp_free(&r);
+  /* The backend's hint wins over the kv_cache rule: it knows more. */
+  struct tb_script k = {.async_error = REALM_E_UNAVAILABLE, .error_param = "kv_cache",
+                        .error_retry_after_s = 4};
+  tb_set_script(&g.tb, &k);
+  CHECK_EQ_INT(post("/v1/chat/completions", KEY_ALPHA, CHAT_BODY(""), &r), 0);
+  CHECK_EQ_INT(r.status, 503);
+  CHECK_STR_EQ(http_header(&r, "Retry-After", v, sizeof v), "4");
+  http_resp_free(&r);
+  /* A 4xx or a 500 is not worth retrying as it stands: a hint there is dropped, the param
+   * still names the field. */
+  struct tb_script b = {.submit_error = REALM_E_INVALID_ARGUMENT, .error_param = "max_tokens",
+                        .error_retry_after_s = 7};
+  tb_set_script(&g.tb, &b);
+  CHECK_EQ_INT(post("/v1/chat/completions", KEY_ALPHA, CHAT_BODY(""), &r), 0);
+  CHECK_EQ_INT(r.status, 400);
+  CHECK_STR_CONTAINS(r.body, "\"param\":\"max_tokens\",\"code\":\"invalid_argument\"");
+  CHECK(http_header(&r, "Retry-After", v, sizeof v) == NULL);
+  http_resp_free(&r);
+  struct tb_script t = {.async_error = REALM_E_GUEST_TRAP, .error_param = "kv_cache",
+                        .error_retry_after_s = 7};
+  tb_set_script(&g.tb, &t);
+  CHECK_EQ_INT(post("/v1/chat/completions", KEY_ALPHA, CHAT_BODY(""), &r), 0);
+  CHECK_EQ_INT(r.status, 500);
+  CHECK(http_header(&r, "Retry-After", v, sizeof v) == NULL);
+  http_resp_free(&r);
+}
+
+TEST(client_errors_have_no_retry_after) {
+  CHECK(server());
+  struct http_resp r;
+  char v[64];
+  CHECK_EQ_INT(post("/v1/chat/completions", "sk-wrong", CHAT_BODY(""), &r), 0);
+  CHECK_EQ_INT(r.status, 401);
+  CHECK(http_header(&r, "Retry-After", v, sizeof v) == NULL);
+  http_resp_free(&r);
+  CHECK_EQ_INT(post("/v1/chat/completions", KEY_ALPHA,
+                    "{\"model\":\"m1\",\"messages\":[],\"temperature\":9}", &r), 0);
+  CHECK_EQ_INT(r.status, 400);
+  CHECK(http_header(&r, "Retry-After", v, sizeof v) == NULL);
+  http_resp_free(&r);
+  CHECK_EQ_INT(post("/v1/chat/completions", KEY_ALPHA,
+                    "{\"model\":\"nope\",\"messages\":[{\"role\":\"user\",\"content\":\"x\"}]}",
+                    &r), 0);
+  CHECK_EQ_INT(r.status, 404);
+  CHECK(http_header(&r, "Retry-After", v, sizeof v) == NULL);
+  http_resp_free(&r);
+  CHECK_EQ_INT(http_call(g.port, "GET", "/v1/nothing", KEY_ALPHA, NULL, NULL, &r), 0);
+  CHECK_EQ_INT(r.status, 404);
+  CHECK(http_header(&r, "Retry-After", v, sizeof v) == NULL);
+  http_resp_free(&r);
+}
+
+TEST(params_a_client_should_not_see_become_null) {
+  CHECK(server());
+  struct http_resp r;
+  /* Not printable ASCII (here UTF-8 "é" and a control byte): each renders "param":null and
+   * the body stays valid JSON. */
+  const char *bad[] = {"kv_cach\xc3\xa9", "kv\ncache"};
+  for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+    struct tb_script s = {.async_error = REALM_E_UNAVAILABLE, .error_param = bad[i]};
+    tb_set_script(&g.tb, &s);
+    CHECK_EQ_INT(post("/v1/chat/completions", KEY_ALPHA, CHAT_BODY(""), &r), 0);
+    CHECK_EQ_INT(r.status, 503);
+    CHECK_STR_CONTAINS(r.body, "\"param\":null,\"code\":\"unavailable\"");
+    char v[64];
+    CHECK(http_header(&r, "Retry-After", v, sizeof v) == NULL); /* not the kv_cache rule */
+    http_resp_free(&r);
+  }
+  char out[GW_ERROR_PARAM_MAX];
+  gw_error_param_copy(out, "messages[2].content");
+  CHECK_STR_EQ(out, "messages[2].content");
+  gw_error_param_copy(out, NULL);
+  CHECK_STR_EQ(out, "");
+  /* 63 bytes fit; 64 would have to be cut, which would name something else: dropped. */
+  char p63[64], p64[65];
+  memset(p63, 'a', 63);
+  p63[63] = '\0';
+  memset(p64, 'a', 64);
+  p64[64] = '\0';
+  gw_error_param_copy(out, p63);
+  CHECK_STR_EQ(out, p63);
+  gw_error_param_copy(out, p64);
+  CHECK_STR_EQ(out, "");
 }
 
 TEST(prom_checker_refuses_what_promtool_would) {

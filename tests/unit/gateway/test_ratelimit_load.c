@@ -60,8 +60,8 @@ static _Atomic uint32_t last_estimate;
 static _Atomic int submits;
 
 static int fast_submit(void *self, const struct gw_gen_request *req, struct gw_sink *sink,
-                       char *err, size_t errlen) {
-  (void)self, (void)err, (void)errlen;
+                       char *err, size_t errlen, struct gw_error_info *info) {
+  (void)self, (void)err, (void)errlen, (void)info;
   atomic_store(&last_estimate, req->prompt_tokens_estimate);
   atomic_fetch_add(&submits, 1);
   gw_sink_token(sink, "ok", 2, NULL);

@@ -29,11 +29,13 @@
 #include "prom_check.h"
 #include "realm/error.h"
 #include "realm_test.h"
+#include "sink.h"
 
 #define KEY_ALPHA "sk-test-alpha"
 #define KEY_SOLO "sk-test-solo"
 #define PING_MS 40
 #define PING_MISSES 3
+#define KV_RETRY_S 2
 
 static struct {
   bool started, ok;
@@ -144,8 +146,11 @@ static bool stack(void) {
     printf("# gw_runners_create: %s\n", err);
     return false;
   }
+  /* kv_cache_retry_after_s differs from the no-replica hint (PING_MS rounded up: 1 s), so
+   * the tests can tell which rule gave a Retry-After. */
   struct gw_config cfg = {.listen_addr = "127.0.0.1", .tenants_path = g.tenants,
-                          .backend = gw_runners_backend(g.rn), .keepalive_ms = 10000};
+                          .backend = gw_runners_backend(g.rn), .keepalive_ms = 10000,
+                          .kv_cache_retry_after_s = KV_RETRY_S};
   if (gw_server_start(&cfg, &g.srv, err, sizeof err) < 0) {
     printf("# gw_server_start: %s\n", err);
     return false;
@@ -571,6 +576,8 @@ TEST(runner_errors_map_to_statuses) {
   CHECK_EQ_INT(r.status, 400);
   CHECK_STR_CONTAINS(r.body, "\"message\":\"scripted failure\"");
   CHECK_STR_CONTAINS(r.body, "\"code\":\"invalid_argument\"");
+  char v[64];
+  CHECK(http_header(&r, "Retry-After", v, sizeof v) == NULL);
   http_resp_free(&r);
   struct fr_script q = {.error_code = "quota_exceeded"};
   fr_set_script(g.s0, &q);
@@ -578,7 +585,80 @@ TEST(runner_errors_map_to_statuses) {
                          CHAT_BODY(",\"stream\":true"), &r), 0);
   CHECK_EQ_INT(r.status, 429);
   CHECK_STR_CONTAINS(r.body, "\"type\":\"insufficient_quota\"");
+  CHECK(http_header(&r, "Retry-After", v, sizeof v) == NULL); /* a quota does not refill soon */
   http_resp_free(&r);
+  /* The runner's param reaches the body ("max_tokens" names the field at fault). */
+  struct fr_script p = {.error_code = "invalid_argument", .error_param = "max_tokens"};
+  fr_set_script(g.s0, &p);
+  CHECK_EQ_INT(http_call(g.port, "POST", "/v1/chat/completions", KEY_SOLO, NULL, CHAT_BODY(""), &r), 0);
+  CHECK_EQ_INT(r.status, 400);
+  CHECK_STR_CONTAINS(r.body, "\"param\":\"max_tokens\",\"code\":\"invalid_argument\"");
+  http_resp_free(&r);
+  /* A runner "unavailable" without a param (e.g. at capacity) gets no rule and no hint. */
+  struct fr_script u = {.error_code = "unavailable"};
+  fr_set_script(g.s0, &u);
+  CHECK_EQ_INT(http_call(g.port, "POST", "/v1/chat/completions", KEY_SOLO, NULL, CHAT_BODY(""), &r), 0);
+  CHECK_EQ_INT(r.status, 503);
+  CHECK_STR_CONTAINS(r.body, "\"param\":null,\"code\":\"unavailable\"");
+  CHECK(http_header(&r, "Retry-After", v, sizeof v) == NULL);
+  http_resp_free(&r);
+  /* A param longer than the gateway takes is dropped, not cut to something else. */
+  struct fr_script l = {.error_code = "unavailable",
+                        .error_param = "kv_cache_but_with_a_name_far_too_long_for_any_real_param_"
+                                       "field_of_a_request"};
+  fr_set_script(g.s0, &l);
+  CHECK_EQ_INT(http_call(g.port, "POST", "/v1/chat/completions", KEY_SOLO, NULL, CHAT_BODY(""), &r), 0);
+  CHECK_EQ_INT(r.status, 503);
+  CHECK_STR_CONTAINS(r.body, "\"param\":null,\"code\":\"unavailable\"");
+  http_resp_free(&r);
+}
+
+/* The worker's "KV cache full" as the runner passes it on (Error{unavailable, param
+ * "kv_cache"}), through the real runner backend: a retryable 503 saying when. */
+TEST(runner_kv_cache_full_is_503_with_retry_after_and_param) {
+  CHECK(stack());
+  struct fr_script s = {.error_code = "unavailable", .error_param = "kv_cache"};
+  fr_set_script(g.s0, &s);
+  const char *want = "{\"error\":{\"message\":\"scripted failure\",\"type\":\"server_error\","
+                     "\"param\":\"kv_cache\",\"code\":\"unavailable\"}}";
+  struct http_resp r;
+  char v[64];
+  CHECK_EQ_INT(http_call(g.port, "POST", "/v1/chat/completions", KEY_SOLO, NULL, CHAT_BODY(""), &r), 0);
+  CHECK_EQ_INT(r.status, 503);
+  CHECK_STR_EQ(r.body, want);
+  CHECK(http_header(&r, "Retry-After", v, sizeof v) != NULL);
+  CHECK_EQ_INT(atoi(v), KV_RETRY_S);
+  http_resp_free(&r);
+  /* Streaming, refused before any token: still a status with headers, not an event. */
+  CHECK_EQ_INT(http_call(g.port, "POST", "/v1/chat/completions", KEY_SOLO, NULL,
+                         CHAT_BODY(",\"stream\":true"), &r), 0);
+  CHECK_EQ_INT(r.status, 503);
+  CHECK_STR_EQ(r.body, want);
+  CHECK(http_header(&r, "Retry-After", v, sizeof v) != NULL);
+  CHECK_EQ_INT(atoi(v), KV_RETRY_S);
+  http_resp_free(&r);
+  /* After a token, ended by Finish{ERROR} (the runner's other way to fail a request): the
+   * SSE error event carries the param. */
+  struct fr_script m = {.tokens = {"Once"}, .n_tokens = 1, .error_code = "unavailable",
+                        .error_param = "kv_cache", .error_after_tokens = true};
+  fr_set_script(g.s0, &m);
+  CHECK_EQ_INT(http_call(g.port, "POST", "/v1/chat/completions", KEY_SOLO, NULL,
+                         CHAT_BODY(",\"stream\":true"), &r), 0);
+  CHECK_EQ_INT(r.status, 200);
+  CHECK_STR_CONTAINS(r.body, "\"content\":\"Once\"");
+  char last[512];
+  snprintf(last, sizeof last, "data: %s\n\n", want);
+  CHECK(r.body_len >= strlen(last));
+  CHECK_STR_EQ(r.body + r.body_len - strlen(last), last);
+  http_resp_free(&r);
+  /* The same Finish{ERROR} on a whole answer: 503 with the param and Retry-After. */
+  CHECK_EQ_INT(http_call(g.port, "POST", "/v1/chat/completions", KEY_SOLO, NULL, CHAT_BODY(""), &r), 0);
+  CHECK_EQ_INT(r.status, 503);
+  CHECK_STR_EQ(r.body, want);
+  CHECK(http_header(&r, "Retry-After", v, sizeof v) != NULL);
+  CHECK_EQ_INT(atoi(v), KV_RETRY_S);
+  http_resp_free(&r);
+  script(g.s0, "ok", NULL, NULL, false);
 }
 
 TEST(replica_killed_mid_stream_fails_the_stream_promptly) {
@@ -614,10 +694,41 @@ TEST(all_replicas_down_is_503_and_recovers) {
   CHECK_STR_CONTAINS(r.body, "{\"error\":{\"message\":\"no runner available for tenant solo");
   CHECK_STR_CONTAINS(r.body, "\"type\":\"server_error\"");
   CHECK_STR_CONTAINS(r.body, "\"code\":\"unavailable\"");
+  /* A replica comes back on the pong to its next ping: PING_MS (40 ms) rounded up to 1 s. */
+  char v[64];
+  CHECK(http_header(&r, "Retry-After", v, sizeof v) != NULL);
+  CHECK_STR_EQ(v, "1");
+  http_resp_free(&r);
+  /* The backend's own view (backend.h rule 1): the hint is there because solo has a replica
+   * that can come back; a tenant with none configured gets none (only a reload helps). */
+  const struct gw_backend *be = gw_runners_backend(g.rn);
+  struct gw_gen_request gr = {.kind = GW_API_COMPLETION, .request_id = "direct", .model = "m1",
+                              .prompt = "x"};
+  const char *tenants[] = {"solo", "ghost"};
+  for (int i = 0; i < 2; i++) {
+    struct gw_sink *sink = NULL;
+    CHECK_EQ_INT(gw_sink_create(gw_clock_monotonic_ns, NULL, &sink), 0);
+    struct gw_error_info info = {.param = "", .retry_after_s = 0};
+    char err[256] = "";
+    gr.tenant_id = tenants[i];
+    CHECK_EQ_INT(be->ops->submit(be->self, &gr, sink, err, sizeof err, &info),
+                 REALM_E_UNAVAILABLE);
+    CHECK_EQ_INT((int)info.retry_after_s, i == 0 ? 1 : 0);
+    CHECK_STR_EQ(info.param, "");
+    gw_sink_unref(sink); /* refused: no terminal event, so both references are ours */
+    gw_sink_unref(sink);
+  }
+  /* Streaming: refused in submit, so a status with the header too. */
+  CHECK_EQ_INT(http_call(g.port, "POST", "/v1/chat/completions", KEY_SOLO, NULL,
+                         CHAT_BODY(",\"stream\":true"), &r), 0);
+  CHECK_EQ_INT(r.status, 503);
+  CHECK(http_header(&r, "Retry-After", v, sizeof v) != NULL);
+  CHECK_STR_EQ(v, "1");
   http_resp_free(&r);
   CHECK_EQ_INT(http_call(g.port, "GET", "/ready", NULL, NULL, NULL, &r), 0);
   CHECK_EQ_INT(r.status, 503);
   CHECK_STR_CONTAINS(r.body, "tenant solo has no healthy runner replica");
+  CHECK(http_header(&r, "Retry-After", v, sizeof v) == NULL); /* a probe, not an API call */
   http_resp_free(&r);
   /* Other tenants are unaffected. */
   script(g.a0, "fine", NULL, NULL, false);
@@ -646,6 +757,9 @@ TEST(not_ready_replica_gets_no_new_requests) {
   CHECK_EQ_INT(http_call(g.port, "POST", "/v1/completions", KEY_SOLO, NULL,
                          "{\"model\":\"m1\",\"prompt\":\"x\"}", &r), 0);
   CHECK_EQ_INT(r.status, 503);
+  char v[64];
+  CHECK(http_header(&r, "Retry-After", v, sizeof v) != NULL); /* its next pong may say ready */
+  CHECK_STR_EQ(v, "1");
   http_resp_free(&r);
   fr_set_ready(g.s0, true);
   CHECK(wait_state("solo", g.ep_s0, GW_REPLICA_UP, 5000));
