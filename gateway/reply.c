@@ -6,14 +6,14 @@
  * realm/error.h, so no handler ever picks a status by hand. While the server drains, every
  * response also says "Connection: close".
  *
- * Retry-After (docs/gateway.md "Errors"): a 429 carries the rate limiter's wait; a 503 of a
- * /v1 request carries one only when the gateway knows a retry can succeed soon: the backend's
- * own hint (no healthy runner replica: its next health ping), or the rule below for the code
- * and param (a full KV cache; the gateway draining). Every other error has none: a client
- * must not be told to come back for a 400, and for an unexplained 503 the client's own
- * backoff is as good a guess as ours. The official OpenAI SDKs retry every 5xx and 429 and
- * honour a Retry-After of 1..59 s (0, or 60 and more, falls back to their own backoff), so
- * the values are whole seconds >= 1.
+ * Retry-After (docs/gateway.md "Retry-After on 503"): a 429 carries the rate limiter's wait;
+ * a 503 of a /v1 request carries one only when the gateway knows a retry can succeed soon:
+ * the backend's own hint (no healthy runner replica: its next health ping), or the rule below
+ * for the code and param (a full KV cache; the gateway draining). Every other error has none:
+ * a client must not be told to come back for a 400, and for an unexplained 503 the client's
+ * own backoff is as good a guess as ours. The official OpenAI SDKs retry every 5xx and 429
+ * and honour a Retry-After of 1..59 s (0, or 60 and more, falls back to their own backoff),
+ * so the values are whole seconds >= 1.
  */
 #include <stdarg.h>
 #include <stdio.h>
