@@ -76,6 +76,17 @@ void runner_config_defaults(struct runner_config *c) {
 void runner_set_jailed(struct runner *r) { r->jailed = true; }
 uint64_t runner_requests_done(const struct runner *r) { return r ? r->requests_done : 0; }
 
+/* True when sock has a whole message waiting. The drain loops take the first message
+ * zmq_poll announced, then ask this before each further receive instead of receiving until
+ * EAGAIN: a receive that fails also processes libzmq's commands (the same syscalls as this
+ * query) and then formats an error message (strerror, vsnprintf) in realm_ipc_recv, once per
+ * socket per token. */
+static bool socket_readable(void *sock) {
+  int events = 0;
+  size_t len = sizeof events;
+  return zmq_getsockopt(sock, ZMQ_EVENTS, &events, &len) == 0 && (events & ZMQ_POLLIN);
+}
+
 static uint32_t req_index(const struct runner *r, const struct rreq *q) {
   return (uint32_t)(q - r->reqs);
 }
@@ -558,6 +569,12 @@ static int build_blob(const Realm__V1__GenerateRequest *g, uint32_t max_tokens,
   if (s->logprobs) {
     uint32_t top = s->top_logprobs;
     realm_req_add(b, c, &len, REALM_REQ_LOGPROBS, &top, 4);
+  } else {
+    /* flush_token drops the logprob of a request that did not ask for them: tell the guest,
+     * which may then skip computing it (for the default guest under greedy decoding, most of
+     * its per-token work). */
+    uint32_t skip = 1;
+    realm_req_add(b, c, &len, REALM_REQ_SKIP_LOGPROBS, &skip, 4);
   }
   for (size_t i = 0; i < s->n_stop_token_ids; i++)
     realm_req_add(b, c, &len, REALM_REQ_STOP_TOKEN, &s->stop_token_ids[i], 4);
@@ -814,7 +831,7 @@ static void handle_ping(struct runner *r, const realm_ipc_peer *peer, const Real
 }
 
 static void drain_gateway(struct runner *r) {
-  for (int i = 0; i < DRAIN_BATCH; i++) {
+  for (int i = 0; i < DRAIN_BATCH && (i == 0 || socket_readable(r->gw)); i++) {
     realm_ipc_peer from;
     ProtobufCMessage *m = NULL;
     char err[256];
@@ -880,7 +897,9 @@ static void deliver_logits(struct runner *r, struct rreq *q, const float *logits
   int rc = sandbox_call_logits(q->inst, RUNNER_GUEST_REQ_ID, logits, r->vocab_size, &action, msg,
                                sizeof msg);
   r->calling = NULL;
-  flush_token(q);
+  /* A token the guest emitted stays held: every way out below that ends the request sends it
+   * first (req_end), and on the way that continues, handle_step_reply sends it after the next
+   * Step (invariant 5). */
   if (rc < 0) {
     realm_log_warn("guest failed in on_logits", RLOG_STR("request", q->id), RLOG_ERR(rc),
                    RLOG_STR("detail", msg));
@@ -926,6 +945,18 @@ static void deliver_logits(struct runner *r, struct rreq *q, const float *logits
   }
 }
 
+static void send_step(struct runner *r);
+
+/* Sends every held Token event (invariant 5). */
+static void flush_held_tokens(struct runner *r) {
+  for (int64_t i = 0; i < r->cfg.max_inflight; i++)
+    if (r->reqs[i].tok_pending) flush_token(&r->reqs[i]);
+}
+
+/* Hands each entry's logits to its guest, then sends the next Step, and only then the Token
+ * events the guests emitted: the worker cannot start the next forward pass before the Step
+ * arrives, while the gateway's events are off that critical path. Sending the two messages
+ * back to back also lets libzmq's I/O thread take both in one wake-up. */
 static void handle_step_reply(struct runner *r, const Realm__V1__WorkerReply *rep) {
   r->step_in_flight = false;
   r->steps_total++;
@@ -991,6 +1022,8 @@ static void handle_step_reply(struct runner *r, const Realm__V1__WorkerReply *re
     }
     deliver_logits(r, q, row);
   }
+  send_step(r);
+  flush_held_tokens(r);
 }
 
 /* True when rep is the worker's "KV cache full" refusal of one SessionOpen: `unavailable` with
@@ -1054,7 +1087,7 @@ static void handle_session_opened(struct runner *r, const Realm__V1__WorkerReply
 }
 
 static void drain_worker(struct runner *r) {
-  for (int i = 0; i < DRAIN_BATCH && r->wk; i++) {
+  for (int i = 0; i < DRAIN_BATCH && r->wk && (i == 0 || socket_readable(r->wk)); i++) {
     ProtobufCMessage *m = NULL;
     char err[256];
     int rc = realm_ipc_recv(r->wk, NULL, REALM_FRAME_WORKER_REPLY,
@@ -1101,9 +1134,7 @@ static void drain_worker(struct runner *r) {
 static void send_step(struct runner *r) {
   if (r->step_in_flight || !r->worker_up || r->n_active == 0) return;
   uint32_t max_entries = r->n_rows < r->max_batch_seqs ? r->n_rows : r->max_batch_seqs;
-  Realm__V1__StepEntry *entries = calloc(max_entries, sizeof *entries);
-  Realm__V1__StepEntry **eptrs = calloc(max_entries, sizeof *eptrs);
-  if (!entries || !eptrs) goto out;
+  Realm__V1__StepEntry *entries = r->step_entries, **eptrs = r->step_eptrs;
   uint32_t budget = r->max_step_tokens, n = 0;
   uint64_t tok_cursor = r->tokens_off;
   /* Round-robin start so the same requests do not always take the token budget first. */
@@ -1145,7 +1176,7 @@ static void send_step(struct runner *r) {
     budget -= take;
     n++;
   }
-  if (n == 0) goto out;
+  if (n == 0) return;
   Realm__V1__Step step;
   realm__v1__step__init(&step);
   step.entries = eptrs;
@@ -1159,17 +1190,12 @@ static void send_step(struct runner *r) {
   r->n_step = n;
   int rc = runner_worker_send(r, &wr, err, sizeof err);
   if (rc < 0) {
-    free(entries);
-    free(eptrs);
     worker_lost(r, err);
     return;
   }
   r->step_in_flight = true;
   r->step_wid = wr.request_id;
   r->step_sent_ms = runner_now_ms();
-out:
-  free(entries);
-  free(eptrs);
 }
 
 static void check_deadlines(struct runner *r) {
@@ -1363,7 +1389,9 @@ int runner_new(const struct runner_config *cfg, struct runner **ret_runner, char
   int rc = REALM_E_NOMEM;
   r->reqs = calloc((size_t)cfg->max_inflight, sizeof *r->reqs);
   r->step = calloc(REALM_MAX_BATCH_SEQS, sizeof *r->step);
-  if (!r->reqs || !r->step) {
+  r->step_entries = calloc(REALM_MAX_BATCH_SEQS, sizeof *r->step_entries);
+  r->step_eptrs = calloc(REALM_MAX_BATCH_SEQS, sizeof *r->step_eptrs);
+  if (!r->reqs || !r->step || !r->step_entries || !r->step_eptrs) {
     realm_set_err(err, errlen, "out of memory");
     goto fail;
   }
@@ -1431,5 +1459,7 @@ void runner_free(struct runner *r) {
   free(r->chat_template);
   free(r->reqs);
   free(r->step);
+  free(r->step_entries);
+  free(r->step_eptrs);
   free(r);
 }

@@ -16,8 +16,10 @@
  *     instance serves one request at a time; `calling` names that request during a guest
  *     call and is NULL otherwise.
  *  5. Events of one request leave in the order the guest produced them: a held Token event
- *     (tok_pending) goes out before any later token, held text or terminal event; it never
- *     outlives the guest call that made it.
+ *     (tok_pending) goes out before any later token, held text or terminal event. One made in
+ *     request_begin goes out when that call returns; one made in on_logits right after the
+ *     Step that follows the StepReply being handled (the Step first: it is on the critical
+ *     path), always before that request's guest runs again.
  */
 #ifndef REALM_RUNNER_INTERNAL_H
 #define REALM_RUNNER_INTERNAL_H
@@ -137,6 +139,8 @@ struct runner {
   uint64_t step_wid;
   int64_t step_sent_ms;
   struct step_slot *step;            /* (max entries) what the Step in flight names */
+  Realm__V1__StepEntry *step_entries; /* (REALM_MAX_BATCH_SEQS) scratch of send_step, kept */
+  Realm__V1__StepEntry **step_eptrs;  /* to spare two allocations per token */
   uint32_t n_step;
   uint32_t rr_start;                 /* slot where the next Step starts gathering */
 

@@ -19,7 +19,7 @@
  * not change the version (a guest that does not use it is unaffected; a guest that imports a
  * function the host does not know is refused at load time with a message naming it).
  * The imports model_meta, merge_count, merge, emit_top_logprobs and finish and the request keys
- * LOGIT_BIAS and CHAT_TEMPLATE were added that way (still version 1).
+ * LOGIT_BIAS, CHAT_TEMPLATE and SKIP_LOGPROBS were added that way (still version 1).
  */
 #ifndef REALM_GUEST_H
 #define REALM_GUEST_H
@@ -144,6 +144,11 @@ enum realm_req_key {
   REALM_REQ_MODEL = 15,            /* UTF-8 model name as the client sent it */
   REALM_REQ_LOGIT_BIAS = 16,       /* n x {i32 token, f32 bias} (8 bytes each); repeats add */
   REALM_REQ_CHAT_TEMPLATE = 17,    /* UTF-8 chat template: a family name or a Jinja text */
+  REALM_REQ_SKIP_LOGPROBS = 18,    /* u32: nonzero = the host discards the logprob of every
+                                    * emit_token (the client did not ask for logprobs), so the
+                                    * guest may skip computing it and pass 0. Absent or 0: the
+                                    * host may use it (hosts that predate this key never send
+                                    * it). Ignored when REALM_REQ_LOGPROBS is also present. */
 };
 
 /* One decoded field: points into the blob, valid as long as the blob is. */
@@ -253,7 +258,8 @@ REALM_GUEST_IMPORT(token_info) int32_t realm_token_info(int32_t token, struct re
 REALM_GUEST_IMPORT(feed_tokens) int32_t realm_feed_tokens(uint32_t req_id, const int32_t *tokens, uint32_t n);
 /* Emits text to the client. Counted against the output cap (see docs). */
 REALM_GUEST_IMPORT(emit_text) int32_t realm_emit_text(uint32_t req_id, const char *text, uint32_t len);
-/* Emits one generated token with its text and log-probability (for "logprobs"). */
+/* Emits one generated token with its text and log-probability (for "logprobs"; any value,
+ * e.g. 0, when the request carried REALM_REQ_SKIP_LOGPROBS: the host drops it). */
 REALM_GUEST_IMPORT(emit_token) int32_t realm_emit_token(uint32_t req_id, int32_t token, float logprob,
                                                         const char *text, uint32_t len);
 /* Writes a line to the runner's log (truncated to 1024 bytes by the host). */

@@ -8,7 +8,9 @@
  * its finish reason; be reproducible per seed; render a chat template; never split a UTF-8
  * character across emitted chunks; refuse bad parameters without harming the instance; build
  * the vocabulary once per instance; report the finish reason through realm_finish (read with
- * sandbox_instance_finish_reason); send top logprobs; apply logit_bias; use the model's merges,
+ * sandbox_instance_finish_reason); send top logprobs, and skip computing logprobs when the host
+ * says it drops them (REALM_REQ_SKIP_LOGPROBS) without changing a token; apply logit_bias; use
+ * the model's merges,
  * pre-tokenizer, add_bos flag and chat template when the host serves them, and fall back when
  * it does not. Most tests share one module and instance (the module is compiled by wasm2c + cc
  * once and cached in the build directory); vocabulary tests make their own.
@@ -601,6 +603,88 @@ TEST(top_logprobs_sent_with_each_token) {
   blob_u32(&b, REALM_REQ_MAX_TOKENS, 2);
   CHECK_EQ_INT(run(g, &b, r), 0);
   CHECK_EQ_INT(r->top_calls, 0);
+}
+
+/* REALM_REQ_SKIP_LOGPROBS (the host drops emit_token's logprob): the guest passes 0 instead
+ * of computing it, and nothing else changes — the same tokens and text as without the key,
+ * greedy (the oracle) and seeded sampling alike (with and without a top-k cut, the two paths
+ * where the logprob has its own partition sum). The key is ignored when REALM_REQ_LOGPROBS is
+ * present, and 0 means the old behaviour. */
+static struct gth_result g_res_skip;
+
+static void blob_sampling(struct blob *b, float temperature, uint32_t top_k, uint32_t max_tokens) {
+  blob_begin(b);
+  blob_str(b, REALM_REQ_PROMPT, "Once upon a time");
+  blob_f32(b, REALM_REQ_TEMPERATURE, temperature);
+  if (top_k) blob_u32(b, REALM_REQ_TOP_K, top_k);
+  blob_u64(b, REALM_REQ_SEED, 1234);
+  blob_u32(b, REALM_REQ_MAX_TOKENS, max_tokens);
+}
+
+static int count_nonzero_logprobs(const struct gth_result *r) {
+  int n = 0;
+  for (uint32_t i = 0; i < r->n_tokens; i++) n += r->logprobs[i] != 0.0f;
+  return n;
+}
+
+TEST(skip_logprobs_same_tokens_logprob_zero) {
+  NEED_HOST();
+  struct blob b;
+  struct gth_result *with = &g_res, *skip = &g_res_skip;
+  /* greedy from an empty prompt: the oracle either way */
+  blob_begin(&b);
+  blob_f32(&b, REALM_REQ_TEMPERATURE, 0.0f);
+  blob_u32(&b, REALM_REQ_MAX_TOKENS, 64);
+  blob_u32(&b, REALM_REQ_SKIP_LOGPROBS, 1);
+  CHECK_EQ_INT(run(g, &b, skip), 0);
+  CHECK_EQ_INT(skip->n_tokens, 64);
+  for (int i = 0; i < 64; i++) CHECK_EQ_INT(skip->tokens[i], oracle_ids[i]);
+  CHECK_EQ_INT(count_nonzero_logprobs(skip), 0);
+  CHECK_EQ_INT(skip->top_calls, 0);
+  CHECK_STR_EQ(skip->finish, "length");
+  blob_begin(&b);
+  blob_f32(&b, REALM_REQ_TEMPERATURE, 0.0f);
+  blob_u32(&b, REALM_REQ_MAX_TOKENS, 64);
+  CHECK_EQ_INT(run(g, &b, with), 0);
+  CHECK(count_nonzero_logprobs(with) > 0);
+  CHECK_STR_EQ(with->text, skip->text);
+
+  /* seeded sampling, whole vocabulary and top-k: identical draws */
+  const uint32_t top_ks[] = {0, 40};
+  for (size_t k = 0; k < 2; k++) {
+    blob_sampling(&b, 0.9f, top_ks[k], 32);
+    CHECK_EQ_INT(run(g, &b, with), 0);
+    blob_sampling(&b, 0.9f, top_ks[k], 32);
+    blob_u32(&b, REALM_REQ_SKIP_LOGPROBS, 1);
+    CHECK_EQ_INT(run(g, &b, skip), 0);
+    CHECK(with->n_tokens > 0);
+    CHECK_EQ_INT(skip->n_tokens, with->n_tokens);
+    for (uint32_t i = 0; i < with->n_tokens && i < skip->n_tokens; i++)
+      CHECK_EQ_INT(skip->tokens[i], with->tokens[i]);
+    CHECK_STR_EQ(skip->text, with->text);
+    CHECK_STR_EQ(skip->finish, with->finish);
+    CHECK(count_nonzero_logprobs(with) > 0);
+    CHECK_EQ_INT(count_nonzero_logprobs(skip), 0);
+  }
+
+  /* LOGPROBS present wins over SKIP; SKIP = 0 is the old behaviour */
+  blob_sampling(&b, 0.0f, 0, 8);
+  blob_u32(&b, REALM_REQ_SKIP_LOGPROBS, 1);
+  blob_u32(&b, REALM_REQ_LOGPROBS, 2);
+  CHECK_EQ_INT(run(g, &b, skip), 0);
+  CHECK(count_nonzero_logprobs(skip) > 0);
+  CHECK_EQ_INT(skip->top_calls, 8);
+  blob_sampling(&b, 0.0f, 0, 8);
+  blob_u32(&b, REALM_REQ_SKIP_LOGPROBS, 0);
+  CHECK_EQ_INT(run(g, &b, skip), 0);
+  CHECK(count_nonzero_logprobs(skip) > 0);
+
+  /* a SKIP_LOGPROBS field of the wrong size is refused like any bad numeric field */
+  blob_sampling(&b, 0.0f, 0, 8);
+  realm_req_add(b.buf, sizeof b.buf, &b.len, REALM_REQ_SKIP_LOGPROBS, "\1", 1);
+  CHECK_EQ_INT(run(g, &b, skip), 0);
+  CHECK(skip->begin_status < 0);
+  CHECK(strstr(skip->log, "skip_logprobs") != NULL);
 }
 
 static void blob_logit_bias(struct blob *b, const int32_t *tokens, const float *bias, size_t n) {

@@ -215,6 +215,34 @@ TEST(default_guest_logprobs_and_top_logprobs_on_token_events) {
   CHECK_STR_EQ(res[0].lp_text[1], " upon");
 }
 
+/* logprobs without alternatives: the runner must not tell the guest to skip them
+ * (REALM_REQ_SKIP_LOGPROBS goes only with requests that did not ask), so each token carries a
+ * real log-probability, and the tokens are the oracle's, as without logprobs. */
+TEST(default_guest_logprobs_without_top_are_computed) {
+  NEED_SHARED();
+  Realm__V1__GenerateRequest g;
+  Realm__V1__SamplingParams s;
+  greedy_request(&g, &s, "lp0", "", 8);
+  s.logprobs = true;
+  s.top_logprobs = 0;
+  CHECK(gw_send_generate(&g_sh.gw, &g) == 0);
+  const char *ids[] = {"lp0"};
+  static struct gw_result res[1];
+  memset(res, 0, sizeof res);
+  gw_collect(&g_sh.gw, ids, res, 1, 30000, NULL, NULL);
+  CHECK(res[0].done && !res[0].error);
+  CHECK_EQ_INT(res[0].n_tokens, 8);
+  int nonzero = 0;
+  for (uint32_t k = 0; k < res[0].n_tokens; k++) {
+    CHECK_EQ_INT(res[0].tokens[k], ORACLE_IDS[k]);
+    CHECK(res[0].has_logprob[k]);
+    CHECK_EQ_INT(res[0].n_top[k], 0);
+    CHECK(res[0].logprob[k] <= 0.0f && res[0].logprob[k] > -50.0f);
+    nonzero += res[0].logprob[k] < -1e-6f;
+  }
+  CHECK(nonzero > 0); /* a skipped logprob would read 0 for every token */
+}
+
 TEST(default_guest_logit_bias_bans_the_first_token) {
   NEED_SHARED();
   Realm__V1__GenerateRequest g;

@@ -9,7 +9,8 @@
  *                           output stream (stop tokens, stop strings, UTF-8, max_tokens); feed
  *                           the prompt to the host.
  *   realm_on_logits         sample the next token, turn its piece into client text through the
- *                           output stream, emit it with its logprob (and its top alternatives
+ *                           output stream, emit it with its logprob (0 when the host said with
+ *                           REALM_REQ_SKIP_LOGPROBS that it drops them; its top alternatives
  *                           when the request asks for logprobs), and return it (the host feeds
  *                           it) or, after realm_finish with the reason, REALM_GUEST_STOP when
  *                           generation is over.
@@ -264,7 +265,11 @@ static int begin(uint32_t req_id, const struct guest_request *q, struct guest_re
     snprintf(err, errlen, "random_bytes failed: no seed for sampling");
     return REALM_E_INTERNAL;
   }
-  sp.logprobs = true; /* every emitted token carries its logprob */
+  /* Every emitted token carries its logprob (ABI v1), unless the host said it drops them
+   * (REALM_REQ_SKIP_LOGPROBS without REALM_REQ_LOGPROBS): then emit_token gets 0 and greedy
+   * decoding saves the log-partition sum over the whole vocabulary on every token. The
+   * token chosen does not depend on it. */
+  sp.logprobs = !(q->skip_logprobs && !q->has_logprobs);
   /* Alternatives go out with realm_emit_top_logprobs after each emit_token. */
   if (q->top_logprobs > SAMPLER_MAX_TOP_LOGPROBS || q->top_logprobs > REALM_GUEST_MAX_TOP_LOGPROBS) {
     snprintf(err, errlen, "logprobs %u: must be between 0 and %d", q->top_logprobs,

@@ -62,6 +62,7 @@ static const char *key_name(uint32_t key) {
   case REALM_REQ_PRESENCE_PENALTY: return "presence_penalty";
   case REALM_REQ_LOGPROBS: return "logprobs";
   case REALM_REQ_STOP_TOKEN: return "stop_token";
+  case REALM_REQ_SKIP_LOGPROBS: return "skip_logprobs";
   default: return "field";
   }
 }
@@ -129,7 +130,7 @@ int guest_request_decode(const uint8_t *blob, uint32_t len, struct guest_request
     case REALM_REQ_MAX_TOKENS: case REALM_REQ_TEMPERATURE: case REALM_REQ_TOP_K:
     case REALM_REQ_TOP_P: case REALM_REQ_MIN_P: case REALM_REQ_REPETITION_PENALTY:
     case REALM_REQ_FREQUENCY_PENALTY: case REALM_REQ_PRESENCE_PENALTY: case REALM_REQ_LOGPROBS:
-    case REALM_REQ_STOP_TOKEN:
+    case REALM_REQ_STOP_TOKEN: case REALM_REQ_SKIP_LOGPROBS:
       want = 4;
       break;
     case REALM_REQ_SEED:
@@ -197,7 +198,11 @@ int guest_request_decode(const uint8_t *blob, uint32_t len, struct guest_request
       ret->presence_penalty = get_f32(f.value);
       break;
     case REALM_REQ_LOGPROBS:
+      ret->has_logprobs = true;
       ret->top_logprobs = get_u32(f.value);
+      break;
+    case REALM_REQ_SKIP_LOGPROBS:
+      ret->skip_logprobs = get_u32(f.value) != 0;
       break;
     case REALM_REQ_STOP:
       if (ret->n_stop >= REALM_MAX_STOP_SEQUENCES)

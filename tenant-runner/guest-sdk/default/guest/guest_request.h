@@ -49,6 +49,9 @@ struct guest_request {
   uint64_t seed;
   float repetition_penalty, frequency_penalty, presence_penalty;
   uint32_t top_logprobs; /* REALM_REQ_LOGPROBS: 0 = none */
+  bool has_logprobs;     /* REALM_REQ_LOGPROBS was present (the client asked for logprobs) */
+  bool skip_logprobs;    /* REALM_REQ_SKIP_LOGPROBS nonzero: the host drops emit_token's
+                            logprob, so it need not be computed */
 
   char *stop[REALM_MAX_STOP_SEQUENCES]; /* NUL-terminated copies */
   size_t n_stop;
