@@ -108,6 +108,10 @@ static void cpu_matmul(void *ctx, const struct engine_weight *w, const float *x,
    * least ENGINE_MIN_CHUNK_MACS multiply-adds, so tiny matmuls run on the caller alone. */
   int64_t min_rows = ENGINE_MIN_CHUNK_MACS / ((int64_t)w->n_in * n_tok) + 1;
   if (chunk < min_rows) chunk = min_rows;
+  /* Whole 16-row tiles: the AMX kernels run 16 rows per tile and leave a call's last
+   * partial tile to VNNI, so with chunks on 16-row boundaries every row takes the same path
+   * (same rounding) whatever the number of threads. */
+  chunk = (chunk + 15) & ~(int64_t)15;
   engine_threadpool_run(c->pool, w->n_out, chunk, matmul_task, &j);
 }
 
@@ -304,7 +308,9 @@ static const struct engine_backend_ops cpu_ops = {
 int engine_backend_cpu_create(const struct engine_cpu_options *opt, struct engine_backend *ret,
                               char *err, size_t errlen) {
   /* "auto" can be pinned by the operator with REALM_ENGINE_ISA (scalar, avx2, avx512,
-   * avx512vnni): for comparing kernels on one machine, or working around a kernel. */
+   * avx512vnni, amx): for comparing kernels on one machine, or working around a kernel.
+   * Either way the kernel tables are probed here, before any seccomp jail: the AMX probe
+   * asks Linux for the tile state with arch_prctl (kernels_amx.c). */
   int isa = opt->isa;
   const char *env = isa < 0 ? getenv("REALM_ENGINE_ISA") : NULL;
   if (env && *env) {
@@ -312,14 +318,18 @@ int engine_backend_cpu_create(const struct engine_cpu_options *opt, struct engin
     if (isa == -2) {
       snprintf(err, errlen,
                "cpu backend: REALM_ENGINE_ISA=\"%.32s\" unknown (auto, scalar, avx2, avx512, "
-               "avx512vnni)", env);
+               "avx512vnni, amx)", env);
       return REALM_E_INVALID_ARGUMENT;
     }
   }
   const struct engine_cpu_kernels *k =
       isa < 0 ? engine_cpu_kernels_best() : engine_cpu_kernels_get((enum engine_isa)isa);
   if (!k) {
-    snprintf(err, errlen, "cpu backend: instruction set %d is not supported by this CPU", isa);
+    if (isa == ENGINE_ISA_AMX)
+      snprintf(err, errlen, "cpu backend: instruction set amx unavailable: %s",
+               engine_cpu_amx_unavailable_reason());
+    else
+      snprintf(err, errlen, "cpu backend: instruction set %d is not supported by this CPU", isa);
     return REALM_E_UNSUPPORTED;
   }
   struct cpu_ctx *c = calloc(1, sizeof *c);

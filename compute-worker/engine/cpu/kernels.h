@@ -1,6 +1,7 @@
 /*
  * kernels.h — CPU matmul kernels: one table per instruction set (scalar reference, AVX2/FMA,
- * AVX-512, AVX-512 VNNI), picked at run time from what the CPU supports.
+ * AVX-512, AVX-512 VNNI, AMX int8 tiles), picked at run time from what the CPU (and, for
+ * AMX, the OS) supports.
  *
  * Every kernel computes, for a range of weight rows [row0, row1) and a batch of NB activation
  * vectors, y[b * y_stride + j] = dot(row_j, x_b). The loop order is the point: the SIMD
@@ -39,14 +40,21 @@ enum engine_wtype {
 };
 
 /* AVX512 is the AVX-512 table without VNNI (integer dots with maddubs); AVX512_VNNI adds
- * vpdpbusd for Q8_0/Q4_0 and is what "best" picks when the CPU has it. */
+ * vpdpbusd for Q8_0/Q4_0. AMX is the VNNI table whose Q8_0/Q4_0 matmuls run batches of
+ * ENGINE_AMX_MIN_NB or more activations on AMX int8 tiles (kernels_amx.c); "best" picks it
+ * when the CPU has AMX-INT8 and the kernel grants the tile state, else VNNI. */
 enum engine_isa {
   ENGINE_ISA_SCALAR = 0,
   ENGINE_ISA_AVX2,
   ENGINE_ISA_AVX512,
   ENGINE_ISA_AVX512_VNNI,
+  ENGINE_ISA_AMX,
   ENGINE_ISA_COUNT
 };
+
+/* Smallest batch of activations the AMX table runs on tiles; smaller ones take the VNNI
+ * kernels (a tile product costs the same for 1 or 16 activations). */
+#define ENGINE_AMX_MIN_NB 4
 
 /* A quantized activation row of N elements (N a multiple of 32), written once per matmul by
  * a quantize_q8_act function and then read by every weight row. Blocks go in pairs (A, B) =
@@ -113,7 +121,7 @@ static inline int engine_wtype_wants_q8(enum engine_wtype t) {
 const struct engine_cpu_kernels *engine_cpu_kernels_get(enum engine_isa isa);
 /* The best table this CPU supports. */
 const struct engine_cpu_kernels *engine_cpu_kernels_best(void);
-/* "scalar", "avx2", "avx512", "avx512vnni" → enum engine_isa; "auto"/NULL → -1; unknown →
+/* "scalar", "avx2", "avx512", "avx512vnni", "amx" → enum engine_isa; "auto"/NULL → -1; unknown →
  * -2. The CPU backend also reads REALM_ENGINE_ISA (same names) when asked for "auto". */
 int engine_cpu_isa_from_name(const char *name);
 
@@ -127,5 +135,10 @@ const struct engine_cpu_kernels *engine_cpu_kernels_scalar(void);
 const struct engine_cpu_kernels *engine_cpu_kernels_avx2(void);
 const struct engine_cpu_kernels *engine_cpu_kernels_avx512(void);
 const struct engine_cpu_kernels *engine_cpu_kernels_avx512_vnni(void);
+/* The AMX table; the first call (of this or the next function) probes the CPU and asks
+ * Linux for the tile state (arch_prctl), so make it before entering a seccomp jail. */
+const struct engine_cpu_kernels *engine_cpu_kernels_amx(void);
+/* NULL when the AMX table is available, else why not (CPU, kernel), for logs and errors. */
+const char *engine_cpu_amx_unavailable_reason(void);
 
 #endif /* REALM_ENGINE_CPU_KERNELS_H */

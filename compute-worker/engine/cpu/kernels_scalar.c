@@ -175,13 +175,16 @@ const struct engine_cpu_kernels *engine_cpu_kernels_get(enum engine_isa isa) {
     return engine_cpu_kernels_avx512();
   case ENGINE_ISA_AVX512_VNNI:
     return engine_cpu_kernels_avx512_vnni();
+  case ENGINE_ISA_AMX:
+    return engine_cpu_kernels_amx();
   default:
     return NULL;
   }
 }
 
 const struct engine_cpu_kernels *engine_cpu_kernels_best(void) {
-  const struct engine_cpu_kernels *k = engine_cpu_kernels_avx512_vnni();
+  const struct engine_cpu_kernels *k = engine_cpu_kernels_amx();
+  if (!k) k = engine_cpu_kernels_avx512_vnni();
   if (!k) k = engine_cpu_kernels_avx512();
   if (!k) k = engine_cpu_kernels_avx2();
   if (!k) k = engine_cpu_kernels_scalar();
@@ -189,7 +192,8 @@ const struct engine_cpu_kernels *engine_cpu_kernels_best(void) {
 }
 
 int engine_cpu_isa_from_name(const char *name) {
-  static const char *const names[ENGINE_ISA_COUNT] = {"scalar", "avx2", "avx512", "avx512vnni"};
+  static const char *const names[ENGINE_ISA_COUNT] = {"scalar", "avx2", "avx512", "avx512vnni",
+                                                           "amx"};
   if (!name || !*name || strcmp(name, "auto") == 0) return -1;
   for (int i = 0; i < ENGINE_ISA_COUNT; i++)
     if (strcmp(name, names[i]) == 0) return i;

@@ -145,6 +145,68 @@ static void compare_isa(enum engine_isa isa) {
 TEST(avx2_kernels_match_scalar) { compare_isa(ENGINE_ISA_AVX2); }
 TEST(avx512_kernels_match_scalar) { compare_isa(ENGINE_ISA_AVX512); }
 TEST(avx512_vnni_kernels_match_scalar) { compare_isa(ENGINE_ISA_AVX512_VNNI); }
+/* The AMX table at the shapes above: 15 rows are less than one 16-row tile, so this checks
+ * its VNNI fallbacks and float kernels; the tiles are checked below. */
+TEST(amx_table_matches_scalar_below_one_tile) {
+  if (!engine_cpu_kernels_amx()) {
+    printf("# amx unavailable: %s\n", engine_cpu_amx_unavailable_reason());
+    SKIP("AMX unavailable (CPU or kernel)");
+  }
+  compare_isa(ENGINE_ISA_AMX);
+}
+
+/* AMX tiles against the scalar reference: 40 rows (two full 16-row tiles and an 8-row tail
+ * left to VNNI, or with a start at row 3, tiles that do not start on a multiple of 16),
+ * batches around the tile thresholds (below ENGINE_AMX_MIN_NB, 8- and 16-wide tiles, a
+ * group of 16 plus a remainder), and rows of 1, 3, 64, 67 and 129 blocks (the packed
+ * activations go in chunks of 64 blocks, summed into y). */
+TEST(amx_tiles_match_scalar) {
+  const struct engine_cpu_kernels *ref = engine_cpu_kernels_scalar(), *k = engine_cpu_kernels_amx();
+  if (!k) {
+    printf("# amx unavailable: %s\n", engine_cpu_amx_unavailable_reason());
+    SKIP("AMX unavailable (CPU or kernel)");
+  }
+  static const int lens[] = {32, 96, 2048, 32 * 67, 32 * 129};
+  static const int nbs[] = {1, 3, 4, 5, 8, 9, 13, 16, 17, 20, 33};
+  const int rows = 40;
+  for (int t = ENGINE_W_Q8_0; t <= ENGINE_W_Q4_0; t++)
+    for (int li = 0; li < 5; li++) {
+      int n = lens[li];
+      void *w;
+      size_t rb = make_weights((enum engine_wtype)t, rows, n, &w);
+      size_t xs = engine_q8_act_row_bytes(n);
+      for (int bi = 0; bi < 11; bi++) {
+        int nb = nbs[bi], bad = 0;
+        float *x = malloc(sizeof(float) * n);
+        uint8_t *xq = malloc(xs * nb);
+        for (int b = 0; b < nb; b++) {
+          for (int i = 0; i < n; i++) x[i] = frand() * (1.0f + (float)b);
+          engine_quantize_q8_act(x, n, xq + xs * b);
+        }
+        float *y0 = calloc((size_t)rows * nb, sizeof(float));
+        float *y1 = calloc((size_t)rows * nb, sizeof(float));
+        float *y2 = calloc((size_t)rows * nb, sizeof(float));
+        ref->matmul[t](w, rb, n, 0, rows, xq, xs, nb, y0, rows);
+        k->matmul[t](w, rb, n, 0, 16, xq, xs, nb, y1, rows); /* as two threads would */
+        k->matmul[t](w, rb, n, 16, rows, xq, xs, nb, y1, rows);
+        k->matmul[t](w, rb, n, 3, rows, xq, xs, nb, y2, rows); /* rows 0..2 untouched */
+        for (int b = 0; b < nb && !bad; b++)
+          for (int r = 0; r < rows && !bad; r++) {
+            float a = y0[b * rows + r], c = y1[b * rows + r], e = y2[b * rows + r];
+            double tol = 1e-4 * (1.0 + fabs(a)) + 1e-5 * n;
+            if (fabs(a - c) > tol || (r < 3 ? e != 0.0f : fabs(a - e) > tol)) {
+              printf("# amx type %d n %d nb %d b %d row %d: %.7g vs %.7g / %.7g\n", t, n, nb,
+                     b, r, a, c, e);
+              bad = 1;
+            }
+          }
+        free(x), free(xq), free(y0), free(y1), free(y2);
+        CHECK(!bad);
+        if (bad) break;
+      }
+      free(w);
+    }
+}
 
 TEST(best_table_and_isa_names) {
   CHECK(engine_cpu_kernels_best() != NULL);
@@ -152,6 +214,9 @@ TEST(best_table_and_isa_names) {
   CHECK(engine_cpu_kernels_get(ENGINE_ISA_COUNT) == NULL);
   CHECK_EQ_INT(engine_cpu_isa_from_name("scalar"), ENGINE_ISA_SCALAR);
   CHECK_EQ_INT(engine_cpu_isa_from_name("avx512vnni"), ENGINE_ISA_AVX512_VNNI);
+  CHECK_EQ_INT(engine_cpu_isa_from_name("amx"), ENGINE_ISA_AMX);
+  /* the AMX table exists exactly when no reason against it is given */
+  CHECK((engine_cpu_kernels_amx() != NULL) == (engine_cpu_amx_unavailable_reason() == NULL));
   CHECK_EQ_INT(engine_cpu_isa_from_name("auto"), -1);
   CHECK_EQ_INT(engine_cpu_isa_from_name(NULL), -1);
   CHECK_EQ_INT(engine_cpu_isa_from_name("sse9"), -2);
