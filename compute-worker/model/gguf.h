@@ -10,6 +10,7 @@
 #ifndef REALM_GGUF_H
 #define REALM_GGUF_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -80,6 +81,15 @@ struct gguf_file; /* opaque */
 /* Opens, copies into a sealed memfd, maps and validates PATH. On failure returns a negative
  * realm error and writes a message naming the bad field into err (errlen bytes). */
 int gguf_open(const char *path, struct gguf_file **ret_file, char *err, size_t errlen);
+/* Page size of the memfd. AUTO (what gguf_open does): 2 MiB huge pages from the hugetlbfs
+ * pool (vm.nr_hugepages) when it has room for the whole file, else ordinary pages. HUGE:
+ * huge pages or an error naming the pool. SMALL: ordinary pages. See gguf.c for why. */
+enum gguf_pages { GGUF_PAGES_AUTO = 0, GGUF_PAGES_HUGE, GGUF_PAGES_SMALL };
+int gguf_open_pages(const char *path, enum gguf_pages pages, struct gguf_file **ret_file,
+                    char *err, size_t errlen);
+/* Name of a gguf_pages value ("auto", "huge", "small") and back (-1 for an unknown name). */
+const char *gguf_pages_name(enum gguf_pages p);
+int gguf_pages_from_name(const char *name);
 /* Same over an in-memory buffer (copied into a sealed memfd); used by tests and fuzzers. */
 int gguf_open_buffer(const void *buf, size_t len, struct gguf_file **ret_file, char *err,
                      size_t errlen);
@@ -120,6 +130,8 @@ int gguf_arr_i64(const struct gguf_kv *kv, uint64_t i, int64_t *ret);
  * the read-only mapping's base address. */
 int gguf_memfd(const struct gguf_file *f);
 size_t gguf_mapped_size(const struct gguf_file *f);
+/* True when the memfd is backed by 2 MiB huge pages (its fstat size is then rounded up). */
+bool gguf_huge_pages(const struct gguf_file *f);
 const void *gguf_mapped_base(const struct gguf_file *f);
 
 /* Name of a tensor type ("f32", "q8_0", ...), block size in elements and bytes per block. */

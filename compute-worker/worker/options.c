@@ -13,7 +13,8 @@
 int worker_options_parse(int argc, char *const *argv, struct worker_config *cfg, char *err,
                          size_t errlen) {
   worker_config_defaults(cfg);
-  static const char *model, *listen, *shm_socket, *isa, *weights, *backend, *weight_access;
+  static const char *model, *listen, *shm_socket, *isa, *weights, *backend, *weight_access,
+      *huge_pages;
   static int64_t cuda_device, idle_ms, idle_sessions_ms;
   static bool no_jail, print_policy;
   static int64_t threads, kv_blocks, kv_block_tokens, window_us, batch_tokens, max_step_tokens,
@@ -33,6 +34,9 @@ int worker_options_parse(int argc, char *const *argv, struct worker_config *cfg,
        "engine threads (0: online CPUs)", &threads},
       {"isa", "REALM_WORKER_ISA", REALM_OPT_STRING, "auto", 0, 0,
        "CPU kernels: auto, scalar, avx2, avx512", &isa},
+      {"huge-pages", "REALM_WORKER_HUGE_PAGES", REALM_OPT_STRING, "auto", 0, 0,
+       "weights in 2 MiB pages from the vm.nr_hugepages pool: auto (when it has room), huge "
+       "(or fail), small", &huge_pages},
       {"backend", "REALM_WORKER_BACKEND", REALM_OPT_STRING, "cpu", 0, 0,
        "compute backend: cpu, cuda, auto (cuda when a device is present; a cuda worker is not "
        "jailed)", &backend},
@@ -111,6 +115,7 @@ int worker_options_parse(int argc, char *const *argv, struct worker_config *cfg,
   cfg->shm_socket = shm_socket;
   cfg->threads = (int)threads;
   cfg->isa = isa;
+  cfg->huge_pages = huge_pages;
   cfg->kv_blocks = (uint32_t)kv_blocks;
   cfg->kv_block_tokens = (uint32_t)kv_block_tokens;
   cfg->batch_window_us = window_us;

@@ -269,8 +269,13 @@ static int load_model(struct worker *w, char *err, size_t errlen) {
     snprintf(err, errlen, "--model: cannot read %s: %s", path, strerror(e));
     return e == ENOENT ? REALM_E_NOT_FOUND : REALM_E_IO;
   }
+  int pages = gguf_pages_from_name(w->cfg.huge_pages ? w->cfg.huge_pages : "auto");
+  if (pages < 0) {
+    snprintf(err, errlen, "--huge-pages %s: expected auto, huge or small", w->cfg.huge_pages);
+    return REALM_E_INVALID_ARGUMENT;
+  }
   char msg[400];
-  int rc = gguf_open(path, &w->gguf, msg, sizeof msg);
+  int rc = gguf_open_pages(path, (enum gguf_pages)pages, &w->gguf, msg, sizeof msg);
   if (rc < 0) {
     snprintf(err, errlen, "--model %s: %s", path, msg);
     return rc;
@@ -498,6 +503,7 @@ int worker_run(struct worker *w) {
                  RLOG_STR("listen", w->cfg.listen), RLOG_STR("shm_socket", w->shm_path),
                  RLOG_STR("backend", engine_backend_name(w->engine)),
                  RLOG_INT("threads", engine_threads(w->engine)),
+                 RLOG_STR("weight_pages", gguf_huge_pages(w->gguf) ? "2M" : "4k"),
                  RLOG_UINT("kv_blocks", kv_cache_total_blocks(engine_kv(w->engine))));
   zmq_pollitem_t items[3 + WORKER_MAX_SIDE_CONNS];
   int rc = 0;

@@ -31,6 +31,7 @@ struct worker_config {
                                   from the first ipc:// endpoint ("<path>.shm"); "none" = off */
   int threads;                 /* engine threads; <= 0 = online CPUs */
   const char *isa;             /* NULL/"auto", "scalar", "avx2", "avx512" */
+  const char *huge_pages;      /* weights' pages: NULL/"auto", "huge", "small" (gguf.h) */
   const char *backend;         /* "cpu", "cuda" or "auto" (CUDA when a device is present) */
   int cuda_device;             /* CUDA device ordinal for "cuda"/"auto" */
   uint32_t kv_blocks;          /* KV pool blocks; 0 = 8 full contexts */

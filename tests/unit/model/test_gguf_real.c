@@ -246,3 +246,74 @@ TEST(stories260k_truncated_prefixes_refused) {
   free(copy);
   CHECK(refused > 4000);
 }
+
+/* ---- page size of the weights memfd (gguf_open_pages) ---- */
+
+/* HugePages_Free of /proc/meminfo (2 MiB pages), or -1 when it cannot be read. */
+static long huge_pages_free(void) {
+  FILE *fp = fopen("/proc/meminfo", "r");
+  if (!fp) return -1;
+  char line[256];
+  long n = -1;
+  while (fgets(line, sizeof line, fp))
+    if (sscanf(line, "HugePages_Free: %ld", &n) == 1) break;
+  fclose(fp);
+  return n;
+}
+
+/* Whatever page size AUTO gets, the bytes and the parse are the same as with small pages. */
+TEST(auto_pages_give_the_same_bytes_as_small_pages) {
+  const char *p = model_path("gguf/stories260K.gguf");
+  if (access(p, R_OK) != 0) SKIP("model file not present");
+  struct gguf_file *a = NULL, *s = NULL;
+  char err[512] = "";
+  CHECK_EQ_INT(gguf_open_pages(p, GGUF_PAGES_SMALL, &s, err, sizeof err), 0);
+  CHECK_EQ_INT(gguf_open_pages(p, GGUF_PAGES_AUTO, &a, err, sizeof err), 0);
+  CHECK(!gguf_huge_pages(s));
+  printf("# auto got %s pages\n", gguf_huge_pages(a) ? "2 MiB" : "4 KiB");
+  CHECK_EQ_INT(gguf_mapped_size(a), gguf_mapped_size(s));
+  CHECK(memcmp(gguf_mapped_base(a), gguf_mapped_base(s), gguf_mapped_size(s)) == 0);
+  CHECK_EQ_INT(gguf_tensor_count(a), gguf_tensor_count(s));
+  int seals = fcntl(gguf_memfd(a), F_GET_SEALS);
+  CHECK((seals & (F_SEAL_WRITE | F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL)) ==
+        (F_SEAL_WRITE | F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL));
+  gguf_close(a);
+  gguf_close(s);
+}
+
+/* HUGE either gets sealed 2 MiB pages or, with an empty pool (the default on most machines,
+ * and on CI), fails with a message that tells the operator which knob to turn. */
+TEST(huge_pages_are_sealed_or_refused_naming_the_pool) {
+  const char *p = model_path("gguf/stories260K.gguf");
+  if (access(p, R_OK) != 0) SKIP("model file not present");
+  long free_before = huge_pages_free();
+  struct gguf_file *f = NULL;
+  char err[512] = "";
+  int rc = gguf_open_pages(p, GGUF_PAGES_HUGE, &f, err, sizeof err);
+  if (free_before == 0) {
+    CHECK(rc < 0);
+    CHECK(f == NULL);
+    CHECK_STR_CONTAINS(err, "vm.nr_hugepages");
+    CHECK_STR_CONTAINS(err, "stories260K.gguf");
+  } else if (rc == 0) {
+    CHECK(gguf_huge_pages(f));
+    int fd = gguf_memfd(f);
+    int seals = fcntl(fd, F_GET_SEALS);
+    CHECK(seals & F_SEAL_WRITE);
+    CHECK(seals & F_SEAL_SEAL);
+    CHECK(pwrite(fd, "x", 1, 0) < 0);
+    CHECK(ftruncate(fd, 10) < 0);
+    CHECK_EQ_INT(gguf_tensor_count(f), 48);
+    gguf_close(f);
+  } else {
+    /* A pool with pages, but not enough of them free right now (other tests hold them). */
+    CHECK_STR_CONTAINS(err, "vm.nr_hugepages");
+  }
+}
+
+TEST(page_names_round_trip) {
+  for (int i = GGUF_PAGES_AUTO; i <= GGUF_PAGES_SMALL; i++)
+    CHECK_EQ_INT(gguf_pages_from_name(gguf_pages_name((enum gguf_pages)i)), i);
+  CHECK_EQ_INT(gguf_pages_from_name("large"), -1);
+  CHECK_EQ_INT(gguf_pages_from_name(NULL), -1);
+}

@@ -61,6 +61,23 @@ TEST(bad_model_exits_nonzero_with_the_loader_message) {
   CHECK_STR_CONTAINS(c.out, "bad_model");
 }
 
+TEST(unknown_huge_pages_value_exits_nonzero_naming_it) {
+  if (!bin()) SKIP("REALM_WORKER_BIN not set");
+  struct wsite s;
+  wsite_init(&s, "realm-wp");
+  CHECK(s.dir[0]);
+  char *argv[] = {(char *)bin(), "--model", s.model, "--listen", s.ep, "--huge-pages", "large",
+                  NULL};
+  struct test_proc c;
+  CHECK_EQ_INT(test_proc_spawn(&c, argv), 0);
+  test_proc_drain(&c, 10000);
+  int st = test_proc_wait_exit(&c, 10000);
+  wsite_clean(&s);
+  CHECK(st != 0 && st != -1);
+  CHECK_STR_CONTAINS(c.out, "--huge-pages large");
+  CHECK_STR_CONTAINS(c.out, "auto, huge or small");
+}
+
 TEST(address_in_use_exits_nonzero) {
   if (!bin()) SKIP("REALM_WORKER_BIN not set");
   struct wsite s;
