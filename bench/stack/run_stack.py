@@ -559,8 +559,12 @@ def main():
     loadavg = os.getloadavg()
     log(f'load average before: {loadavg[0]:.2f} {loadavg[1]:.2f} {loadavg[2]:.2f} on '
         f'{os.cpu_count()} CPUs')
+    hp = huge_pages()
+    log(f'huge pages: {hp["free"]} of {hp["total"]} free (2 MiB); the worker and the in-process '
+        f'engine put the weights on them when the pool has room (docs/operations.md#huge-pages)')
     summary = {'started': time.strftime('%Y-%m-%d %H:%M:%S'), 'loadavg_before': loadavg,
-               'cpus': os.cpu_count(), 'model': args.model, 'threads': args.threads}
+               'cpus': os.cpu_count(), 'model': args.model, 'threads': args.threads,
+               'huge_pages': hp}
     t_all = time.monotonic()
     try:
         if 'isolation' in only:
@@ -579,6 +583,23 @@ def main():
     with open(os.path.join(args.out, 'summary.json'), 'w') as f:
         json.dump(summary, f, indent=1)
     print_summary(summary)
+
+
+def huge_pages():
+    """HugePages_Total/Free from /proc/meminfo: with a pool the weights use 2 MiB pages, which
+    changes both the speed and the PSS accounting (hugetlb pages are not in Pss)."""
+    hp = {'total': 0, 'free': 0}
+    try:
+        with open('/proc/meminfo') as f:
+            for line in f:
+                k, _, v = line.partition(':')
+                if k == 'HugePages_Total':
+                    hp['total'] = int(v)
+                elif k == 'HugePages_Free':
+                    hp['free'] = int(v)
+    except OSError:
+        pass
+    return hp
 
 
 def print_summary(s):
