@@ -559,7 +559,8 @@ static int cmd_isolation(int argc, char **argv) {
   s.P = P;
 
   char err[512];
-  if (gguf_open(model, &s.gf, err, sizeof err) < 0 ||
+  /* Huge pages when the pool has room, as the worker does (docs/operations.md#huge-pages). */
+  if (gguf_open_pages(model, GGUF_PAGES_AUTO, &s.gf, err, sizeof err) < 0 ||
       engine_model_load(s.gf, &s.m, err, sizeof err) < 0) {
     fprintf(stderr, "stack_bench: %s: %s\n", model, err);
     return 1;
@@ -728,7 +729,10 @@ static int cmd_engine_batch(int argc, char **argv) {
   char err[512];
   struct gguf_file *gf;
   struct engine_model *m;
-  if (gguf_open(model, &gf, err, sizeof err) < 0 || engine_model_load(gf, &m, err, sizeof err) < 0) {
+  /* Huge pages when the pool has room, as the worker does, so both sides read the weights
+   * through the same page size (docs/operations.md#huge-pages). */
+  if (gguf_open_pages(model, GGUF_PAGES_AUTO, &gf, err, sizeof err) < 0 ||
+      engine_model_load(gf, &m, err, sizeof err) < 0) {
     fprintf(stderr, "stack_bench: %s: %s\n", model, err);
     return 1;
   }

@@ -708,7 +708,9 @@ int gguf_open_buffer(const void *buf, size_t len, struct gguf_file **ret_file, c
 }
 
 int gguf_open(const char *path, struct gguf_file **ret_file, char *err, size_t errlen) {
-  return gguf_open_pages(path, GGUF_PAGES_AUTO, ret_file, err, errlen);
+  /* Small pages: most opens are brief (a runner reading the vocabulary, realmctl inspect) and
+   * must not take the huge page pool from the worker that starts beside them. */
+  return gguf_open_pages(path, GGUF_PAGES_SMALL, ret_file, err, errlen);
 }
 
 int gguf_open_pages(const char *path, enum gguf_pages pages, struct gguf_file **ret_file,

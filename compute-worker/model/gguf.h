@@ -81,9 +81,11 @@ struct gguf_file; /* opaque */
 /* Opens, copies into a sealed memfd, maps and validates PATH. On failure returns a negative
  * realm error and writes a message naming the bad field into err (errlen bytes). */
 int gguf_open(const char *path, struct gguf_file **ret_file, char *err, size_t errlen);
-/* Page size of the memfd. AUTO (what gguf_open does): 2 MiB huge pages from the hugetlbfs
- * pool (vm.nr_hugepages) when it has room for the whole file, else ordinary pages. HUGE:
- * huge pages or an error naming the pool. SMALL: ordinary pages. See gguf.c for why. */
+/* Page size of the memfd. AUTO: 2 MiB huge pages from the hugetlbfs pool (vm.nr_hugepages)
+ * when it has room for the whole file, else ordinary pages. HUGE: huge pages or an error
+ * naming the pool. SMALL (what gguf_open does): ordinary pages. Only what computes on the
+ * weights for long (the worker, benchmarks, realmctl generate) should take the pool; see
+ * gguf.c for why it pays. */
 enum gguf_pages { GGUF_PAGES_AUTO = 0, GGUF_PAGES_HUGE, GGUF_PAGES_SMALL };
 int gguf_open_pages(const char *path, enum gguf_pages pages, struct gguf_file **ret_file,
                     char *err, size_t errlen);

@@ -150,7 +150,7 @@ int realmctl_cmd_generate(int argc, char **argv) {
   struct kv_seq *seq = NULL;
   int32_t *toks = NULL;
   float *logits = NULL;
-  int rc = gguf_open(model_path, &f, err, sizeof err);
+  int rc = gguf_open_pages(model_path, GGUF_PAGES_AUTO, &f, err, sizeof err); /* as the worker */
   if (rc == 0) rc = engine_model_load(f, &m, err, sizeof err);
   if (rc < 0) goto fail;
 
