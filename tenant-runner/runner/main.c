@@ -1,6 +1,8 @@
 /*
  * main.c — realm-runner: one tenant replica. Parses options, builds the runner (module,
  * vocabulary, sockets, worker handshake), jails itself, then serves until SIGTERM/SIGINT.
+ * The first stop signal starts the drain (runner.h, runner_run: no new requests, those in
+ * flight finish for up to --drain-timeout); a second one ends it at once.
  *
  * Exit status: 0 after a requested stop, 2 for bad options, 1 for a failed set-up,
  * RUNNER_EXIT_WORKER_LOST (75) when the worker went away while jailed (restart me).
@@ -26,11 +28,12 @@
 #include "realm/log.h"
 #include "runner.h"
 
+/* Stop signals received, capped at 2: 1 starts the drain, 2 cuts it short (runner_run). */
 static volatile sig_atomic_t g_stop;
 
 static void on_stop(int sig) {
   (void)sig;
-  g_stop = 1;
+  if (g_stop < 2) g_stop++;
 }
 
 int main(int argc, char **argv) {
@@ -91,6 +94,12 @@ int main(int argc, char **argv) {
        "a step unanswered this long means the worker is gone", &cfg.worker_timeout_ms},
       {"prefill-chunk", NULL, REALM_OPT_INT64, "512", 1, 8192,
        "prompt tokens of one request per step", &cfg.prefill_chunk},
+      /* The default is RUNNER_DEFAULT_DRAIN_TIMEOUT_MS (runner.h says why 25 s). */
+      {"drain-timeout", "REALM_RUNNER_DRAIN_TIMEOUT_MS", REALM_OPT_DURATION_MS, "25s", 0,
+       3600000,
+       "on SIGTERM/SIGINT, how long requests in flight may take to finish (0 = end them at "
+       "once); a second signal ends the wait; keep it below the stopper's kill grace",
+       &cfg.drain_timeout_ms},
       {"no-jail", NULL, REALM_OPT_BOOL, "false", 0, 0,
        "DEBUGGING ONLY: skip privileges, rlimits and seccomp", &no_jail},
       {"print-policy", NULL, REALM_OPT_BOOL, "false", 0, 0,
@@ -171,17 +180,19 @@ int main(int argc, char **argv) {
                  RLOG_STR("worker", cfg.worker_endpoint), RLOG_STR("module", cfg.module_path),
                  RLOG_BOOL("jailed", !no_jail));
 
+  bool served = false; /* runner_run_until has drained and returned already */
 #ifdef REALM_RUNNER_TEST_HOOKS
   if (test_escape_what[0]) {
     /* Serve until the given number of requests completed, then try to escape. */
     rc = runner_run_until(r, &g_stop, (uint64_t)test_escape_after);
-    if (rc == 0 && !g_stop) {
+    served = rc != 0 || g_stop;
+    if (!served) {
       runner_linger(r, 200); /* let the finished requests' events leave first */
       realm_daemon_test_escape(test_escape_what);
     }
   }
 #endif
-  rc = runner_run(r, &g_stop);
+  if (!served) rc = runner_run(r, &g_stop);
   if (rc == RUNNER_EXIT_WORKER_LOST) {
     realm_log_error("worker lost while jailed: exiting for a restart");
     _exit(RUNNER_EXIT_WORKER_LOST);

@@ -22,6 +22,9 @@
  * Failures are per request: a guest trap, deadline or output cap, a worker error on one
  * entry, a bad request — each ends only that request with an Error event naming the cause.
  * Losing the worker fails every in-flight request with "unavailable".
+ *
+ * Stopping drains (drain_and_stop): the first SIGTERM/SIGINT stops new work while the requests
+ * in flight run to their end, for at most --drain-timeout; a second signal ends the wait.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -71,6 +74,7 @@ void runner_config_defaults(struct runner_config *c) {
   c->connect_timeout_ms = 30000;
   c->worker_timeout_ms = 30000;
   c->prefill_chunk = 512;
+  c->drain_timeout_ms = RUNNER_DEFAULT_DRAIN_TIMEOUT_MS;
 }
 
 void runner_set_jailed(struct runner *r) { r->jailed = true; }
@@ -265,6 +269,10 @@ static void req_end(struct rreq *q, enum end_kind kind, Realm__V1__FinishReason 
                                                                                    : "error"),
                  RLOG_UINT("prompt_tokens", q->prompt_tokens),
                  RLOG_UINT("completion_tokens", q->completion_tokens));
+  if (r->drain_counting) {
+    if (kind == END_FINISH) r->drain_finished++;
+    else r->drain_failed++;
+  }
   free(q->id);
   free(q->pending);
   free(q->hold);
@@ -690,7 +698,9 @@ static int validate_generate(struct runner *r, const Realm__V1__GenerateRequest 
     return REALM_E_INVALID_ARGUMENT;
   }
   if (r->draining) {
-    realm_set_err(msg, msglen, "the runner is stopping");
+    realm_set_err(msg, msglen, "the runner is stopping and takes no new requests; retry on "
+                               "another replica");
+    r->drain_refused++;
     return r->drain_code;
   }
   if (!r->worker_up) {
@@ -819,7 +829,9 @@ static void handle_ping(struct runner *r, const realm_ipc_peer *peer, const Real
   pong.in_flight = r->n_active;
   pong.max_in_flight = (uint32_t)r->cfg.max_inflight;
   pong.worker_connected = r->worker_up;
-  pong.ready = r->worker_up && r->module;
+  /* Not ready while stopping: the gateway routes no new request here (its replica state
+   * NOT_READY) and leaves the ones in flight alone, which is all a drain needs. */
+  pong.ready = r->worker_up && r->module && !r->draining;
   pong.requests_total = r->requests_total;
   pong.tokens_total = r->tokens_total;
   Realm__V1__RunnerEvent ev;
@@ -1287,6 +1299,92 @@ static void warm_idle(struct runner *r) {
   instance_release(r, inst, warm_up(r, inst));
 }
 
+/* One turn of the loop: waits up to poll_ms for the gateway, the worker and its monitor,
+ * handles what arrived, checks deadlines and sends the next Step. Returns 0, or
+ * REALM_E_SHUTTING_DOWN / REALM_E_SYSTEM when zmq_poll itself failed (a signal is not a
+ * failure: EINTR returns 0 so the caller looks at its stop flag at once). */
+static int serve_once(struct runner *r, long poll_ms) {
+  zmq_pollitem_t items[3] = {
+      {.socket = r->gw, .events = ZMQ_POLLIN},
+      {.socket = r->wk, .events = ZMQ_POLLIN},
+      {.socket = r->mon, .events = ZMQ_POLLIN},
+  };
+  int n_items = r->wk ? 3 : 1;
+  int rc = zmq_poll(items, n_items, poll_ms);
+  if (rc < 0) {
+    if (zmq_errno() == EINTR) return REALM_OK;
+    if (zmq_errno() == ETERM) return REALM_E_SHUTTING_DOWN;
+    return REALM_E_SYSTEM;
+  }
+  if (r->wk && (items[2].revents & ZMQ_POLLIN) && runner_worker_disconnected(r)) {
+    drain_worker(r); /* replies that arrived before the drop still count */
+    if (r->wk) worker_lost(r, "the worker closed the connection");
+  }
+  if (r->wk && (items[1].revents & ZMQ_POLLIN)) drain_worker(r);
+  if (items[0].revents & ZMQ_POLLIN) drain_gateway(r);
+  check_deadlines(r);
+  send_step(r);
+  return REALM_OK;
+}
+
+/*
+ * The stop drain (runner.h, runner_run). State diagram:
+ *
+ *   SERVING --signal 1--> DRAINING --(nothing in flight | worker lost | timeout |
+ *                                     signal 2 | poll error)--> CUT-OFF --250 ms--> return
+ *
+ * DRAINING is the ordinary loop (serve_once) with r->draining set: validate_generate refuses
+ * new requests with shutting_down and handle_ping reports ready=false, while Steps, logits,
+ * cancels, deadlines and the worker's loss are handled as always. No reconnect is tried (a
+ * stopping runner has no use for a new worker). Every wait inside is a zmq_poll of at most
+ * POLL_IDLE_MS and the whole drain at most drain_timeout_ms plus the linger, so a stuck worker
+ * cannot hold the stop (its Step times out at --worker-timeout anyway, or the drain does).
+ * CUT-OFF is finish_and_linger: what is left ends with shutting_down, as before the drain
+ * existed. Returns REALM_OK, or the poll error.
+ */
+static int drain_and_stop(struct runner *r, volatile sig_atomic_t *stop) {
+  const int64_t t0 = runner_now_ms(), timeout = r->cfg.drain_timeout_ms;
+  const uint64_t at_start = r->n_active;
+  const bool worker_was_up = r->worker_up;
+  r->draining = true;
+  r->drain_code = REALM_E_SHUTTING_DOWN;
+  r->drain_counting = true;
+  r->drain_finished = r->drain_failed = r->drain_refused = 0;
+  realm_log_info("draining: no new requests, waiting for those in flight",
+                 RLOG_UINT("in_flight", at_start), RLOG_INT("drain_timeout_ms", timeout));
+  const char *end = NULL;
+  int rc = REALM_OK;
+  while (!end) {
+    int64_t left = t0 + timeout - runner_now_ms();
+    if (worker_was_up && !r->worker_up)
+      end = "worker lost"; /* worker_lost failed what was in flight with unavailable */
+    else if (r->n_active == 0)
+      end = "drained";
+    else if (*stop >= 2)
+      end = "second signal";
+    else if (left <= 0)
+      end = "timeout";
+    else if ((rc = serve_once(r, left < POLL_IDLE_MS ? (long)left : POLL_IDLE_MS)) < 0)
+      end = "error";
+  }
+  const uint64_t cut = r->n_active;
+  r->drain_counting = false;
+  if (cut && strcmp(end, "second signal") == 0)
+    realm_log_info("second stop signal: ending the requests still in flight now",
+                   RLOG_UINT("in_flight", cut));
+  char why[160];
+  realm_set_err(why, sizeof why,
+                "the runner is shutting down and ended this request before it finished (%s); "
+                "retry it",
+                strcmp(end, "timeout") == 0 ? "its drain time ran out" : end);
+  finish_and_linger(r, REALM_E_SHUTTING_DOWN, why, REALM_OK);
+  realm_log_info("drain finished", RLOG_STR("end", end), RLOG_UINT("in_flight_at_start", at_start),
+                 RLOG_UINT("finished", r->drain_finished), RLOG_UINT("failed", r->drain_failed),
+                 RLOG_UINT("cut_off", cut), RLOG_UINT("refused", r->drain_refused),
+                 RLOG_INT("elapsed_ms", runner_now_ms() - t0));
+  return rc < 0 ? rc : REALM_OK;
+}
+
 int runner_run_until(struct runner *r, volatile sig_atomic_t *stop, uint64_t done_target) {
   warm_idle(r);
   while (!*stop) {
@@ -1303,28 +1401,10 @@ int runner_run_until(struct runner *r, volatile sig_atomic_t *stop, uint64_t don
         r->next_reconnect_ms = runner_now_ms() + RECONNECT_EVERY_MS;
       }
     }
-    zmq_pollitem_t items[3] = {
-        {.socket = r->gw, .events = ZMQ_POLLIN},
-        {.socket = r->wk, .events = ZMQ_POLLIN},
-        {.socket = r->mon, .events = ZMQ_POLLIN},
-    };
-    int n_items = r->wk ? 3 : 1;
-    int rc = zmq_poll(items, n_items, POLL_IDLE_MS);
-    if (rc < 0) {
-      if (zmq_errno() == EINTR) continue;
-      if (zmq_errno() == ETERM) return REALM_E_SHUTTING_DOWN;
-      return REALM_E_SYSTEM;
-    }
-    if (r->wk && (items[2].revents & ZMQ_POLLIN) && runner_worker_disconnected(r)) {
-      drain_worker(r); /* replies that arrived before the drop still count */
-      if (r->wk) worker_lost(r, "the worker closed the connection");
-    }
-    if (r->wk && (items[1].revents & ZMQ_POLLIN)) drain_worker(r);
-    if (items[0].revents & ZMQ_POLLIN) drain_gateway(r);
-    check_deadlines(r);
-    send_step(r);
+    int rc = serve_once(r, POLL_IDLE_MS);
+    if (rc < 0) return rc;
   }
-  return finish_and_linger(r, REALM_E_SHUTTING_DOWN, "the runner is shutting down", REALM_OK);
+  return drain_and_stop(r, stop);
 }
 
 /* ---- set-up ---- */

@@ -41,6 +41,8 @@ struct runner_config {
   int64_t connect_timeout_ms;  /* how long set-up waits for the worker's HelloReply */
   int64_t worker_timeout_ms;   /* a Step unanswered this long means the worker is gone */
   int64_t prefill_chunk;       /* prompt tokens of one request per Step */
+  int64_t drain_timeout_ms;    /* on stop, how long requests in flight may take to finish
+                                  (0 = end them at once); see runner_run */
   /* The tenant's chat template, sent to the guest as REALM_REQ_CHAT_TEMPLATE with every
    * request: a family name ("chatml", "llama3", ...) or Jinja text; "@PATH" reads the text
    * from a file at set-up (before the jail). "" = none (the guest uses the model's). */
@@ -51,6 +53,13 @@ struct runner_config {
  * process cannot open the new sockets a reconnect needs, so it fails its requests and asks
  * its supervisor for a fresh start (EX_TEMPFAIL). */
 #define RUNNER_EXIT_WORKER_LOST 75
+
+/* Default --drain-timeout: as long as realm-gateway's drain (25 s), so a stream the gateway
+ * would wait for is not cut by the runner under it, and 5 s below the runner pods' 30 s
+ * terminationGracePeriodSeconds (deploy/k8s) for the cut-off's error events and the exit. A
+ * stopper whose grace is shorter (compose's default 10 s, realmctl up's stop_grace_ms) must
+ * pass a smaller value or raise its grace (docs/runner.md "Stop and drain"). */
+#define RUNNER_DEFAULT_DRAIN_TIMEOUT_MS 25000
 
 struct runner;
 
@@ -68,11 +77,21 @@ void runner_config_defaults(struct runner_config *cfg);
 int runner_new(const struct runner_config *cfg, struct runner **ret_runner, char *err,
                size_t errlen);
 
-/* Serves until *stop becomes non-zero (checked at least every 100 ms) or the worker is lost
- * while jailed. Returns 0 on a requested stop, RUNNER_EXIT_WORKER_LOST (positive) when the
- * process should be restarted, or a negative error. */
+/*
+ * Serves until *stop becomes non-zero (checked at least every 100 ms) or the worker is lost
+ * while jailed, then drains: *stop counts the stop signals received. At 1 the runner takes no
+ * new work (HealthPong.ready false, new GenerateRequests refused with shutting_down) while the
+ * requests in flight go on generating; the drain ends when none is left, when the worker goes
+ * away, after cfg.drain_timeout_ms, or as soon as *stop reaches 2 (a second signal). What is
+ * still in flight then is ended with shutting_down, the runner answers the gateway for 250 ms
+ * more so those events leave, and logs "drain finished" with its counts.
+ * Returns 0 on a requested stop (after the drain, whatever ended it), RUNNER_EXIT_WORKER_LOST
+ * (positive) when the worker was lost while jailed and serving (restart me), or a negative
+ * error.
+ */
 int runner_run(struct runner *r, volatile sig_atomic_t *stop);
-/* runner_run that also returns 0 once runner_requests_done() reaches done_target. */
+/* runner_run that also returns 0 once runner_requests_done() reaches done_target (before any
+ * stop: no drain then). */
 int runner_run_until(struct runner *r, volatile sig_atomic_t *stop, uint64_t done_target);
 
 /* Keeps answering the gateway for ms (no new Steps are sent), so events queued in libzmq's

@@ -129,6 +129,11 @@ struct runner {
   bool jailed;
   bool draining;                     /* stopping: new requests get drain_code */
   int drain_code;
+  /* The stop drain (runner_run): what the "drain finished" line reports. Requests that end
+   * while drain_counting is set count as finished (a Finish event) or failed (an Error event);
+   * the cut-off at its end clears it first, so what it ends is counted apart. */
+  bool drain_counting;
+  uint64_t drain_finished, drain_failed, drain_refused;
   uint64_t next_wid;                 /* worker request ids, never 0 */
   int64_t next_reconnect_ms;         /* unjailed: when to try the worker again */
 

@@ -5,6 +5,7 @@
 #include "runner_test_util.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
@@ -34,6 +35,7 @@ extern char **environ;
 #define FAKE_MAX_CONNS 8
 #define FAKE_MAX_SESSIONS 256
 #define FAKE_SHM_BYTES (4u << 20)
+#define FAKE_MAX_HELD 16 /* Steps kept unanswered while held (one runner has one in flight) */
 
 struct fake_conn {
   bool used;
@@ -52,9 +54,15 @@ struct fake_worker {
   void *ctx, *router;
   int listen_fd;
   int stop_pipe[2];
+  int wake_pipe[2];        /* written by fake_worker_hold_steps(false): answer the kept Steps */
   pthread_mutex_t mu;
   pthread_cond_t changed;  /* signalled whenever stats change */
   struct fake_worker_stats stats;
+  /* Under mu: hold (fake_worker_hold_steps) and the Steps kept meanwhile, in arrival order. */
+  bool hold;
+  uint32_t n_held;
+  realm_ipc_peer held_peer[FAKE_MAX_HELD];
+  ProtobufCMessage *held_msg[FAKE_MAX_HELD];
   struct fake_conn conns[FAKE_MAX_CONNS];
   uint64_t next_session;
 };
@@ -323,16 +331,58 @@ static void fake_shm_accept(struct fake_worker *w) {
   close(s);
 }
 
+/* Keeps a Step while held (takes ownership of m); false when it must be served now. */
+static bool hold_step(struct fake_worker *w, const realm_ipc_peer *p, ProtobufCMessage *m) {
+  const Realm__V1__WorkerRequest *req = (const Realm__V1__WorkerRequest *)m;
+  bool kept = false;
+  pthread_mutex_lock(&w->mu);
+  if (w->hold && req->body_case == REALM__V1__WORKER_REQUEST__BODY_STEP &&
+      w->n_held < FAKE_MAX_HELD) {
+    w->held_peer[w->n_held] = *p;
+    w->held_msg[w->n_held++] = m;
+    pthread_cond_broadcast(&w->changed);
+    kept = true;
+  }
+  pthread_mutex_unlock(&w->mu);
+  return kept;
+}
+
+/* Answers the Steps kept while held, once the hold is off. */
+static void serve_held(struct fake_worker *w) {
+  realm_ipc_peer peers[FAKE_MAX_HELD];
+  ProtobufCMessage *msgs[FAKE_MAX_HELD];
+  uint32_t n = 0;
+  pthread_mutex_lock(&w->mu);
+  if (!w->hold) {
+    n = w->n_held;
+    memcpy(peers, w->held_peer, n * sizeof *peers);
+    memcpy(msgs, w->held_msg, n * sizeof *msgs);
+    w->n_held = 0;
+  }
+  pthread_mutex_unlock(&w->mu);
+  for (uint32_t i = 0; i < n; i++) {
+    fake_request(w, &peers[i], (Realm__V1__WorkerRequest *)msgs[i]);
+    realm_frame_msg_free(msgs[i]);
+  }
+}
+
 static void *fake_main(void *arg) {
   struct fake_worker *w = arg;
   for (;;) {
-    zmq_pollitem_t items[3] = {
+    zmq_pollitem_t items[4] = {
         {.socket = w->router, .events = ZMQ_POLLIN},
         {.fd = w->listen_fd, .events = ZMQ_POLLIN},
         {.fd = w->stop_pipe[0], .events = ZMQ_POLLIN},
+        {.fd = w->wake_pipe[0], .events = ZMQ_POLLIN},
     };
-    if (zmq_poll(items, 3, 1000) < 0 && zmq_errno() != EINTR) break;
+    if (zmq_poll(items, 4, 1000) < 0 && zmq_errno() != EINTR) break;
     if (items[2].revents) break;
+    if (items[3].revents) {
+      char b[64];
+      if (read(w->wake_pipe[0], b, sizeof b) < 0) {
+      }
+    }
+    serve_held(w);
     if (items[1].revents) fake_shm_accept(w);
     if (!items[0].revents) continue;
     for (int k = 0; k < 64; k++) {
@@ -348,6 +398,7 @@ static void *fake_main(void *arg) {
                                      NULL, 0);
         continue;
       }
+      if (hold_step(w, &from, m)) continue;
       fake_request(w, &from, (Realm__V1__WorkerRequest *)m);
       realm_frame_msg_free(m);
     }
@@ -378,7 +429,8 @@ int fake_worker_start(const char *dir, struct fake_worker **ret) {
   memcpy(sa.sun_path, w->shm_path, strlen(w->shm_path) + 1);
   unlink(w->shm_path);
   if (w->listen_fd < 0 || bind(w->listen_fd, (struct sockaddr *)&sa, sizeof sa) != 0 ||
-      listen(w->listen_fd, 8) != 0 || pipe(w->stop_pipe) != 0) {
+      listen(w->listen_fd, 8) != 0 || pipe(w->stop_pipe) != 0 ||
+      pipe2(w->wake_pipe, O_NONBLOCK) != 0) {
     fprintf(stderr, "fake worker: shm socket %s: %s\n", w->shm_path, strerror(errno));
     return -1;
   }
@@ -398,6 +450,9 @@ void fake_worker_stop(struct fake_worker *w) {
   unlink(w->shm_path);
   close(w->stop_pipe[0]);
   close(w->stop_pipe[1]);
+  close(w->wake_pipe[0]);
+  close(w->wake_pipe[1]);
+  for (uint32_t i = 0; i < w->n_held; i++) realm_frame_msg_free(w->held_msg[i]);
   for (int i = 0; i < FAKE_MAX_CONNS; i++) realm_shm_destroy(w->conns[i].shm);
   free(w);
 }
@@ -415,6 +470,25 @@ int fake_worker_wait_closed(struct fake_worker *w, uint64_t n, int timeout_ms) {
   while (w->stats.sessions_closed < n && rc == 0)
     rc = pthread_cond_timedwait(&w->changed, &w->mu, &until);
   int ok = w->stats.sessions_closed >= n ? 0 : -1;
+  pthread_mutex_unlock(&w->mu);
+  return ok;
+}
+
+void fake_worker_hold_steps(struct fake_worker *w, bool hold) {
+  pthread_mutex_lock(&w->mu);
+  w->hold = hold;
+  pthread_mutex_unlock(&w->mu);
+  if (!hold && write(w->wake_pipe[1], "x", 1) != 1) {
+    /* full pipe: a wake-up is pending already */
+  }
+}
+
+int fake_worker_wait_held(struct fake_worker *w, uint32_t n, int timeout_ms) {
+  struct timespec until = test_deadline(CLOCK_MONOTONIC, timeout_ms);
+  pthread_mutex_lock(&w->mu);
+  int rc = 0;
+  while (w->n_held < n && rc == 0) rc = pthread_cond_timedwait(&w->changed, &w->mu, &until);
+  int ok = w->n_held >= n ? 0 : -1;
   pthread_mutex_unlock(&w->mu);
   return ok;
 }
@@ -555,6 +629,62 @@ static Realm__V1__RunnerEvent *gw_recv(struct gw_client *c, int timeout_ms) {
   return (Realm__V1__RunnerEvent *)m;
 }
 
+/* Applies one GenerateEvent to the result of its id (if any); *done counts terminal events
+ * of this collection (for done_seq). */
+static void apply_event(const Realm__V1__GenerateEvent *ge, const char *const *ids,
+                        struct gw_result *res, int n, int *done,
+                        void (*on_token)(void *user, int idx, uint32_t n_tokens), void *user) {
+  for (int i = 0; i < n; i++) {
+    if (strcmp(ids[i], ge->request_id) != 0) continue;
+    struct gw_result *r = &res[i];
+    r->n_events++;
+    if (ge->kind_case == REALM__V1__GENERATE_EVENT__KIND_TOKEN && ge->token) {
+      if (ge->token->token_id >= 0 && r->n_tokens < 256) {
+        uint32_t k = r->n_tokens++;
+        r->tokens[k] = ge->token->token_id;
+        const Realm__V1__TokenLogprob *lp = ge->token->logprob;
+        if (lp) {
+          r->has_logprob[k] = true;
+          r->logprob[k] = lp->logprob;
+          snprintf(r->lp_text[k], sizeof r->lp_text[k], "%.*s",
+                   (int)(lp->text.len < 31 ? lp->text.len : 31), (const char *)lp->text.data);
+          r->n_top[k] = (uint32_t)lp->n_top;
+          for (size_t t = 0; t < lp->n_top && t < 4; t++) {
+            r->top_id[k][t] = lp->top[t]->token_id;
+            r->top_logprob[k][t] = lp->top[t]->logprob;
+          }
+          if (lp->n_top)
+            snprintf(r->top_text[k], sizeof r->top_text[k], "%.*s",
+                     (int)(lp->top[0]->text.len < 31 ? lp->top[0]->text.len : 31),
+                     (const char *)lp->top[0]->text.data);
+        }
+      }
+      size_t l = ge->token->text.len;
+      if (l && r->text_len + l < sizeof r->text) { /* data is NULL when l is 0 */
+        memcpy(r->text + r->text_len, ge->token->text.data, l);
+        r->text_len += l;
+        r->text[r->text_len] = 0;
+      }
+      if (on_token) on_token(user, i, r->n_tokens);
+    } else if (ge->kind_case == REALM__V1__GENERATE_EVENT__KIND_FINISH && ge->finish) {
+      r->done = true;
+      r->finish_reason = ge->finish->reason;
+      if (ge->finish->usage) {
+        r->prompt_tokens = ge->finish->usage->prompt_tokens;
+        r->completion_tokens = ge->finish->usage->completion_tokens;
+      }
+      r->done_seq = (uint32_t)++*done;
+    } else if (ge->kind_case == REALM__V1__GENERATE_EVENT__KIND_ERROR && ge->error) {
+      r->done = true;
+      r->error = true;
+      snprintf(r->error_code, sizeof r->error_code, "%s", ge->error->code);
+      snprintf(r->error_msg, sizeof r->error_msg, "%s", ge->error->message);
+      snprintf(r->error_param, sizeof r->error_param, "%s", ge->error->param);
+      r->done_seq = (uint32_t)++*done;
+    }
+  }
+}
+
 int gw_collect(struct gw_client *c, const char *const *ids, struct gw_result *res, int n,
                int timeout_ms, void (*on_token)(void *user, int idx, uint32_t n_tokens),
                void *user) {
@@ -566,61 +696,47 @@ int gw_collect(struct gw_client *c, const char *const *ids, struct gw_result *re
     if (left <= 0) break;
     Realm__V1__RunnerEvent *ev = gw_recv(c, (int)left);
     if (!ev) continue;
-    if (ev->body_case == REALM__V1__RUNNER_EVENT__BODY_EVENT && ev->event) {
-      const Realm__V1__GenerateEvent *ge = ev->event;
-      for (int i = 0; i < n; i++) {
-        if (strcmp(ids[i], ge->request_id) != 0) continue;
-        struct gw_result *r = &res[i];
-        r->n_events++;
-        if (ge->kind_case == REALM__V1__GENERATE_EVENT__KIND_TOKEN && ge->token) {
-          if (ge->token->token_id >= 0 && r->n_tokens < 256) {
-            uint32_t k = r->n_tokens++;
-            r->tokens[k] = ge->token->token_id;
-            const Realm__V1__TokenLogprob *lp = ge->token->logprob;
-            if (lp) {
-              r->has_logprob[k] = true;
-              r->logprob[k] = lp->logprob;
-              snprintf(r->lp_text[k], sizeof r->lp_text[k], "%.*s",
-                       (int)(lp->text.len < 31 ? lp->text.len : 31), (const char *)lp->text.data);
-              r->n_top[k] = (uint32_t)lp->n_top;
-              for (size_t t = 0; t < lp->n_top && t < 4; t++) {
-                r->top_id[k][t] = lp->top[t]->token_id;
-                r->top_logprob[k][t] = lp->top[t]->logprob;
-              }
-              if (lp->n_top)
-                snprintf(r->top_text[k], sizeof r->top_text[k], "%.*s",
-                         (int)(lp->top[0]->text.len < 31 ? lp->top[0]->text.len : 31),
-                         (const char *)lp->top[0]->text.data);
-            }
-          }
-          size_t l = ge->token->text.len;
-          if (l && r->text_len + l < sizeof r->text) { /* data is NULL when l is 0 */
-            memcpy(r->text + r->text_len, ge->token->text.data, l);
-            r->text_len += l;
-            r->text[r->text_len] = 0;
-          }
-          if (on_token) on_token(user, i, r->n_tokens);
-        } else if (ge->kind_case == REALM__V1__GENERATE_EVENT__KIND_FINISH && ge->finish) {
-          r->done = true;
-          r->finish_reason = ge->finish->reason;
-          if (ge->finish->usage) {
-            r->prompt_tokens = ge->finish->usage->prompt_tokens;
-            r->completion_tokens = ge->finish->usage->completion_tokens;
-          }
-          r->done_seq = (uint32_t)++done;
-        } else if (ge->kind_case == REALM__V1__GENERATE_EVENT__KIND_ERROR && ge->error) {
-          r->done = true;
-          r->error = true;
-          snprintf(r->error_code, sizeof r->error_code, "%s", ge->error->code);
-          snprintf(r->error_msg, sizeof r->error_msg, "%s", ge->error->message);
-          snprintf(r->error_param, sizeof r->error_param, "%s", ge->error->param);
-          r->done_seq = (uint32_t)++done;
-        }
-      }
-    }
+    if (ev->body_case == REALM__V1__RUNNER_EVENT__BODY_EVENT && ev->event)
+      apply_event(ev->event, ids, res, n, &done, on_token, user);
     realm_frame_msg_free(&ev->base);
   }
   return done;
+}
+
+enum gw_got gw_collect_one(struct gw_client *c, const char *const *ids, struct gw_result *res,
+                           int n, int timeout_ms, struct gw_pong *ret_pong) {
+  Realm__V1__RunnerEvent *ev = gw_recv(c, timeout_ms);
+  if (!ev) return GW_GOT_NOTHING;
+  enum gw_got got = GW_GOT_NOTHING;
+  if (ev->body_case == REALM__V1__RUNNER_EVENT__BODY_EVENT && ev->event) {
+    int done = 0;
+    for (int i = 0; i < n; i++) done += res[i].done;
+    apply_event(ev->event, ids, res, n, &done, NULL, NULL);
+    got = GW_GOT_EVENT;
+  } else if (ev->body_case == REALM__V1__RUNNER_EVENT__BODY_PONG && ev->pong) {
+    const Realm__V1__HealthPong *p = ev->pong;
+    if (ret_pong)
+      *ret_pong = (struct gw_pong){.nonce = p->nonce,
+                                   .ready = p->ready,
+                                   .worker_connected = p->worker_connected,
+                                   .in_flight = p->in_flight,
+                                   .max_in_flight = p->max_in_flight,
+                                   .requests_total = p->requests_total};
+    got = GW_GOT_PONG;
+  }
+  realm_frame_msg_free(&ev->base);
+  return got;
+}
+
+int gw_send_ping(struct gw_client *c, uint64_t nonce) {
+  Realm__V1__HealthPing ping;
+  realm__v1__health_ping__init(&ping);
+  ping.nonce = nonce;
+  Realm__V1__RunnerRequest req;
+  realm__v1__runner_request__init(&req);
+  req.body_case = REALM__V1__RUNNER_REQUEST__BODY_PING;
+  req.ping = &ping;
+  return gw_send(c, &req);
 }
 
 int gw_ping(struct gw_client *c, uint64_t nonce, bool *ret_worker_connected, int timeout_ms) {
@@ -630,14 +746,7 @@ int gw_ping(struct gw_client *c, uint64_t nonce, bool *ret_worker_connected, int
 
 int gw_ping_ex(struct gw_client *c, uint64_t nonce, bool *ret_worker_connected,
                uint64_t *ret_requests_total, int timeout_ms) {
-  Realm__V1__HealthPing ping;
-  realm__v1__health_ping__init(&ping);
-  ping.nonce = nonce;
-  Realm__V1__RunnerRequest req;
-  realm__v1__runner_request__init(&req);
-  req.body_case = REALM__V1__RUNNER_REQUEST__BODY_PING;
-  req.ping = &ping;
-  if (gw_send(c, &req) < 0) return -1;
+  if (gw_send_ping(c, nonce) < 0) return -1;
   int64_t until = test_mono_ms() + timeout_ms;
   while (test_mono_ms() < until) {
     Realm__V1__RunnerEvent *ev = gw_recv(c, (int)(until - test_mono_ms()));

@@ -39,6 +39,12 @@ void fake_worker_get_stats(struct fake_worker *w, struct fake_worker_stats *ret)
 const char *fake_worker_endpoint(const struct fake_worker *w);
 /* Waits until at least n sessions were closed; 0, or -1 after timeout_ms. */
 int fake_worker_wait_closed(struct fake_worker *w, uint64_t n, int timeout_ms);
+/* hold true: Step requests from now on are kept unanswered (other requests are served), so a
+ * test keeps a runner's request in flight for as long as it needs without relying on timing;
+ * hold false answers the kept Steps in arrival order and serves the next ones at once. */
+void fake_worker_hold_steps(struct fake_worker *w, bool hold);
+/* Waits until at least n Steps are being kept unanswered; 0, or -1 after timeout_ms. */
+int fake_worker_wait_held(struct fake_worker *w, uint32_t n, int timeout_ms);
 
 /* ---- paths ---- */
 
@@ -115,6 +121,22 @@ int gw_cancel(struct gw_client *c, const char *id);
 int gw_collect(struct gw_client *c, const char *const *ids, struct gw_result *res, int n,
                int timeout_ms, void (*on_token)(void *user, int idx, uint32_t n_tokens),
                void *user);
+
+/* What a HealthPong said. */
+struct gw_pong {
+  uint64_t nonce;
+  bool ready, worker_connected;
+  uint32_t in_flight, max_in_flight;
+  uint64_t requests_total;
+};
+enum gw_got { GW_GOT_NOTHING = 0, GW_GOT_EVENT, GW_GOT_PONG };
+/* Receives at most one message within timeout_ms: a GenerateEvent is applied to res as in
+ * gw_collect (GW_GOT_EVENT; also for an id not in ids), a pong fills *ret_pong (GW_GOT_PONG).
+ * For tests that act between events (signals, pings) without losing any. */
+enum gw_got gw_collect_one(struct gw_client *c, const char *const *ids, struct gw_result *res,
+                           int n, int timeout_ms, struct gw_pong *ret_pong);
+/* Sends a HealthPing without waiting for the pong (read it with gw_collect_one). */
+int gw_send_ping(struct gw_client *c, uint64_t nonce);
 /* Ping -> pong; returns 0 and fills worker_connected, or -1 on timeout. */
 int gw_ping(struct gw_client *c, uint64_t nonce, bool *ret_worker_connected, int timeout_ms);
 /* The same, also returning the runner's requests_total (0 for a freshly started runner). */
