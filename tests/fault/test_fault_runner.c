@@ -14,6 +14,9 @@
  * (tests/unit/runner/test_runner.c worker_loss_fails_inflight_and_jailed_runner_exits does
  * the same with the fake worker's sockets closing.)
  *
+ * And the runner stopped mid-stream: SIGTERM while it streams a request from the real worker
+ * starts its drain, and the request still ends exactly as an undisturbed run of it did.
+ *
  * Needs realm-runner ($REALM_RUNNER_BIN), realm-worker ($REALM_WORKER_BIN) and the moody.wasm
  * test guest ($REALM_TEST_RUNNER_GUESTS). Waits are bounded polls on sockets, pidfds and the
  * daemons' stderr.
@@ -284,4 +287,101 @@ TEST(worker_killed_mid_stream_fails_inflight_unavailable_and_runner_exits_75) {
   CHECK(st != -1);
   CHECK(WIFEXITED(st));
   CHECK_EQ_INT(WEXITSTATUS(st), 75);
+}
+
+/* ---- the runner is stopped mid-stream (the drain, with the real worker) ---- */
+
+#define DRAIN_TOKENS 200 /* greedy tokens of the request in flight (gw_result keeps 256 ids) */
+
+struct term_ctx {
+  pid_t runner;
+  bool sent;
+};
+
+static void term_runner_on_token(void *user, int idx, uint32_t n_tokens) {
+  struct term_ctx *t = user;
+  (void)idx;
+  if (!t->sent && n_tokens >= 2) {
+    kill(t->runner, SIGTERM);
+    t->sent = true;
+  }
+}
+
+/* The real counterpart of tests/unit/runner/test_runner_drain.c: SIGTERM lands while the
+ * jailed runner streams a greedy request from the real worker (stories260K). The runner checks
+ * its stop flag on every loop turn, and each of the remaining ~198 tokens is one turn, so the
+ * drain starts with the request in flight ("in_flight_at_start=1" proves it). The request must
+ * then end exactly as an undisturbed run of the same request did a moment before (same ids,
+ * LENGTH, usage), and the runner exit 0. */
+TEST(sigterm_mid_stream_with_the_real_worker_lets_the_request_finish) {
+  if (!prerequisites() || !getenv("REALM_WORKER_BIN"))
+    SKIP("realm-runner, realm-worker or moody.wasm not built");
+  const char *dir = test_tmpdir();
+  CHECK(dir != NULL);
+  static char ep[256], model[512], listen[256], module[512], vocab[512], cache[512];
+  snprintf(ep, sizeof ep, "ipc://%s/worker.sock", dir);
+  snprintf(listen, sizeof listen, "ipc://%s/runner.sock", dir);
+  snprintf(model, sizeof model, "%s/gguf/stories260K.gguf", realm_test_models_dir());
+  snprintf(module, sizeof module, "%s/moody.wasm", getenv("REALM_TEST_RUNNER_GUESTS"));
+  snprintf(vocab, sizeof vocab, "%s", model);
+  const char *mc = getenv("REALM_TEST_MODULE_CACHE");
+  snprintf(cache, sizeof cache, "%s", mc ? mc : dir);
+  mkdir(cache, 0700);
+  char *wargv[] = {(char *)getenv("REALM_WORKER_BIN"), "--model", model, "--listen", ep,
+                   "--threads", "1", NULL};
+  char *rargv[] = {(char *)getenv("REALM_RUNNER_BIN"), "--tenant", "t1", "--worker", ep,
+                   "--listen", listen, "--module", module, "--module-cache", cache,
+                   "--vocab", vocab, "--connect-timeout", "10s", "--log-level", "info",
+                   "--drain-timeout", "20s", NULL};
+  struct test_proc w, r;
+  CHECK_EQ_INT(test_proc_spawn(&w, wargv), 0);
+  bool worker_ready = test_proc_wait_log(&w, "worker ready", NULL, 30000);
+  bool runner_ready = false, up = false;
+  static struct gw_result ref[1], res[1];
+  memset(ref, 0, sizeof ref);
+  memset(res, 0, sizeof res);
+  struct term_ctx t = {0};
+  bool drained = false;
+  int code = -1;
+  if (worker_ready && test_proc_spawn(&r, rargv) == 0) {
+    t.runner = r.pid;
+    runner_ready = test_proc_wait_log(&r, "runner ready", NULL, 30000);
+    struct gw_client gw;
+    if (runner_ready && gw_connect(&gw, listen) == 0) {
+      for (int i = 0; i < 20 && !up; i++)
+        if (gw_ping(&gw, 100 + (uint64_t)i, &up, 500) == 0 && !up) break;
+      const char *ids_ref[] = {"reference"}, *ids[] = {"stopped"};
+      if (up && gw_generate(&gw, "reference", NULL, "x", DRAIN_TOKENS) == 0)
+        gw_collect(&gw, ids_ref, ref, 1, 30000, NULL, NULL);
+      if (up && ref[0].done && gw_generate(&gw, "stopped", NULL, "x", DRAIN_TOKENS) == 0)
+        gw_collect(&gw, ids, res, 1, 30000, term_runner_on_token, &t);
+      gw_close(&gw);
+    }
+    drained = test_proc_wait_log(&r, "drain finished", NULL, 30000);
+    if (!t.sent) kill(r.pid, SIGTERM);
+    code = test_proc_wait_exit(&r, 30000);
+    if (!drained || code != 0) printf("# runner log:\n%s\n", r.out);
+  }
+  kill(w.pid, SIGTERM);
+  test_proc_wait_exit(&w, 20000);
+  char cmd[300];
+  snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+  if (system(cmd) != 0) printf("# cannot remove %s\n", dir);
+  CHECK(worker_ready);
+  CHECK(runner_ready);
+  CHECK(up);
+  CHECK(ref[0].done && !ref[0].error);
+  CHECK_EQ_INT(ref[0].completion_tokens, DRAIN_TOKENS);
+  CHECK(t.sent);
+  CHECK(res[0].done);
+  CHECK(!res[0].error);
+  CHECK_EQ_INT(res[0].finish_reason, REALM__V1__FINISH_REASON__FINISH_REASON_LENGTH);
+  CHECK_EQ_INT(res[0].completion_tokens, DRAIN_TOKENS);
+  CHECK_EQ_INT(res[0].n_tokens, DRAIN_TOKENS);
+  for (int i = 0; i < DRAIN_TOKENS; i++) CHECK_EQ_INT(res[0].tokens[i], ref[0].tokens[i]);
+  CHECK(drained);
+  CHECK_STR_CONTAINS(r.out, "end=drained");
+  CHECK_STR_CONTAINS(r.out, "in_flight_at_start=1");
+  CHECK_STR_CONTAINS(r.out, "cut_off=0");
+  CHECK_EQ_INT(code, 0);
 }
