@@ -224,7 +224,10 @@ def check_compose(deploy):
     if not any(str(p).endswith(":8080") for p in gw.get("ports") or []):
         bad("compose: service gateway: port 8080 is not published")
     check_env_names("compose: service gateway", "gateway", gw.get("environment") or {}, known)
-    check_compose_gateway_drain(gw, os.path.dirname(deploy))
+    check_compose_drain("gateway", gw, os.path.dirname(deploy), "gateway")
+    for name, svc in services.items():
+        if name.startswith("runner-"):
+            check_compose_drain(name, svc, os.path.dirname(deploy), "runner")
     tenants_env = (gw.get("environment") or {}).get("REALM_TENANTS", "")
     m = re.match(r"/etc/realm/config/\$\{REALM_TENANTS_FILE:-(.+)\}$", tenants_env)
     if not m or not os.path.isfile(os.path.join(deploy, "config", m.group(1))):
@@ -606,11 +609,18 @@ def check_policy(role, deploy, build):
     print(f"{len(inner)} syscalls of the {role}'s in-process filter checked against {where}")
 
 
-# ---- gateway drain vs. the orchestrator's kill grace --------------------------------------------
+# ---- gateway and runner drain vs. the orchestrator's kill grace ---------------------------------
 
-DRAIN_VAR = "REALM_GATEWAY_DRAIN_TIMEOUT_MS"
-# After its drain timeout the gateway ends what is left with an error event (up to 2 s to
-# flush, GW_DRAIN_FLUSH_MS) and exits; 5 s leaves room for that on a loaded node.
+# Both daemons drain on SIGTERM: no new requests, those in flight finish for up to the drain
+# timeout. Per role: the environment variable and the source file whose option table holds
+# the default.
+DRAIN_ROLES = {
+    "gateway": ("REALM_GATEWAY_DRAIN_TIMEOUT_MS", os.path.join("gateway", "main.c")),
+    "runner": ("REALM_RUNNER_DRAIN_TIMEOUT_MS", os.path.join("tenant-runner", "runner", "main.c")),
+}
+# After its drain timeout a daemon ends what is left with an error event (the gateway takes up
+# to 2 s to flush, GW_DRAIN_FLUSH_MS; the runner lingers 250 ms) and exits; 5 s leaves room
+# for that on a loaded node.
 DRAIN_MARGIN_S = 5
 K8S_DEFAULT_GRACE_S = 30
 COMPOSE_DEFAULT_GRACE_S = 10
@@ -646,24 +656,24 @@ def compose_default(value):
     return v
 
 
-def gateway_default_drain_ms(root):
-    """The default of --drain-timeout in gateway/main.c's option table (25s when written)."""
-    path = os.path.join(root, "gateway", "main.c")
+def default_drain_ms(root, role):
+    """The default of --drain-timeout in the role's option table (25s when written)."""
+    var, rel = DRAIN_ROLES[role]
     try:
-        with open(path, encoding="utf-8") as f:
+        with open(os.path.join(root, rel), encoding="utf-8") as f:
             text = f.read()
     except OSError:
         return 25000
-    m = re.search(r'\{"drain-timeout",\s*"' + DRAIN_VAR + r'",\s*REALM_OPT_DURATION_MS,\s*"([^"]+)"', text)
+    m = re.search(r'\{"drain-timeout",\s*"' + var + r'",\s*REALM_OPT_DURATION_MS,\s*"([^"]+)"', text)
     ms = parse_realm_duration_ms(m.group(1)) if m else None
     if ms is None:
-        bad(f"drain: cannot read the default of --drain-timeout from gateway/main.c; table format changed?")
+        bad(f"drain: cannot read the default of --drain-timeout from {rel}; table format changed?")
         return 25000
     return ms
 
 
-def gateway_drain_ms(where, args, env_value, default_ms):
-    """The drain timeout the gateway will use: the last --drain-timeout in args, else the
+def drain_ms_of(where, role, args, env_value, default_ms):
+    """The drain timeout the daemon will use: the last --drain-timeout in args, else the
     environment variable, else the default (flag > environment > default, realm/config.h).
     Returns (ms, where it came from); ms is None (reported) when it cannot be read."""
     args = [str(a) for a in args or []]
@@ -676,28 +686,29 @@ def gateway_drain_ms(where, args, env_value, default_ms):
     if flag is not None:
         text, src = flag, f"--drain-timeout {flag}"
     elif env_value is not None:
-        text, src = env_value, f"{DRAIN_VAR}={env_value}"
+        text, src = env_value, f"{DRAIN_ROLES[role][0]}={env_value}"
     else:
-        return default_ms, f"the gateway's default {default_ms} ms"
+        return default_ms, f"the {role}'s default {default_ms} ms"
     ms = parse_realm_duration_ms(text) if text is not None else None
     if ms is None:
-        bad(f"{where}: gateway drain timeout {src!r} is not a duration the gateway accepts "
+        bad(f"{where}: {role} drain timeout {src!r} is not a duration the {role} accepts "
             f"(integer ms, or with ms/s/m/h)")
     return ms, src
 
 
-def check_drain_grace(where, grace_s, grace_src, prestop_s, drain_ms, drain_src):
+def check_drain_grace(where, role, grace_s, grace_src, prestop_s, drain_ms, drain_src):
     need = prestop_s + drain_ms / 1000 + DRAIN_MARGIN_S
     if grace_s < need:
         pre = f" + preStop {prestop_s:g} s" if prestop_s else ""
-        bad(f"{where}: {grace_src} is {grace_s:g} s, but the gateway drains for up to "
+        bad(f"{where}: {grace_src} is {grace_s:g} s, but the {role} drains for up to "
             f"{drain_ms / 1000:g} s ({drain_src}){pre}: it would be SIGKILLed mid-drain, cutting "
             f"streams without their error event; make it at least {need:g} s "
             f"(drain{' + preStop' if prestop_s else ''} + {DRAIN_MARGIN_S} s) or shorten the drain")
 
 
-def check_compose_gateway_drain(gw, root):
-    where = "compose: service gateway"
+def check_compose_drain(name, gw, root, role):
+    where = f"compose: service {name}"
+    var = DRAIN_ROLES[role][0]
     grace_text = gw.get("stop_grace_period")
     if grace_text is None:
         grace_s, src = COMPOSE_DEFAULT_GRACE_S, "stop_grace_period (unset: compose's default)"
@@ -709,21 +720,21 @@ def check_compose_gateway_drain(gw, root):
             return
     sig = str(gw.get("stop_signal", "SIGTERM")).upper()
     if sig not in ("SIGTERM", "TERM", "SIGINT", "INT"):
-        bad(f"{where}: stop_signal {sig}: the gateway drains on SIGTERM/SIGINT only")
+        bad(f"{where}: stop_signal {sig}: the {role} drains on SIGTERM/SIGINT only")
     env = gw.get("environment") or {}
     if isinstance(env, list):
         env = dict(e.split("=", 1) if "=" in e else (e, None) for e in env)
-    env_value = compose_default(env[DRAIN_VAR]) if env.get(DRAIN_VAR) is not None else None
-    if env.get(DRAIN_VAR) is not None and env_value is None:
-        bad(f"{where}: {DRAIN_VAR} is {env[DRAIN_VAR]!r} with no default; give it one "
+    env_value = compose_default(env[var]) if env.get(var) is not None else None
+    if env.get(var) is not None and env_value is None:
+        bad(f"{where}: {var} is {env[var]!r} with no default; give it one "
             f"(${{VAR:-25s}}) so the grace can be checked")
         return
     cmd = gw.get("command") or []
     if isinstance(cmd, str):
         cmd = cmd.split()
-    drain_ms, dsrc = gateway_drain_ms(where, cmd, env_value, gateway_default_drain_ms(root))
+    drain_ms, dsrc = drain_ms_of(where, role, cmd, env_value, default_drain_ms(root, role))
     if drain_ms is not None:
-        check_drain_grace(where, grace_s, src, 0, drain_ms, dsrc)
+        check_drain_grace(where, role, grace_s, src, 0, drain_ms, dsrc)
 
 
 def prestop_sleep_s(where, c):
@@ -742,7 +753,8 @@ def prestop_sleep_s(where, c):
     return 0
 
 
-def check_k8s_gateway_drain(where, pod, c, configmaps, root):
+def check_k8s_drain(where, pod, c, configmaps, root, role):
+    var = DRAIN_ROLES[role][0]
     grace = pod.get("terminationGracePeriodSeconds")
     grace_s = K8S_DEFAULT_GRACE_S if grace is None else grace
     src = ("terminationGracePeriodSeconds (unset: Kubernetes' default)" if grace is None
@@ -750,18 +762,18 @@ def check_k8s_gateway_drain(where, pod, c, configmaps, root):
     env_value = None
     for ef in c.get("envFrom") or []:  # later sources and env win, as in the kubelet
         cm = configmaps.get((ef.get("configMapRef") or {}).get("name")) or {}
-        if DRAIN_VAR in cm:
-            env_value = str(cm[DRAIN_VAR])
+        if var in cm:
+            env_value = str(cm[var])
     for e in c.get("env") or []:
-        if e.get("name") == DRAIN_VAR:
+        if e.get("name") == var:
             if "value" not in e:
-                bad(f"{where}: {DRAIN_VAR} comes from valueFrom; set a literal so the grace can be checked")
+                bad(f"{where}: {var} comes from valueFrom; set a literal so the grace can be checked")
                 return
             env_value = str(e["value"])
     args = list(c.get("command") or []) + list(c.get("args") or [])
-    drain_ms, dsrc = gateway_drain_ms(where, args, env_value, gateway_default_drain_ms(root))
+    drain_ms, dsrc = drain_ms_of(where, role, args, env_value, default_drain_ms(root, role))
     if drain_ms is not None:
-        check_drain_grace(where, grace_s, src, prestop_sleep_s(where, c), drain_ms, dsrc)
+        check_drain_grace(where, role, grace_s, src, prestop_sleep_s(where, c), drain_ms, dsrc)
 
 
 # ---- Kubernetes ---------------------------------------------------------------------------------
@@ -941,9 +953,9 @@ def check_k8s_topology(where, docs, known, root):
                     cm = (ef.get("configMapRef") or {}).get("name")
                     if cm:
                         cm_readers.setdefault(cm, set()).add(role)
-                if role == "gateway":
-                    check_k8s_gateway_drain(f"{where}: {kind} {name} container {c.get('name')}",
-                                            pod, c, configmaps, root)
+                if role in DRAIN_ROLES:
+                    check_k8s_drain(f"{where}: {kind} {name} container {c.get('name')}",
+                                    pod, c, configmaps, root, role)
                 if role == "worker" and kind == "DaemonSet":
                     backend = (env.get("REALM_WORKER_BACKEND") or {}).get("value")
                     if backend != "cuda":
@@ -1190,8 +1202,14 @@ def selftest_drain(deploy):
         ("shipped compose", None, check_compose, None),
         ("shipped k8s", None, check_k8s, None),
         ("shipped seccomp", None, seccomp, None),
-        ("compose grace removed", edit("docker-compose.yml", "stop_grace_period: 30s", "init: false"),
-         check_compose, "stop_grace_period (unset"),
+        ("compose runner grace removed", edit("docker-compose.yml", "stop_grace_period: 30s", "init: false"),
+         check_compose, "service runner-acme-0: stop_grace_period (unset"),
+        ("compose gateway grace removed", edit("docker-compose.yml", "    stop_grace_period: 30s\n",
+                                               "    init: false\n"),
+         check_compose, "service gateway: stop_grace_period (unset"),
+        ("k8s runner grace 25", edit("k8s/base/runner-acme.yaml", "terminationGracePeriodSeconds: 30",
+                                     "terminationGracePeriodSeconds: 25"), check_k8s,
+         "the runner drains for up to 25 s"),
         ("compose drain raised", edit("docker-compose.yml", 'REALM_PORT: "8080"',
                                       'REALM_PORT: "8080"\n      REALM_GATEWAY_DRAIN_TIMEOUT_MS: ${X:-26s}'),
          check_compose, "REALM_GATEWAY_DRAIN_TIMEOUT_MS=26s"),

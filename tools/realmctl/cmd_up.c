@@ -20,7 +20,9 @@
  *      The gateway drains on SIGTERM (docs/gateway.md "Shutdown and drain") with a
  *      --drain-timeout up derives from stop_grace_ms (up_gateway_drain_ms), so its streams
  *      finish, or end with an error event, before that SIGKILL; runners and worker are still
- *      serving them meanwhile. A second Ctrl-C cuts the drain short (up_sup.c, invariant 5).
+ *      serving them meanwhile. Runners get the same --drain-timeout: one stopped on its own
+ *      finishes its requests within the grace too. A second Ctrl-C cuts the drain short
+ *      (up_sup.c, invariant 5).
  *
  * --ready-fd N writes JSON lines for programs (the end-to-end tests): {"event":"ready",...}
  * with the port, the new keys and the children's pids; "start"/"exit" per child; "reloaded".
@@ -403,10 +405,14 @@ static int start_missing_runners(struct up *u, json_t *started, char *err, size_
       sfmt(weight, sizeof weight, "%lld", (long long)ut->weight);
       sfmt(name, sizeof name, "runner %s/%d", ut->id, r);
       const char *module = ut->module[0] ? ut->module : u->default_module;
+      /* The runner drains on SIGTERM like the gateway; the same bound keeps it inside
+       * up_sup_stop_role's SIGKILL grace. */
+      char drain[32];
+      sfmt(drain, sizeof drain, "%lldms", (long long)up_gateway_drain_ms(u->cfg.stop_grace_ms));
       const char *fixed[] = {u->bin_runner, "--tenant", ut->id, "--replica", replica,
                              "--worker", worker_ep, "--listen", ep, "--module", module,
                              "--module-cache", u->cache_dir, "--vocab", u->model_path,
-                             "--weight", weight,
+                             "--weight", weight, "--drain-timeout", drain,
                              ut->chat_template ? "--chat-template" : NULL, ut->chat_template,
                              NULL};
       char **argv = build_argv(fixed, u->cfg.runner_args);
