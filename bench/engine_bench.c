@@ -15,7 +15,7 @@
  * it reached, batch-B tokens/s over batch-1 tokens/s, and the spread between the slowest and
  * the fastest repeat (the noise of a shared machine). Measuring the bandwidth next to the
  * decode it is compared with keeps the ratio meaningful when other work comes and goes.
- * --isa pins the CPU kernel table (REALM_ENGINE_ISA: scalar, avx2, avx512, avx512vnni).
+ * --isa pins the CPU kernel table (REALM_ENGINE_ISA: scalar, avx2, avx512, avx512vnni, amx).
  * Numbers, never assertions: the tests do not run this.
  */
 #include <stdio.h>
