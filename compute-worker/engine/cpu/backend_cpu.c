@@ -30,6 +30,7 @@ struct cpu_ctx {
   int f32_activations; /* use k->matmul_f32act for every type */
   uint32_t max_tokens, max_in;
   uint8_t *xq;              /* (max_tokens) q8 activation rows of up to max_in elements */
+  uint8_t *xpack;           /* the table's q8_pack of xq (NULL when the table has none) */
   float *scratch;           /* (n_threads, scratch_floats) */
   size_t scratch_floats;
 };
@@ -55,6 +56,8 @@ struct matmul_job {
   const struct engine_weight *w;
   const void *x;
   size_t x_stride;
+  const uint8_t *xpack; /* packed groups of x, or NULL */
+  size_t group_bytes;   /* bytes per packed group */
   uint32_t n_tok;
   float *y;
 };
@@ -64,8 +67,17 @@ static void matmul_task(void *arg, int64_t begin, int64_t end, int thread) {
   const struct matmul_job *j = arg;
   engine_matmul_fn fn = j->c->f32_activations ? j->c->k->matmul_f32act[j->w->type]
                                                : j->c->k->matmul[j->w->type];
+  _Static_assert(ENGINE_TOKEN_TILE % ENGINE_Q8_PACK_GROUP == 0, "tiles start on a packed group");
   for (uint32_t t0 = 0; t0 < j->n_tok; t0 += ENGINE_TOKEN_TILE) {
     uint32_t nt = j->n_tok - t0 < ENGINE_TOKEN_TILE ? j->n_tok - t0 : ENGINE_TOKEN_TILE;
+    if (j->xpack) {
+      j->c->k->matmul_packed[j->w->type](
+          j->w->data, j->w->row_bytes, (int)j->w->n_in, (int)begin, (int)end,
+          (const char *)j->x + (size_t)t0 * j->x_stride, j->x_stride,
+          j->xpack + (size_t)(t0 / ENGINE_Q8_PACK_GROUP) * j->group_bytes, (int)nt,
+          j->y + (size_t)t0 * j->w->n_out, j->w->n_out);
+      continue;
+    }
     fn(j->w->data, j->w->row_bytes, (int)j->w->n_in, (int)begin, (int)end,
        (const char *)j->x + (size_t)t0 * j->x_stride, j->x_stride, (int)nt,
        j->y + (size_t)t0 * j->w->n_out, j->w->n_out);
@@ -87,6 +99,22 @@ static void quant_task(void *arg, int64_t begin, int64_t end, int thread) {
                           q->xq + (size_t)t * engine_q8_act_row_bytes((int)q->n_in));
 }
 
+struct pack_job {
+  const struct engine_cpu_kernels *k;
+  const uint8_t *xq;
+  size_t x_stride, group_bytes;
+  uint8_t *xpack;
+  uint32_t n_in, n_tok;
+};
+
+static void pack_task(void *arg, int64_t begin, int64_t end, int thread) {
+  (void)thread;
+  const struct pack_job *p = arg;
+  for (int64_t g = begin; g < end; g++)
+    p->k->q8_pack(p->xq, p->x_stride, (int)p->n_in, (int)p->n_tok, (int)g,
+                  p->xpack + (size_t)g * p->group_bytes);
+}
+
 static void cpu_matmul(void *ctx, const struct engine_weight *w, const float *x, uint32_t n_tok,
                        float *y) {
   struct cpu_ctx *c = ctx;
@@ -99,6 +127,17 @@ static void cpu_matmul(void *ctx, const struct engine_weight *w, const float *x,
     engine_threadpool_run(c->pool, n_tok, n_tok >= 64 ? 16 : n_tok, quant_task, &q);
     j.x = c->xq;
     j.x_stride = engine_q8_act_row_bytes((int)w->n_in);
+    if (c->xpack && c->k->matmul_packed[w->type]) {
+      /* The kernel's own activation layout (AMX: tile B), once per matmul rather than once
+       * per row chunk; one group of 16 per item (a decode batch: one item, on this thread). */
+      struct pack_job p = {.k = c->k, .xq = c->xq, .x_stride = j.x_stride,
+                           .group_bytes = c->k->q8_pack_group_bytes((int)w->n_in),
+                           .xpack = c->xpack, .n_in = w->n_in, .n_tok = n_tok};
+      int64_t groups = (n_tok + ENGINE_Q8_PACK_GROUP - 1) / ENGINE_Q8_PACK_GROUP;
+      engine_threadpool_run(c->pool, groups, 1, pack_task, &p);
+      j.xpack = c->xpack;
+      j.group_bytes = p.group_bytes;
+    }
   }
   /* About 4 chunks per thread so a slow (shared) core does not hold the step back, but at
    * least 16 rows so per-chunk overhead stays small. */
@@ -183,6 +222,16 @@ static void cpu_rope(void *ctx, float *x, uint32_t n_tok, uint32_t n_heads, uint
   engine_threadpool_run(c->pool, n_tok, 4, rope_task, &r);
 }
 
+/* CHUNK, shrunk so that the number of chunks of N items is a multiple of N_THREADS when
+ * there is more than one: 3 chunks on 2 threads take as long as 4 (a batch-8 decode step of
+ * a small model has ~100 attention items, ~37 per chunk by the cost rule alone). */
+static int64_t balanced_chunk(int64_t n, int64_t chunk, int n_threads) {
+  int64_t chunks = (n + chunk - 1) / chunk;
+  if (chunks <= 1 || n_threads <= 1) return chunk;
+  chunks = (chunks + n_threads - 1) / n_threads * n_threads;
+  return (n + chunks - 1) / chunks;
+}
+
 /* ---- KV store and attention ---- */
 
 static void cpu_store_kv(void *ctx, const struct engine_attn_args *a) {
@@ -245,7 +294,8 @@ static void cpu_attention(void *ctx, const struct engine_attn_args *a) {
   for (uint32_t t = 0; t < a->n_tok; t++)
     if (a->tok_pos[t] + 1 > ctx_len) ctx_len = a->tok_pos[t] + 1;
   int64_t chunk = (int64_t)(ENGINE_MIN_CHUNK_MACS / (2 * ctx_len * a->head_dim)) + 1;
-  engine_threadpool_run(c->pool, (int64_t)a->n_tok * a->n_head, chunk, attn_task, &j);
+  int64_t items = (int64_t)a->n_tok * a->n_head;
+  engine_threadpool_run(c->pool, items, balanced_chunk(items, chunk, c->n_threads), attn_task, &j);
 }
 
 /* ---- elementwise ---- */
@@ -273,7 +323,10 @@ static void add_task(void *arg, int64_t begin, int64_t end, int thread) {
 static void cpu_silu_mul(void *ctx, float *gate, const float *up, size_t n) {
   struct cpu_ctx *c = ctx;
   struct ew_job e = {.x = gate, .y = up};
-  engine_threadpool_run(c->pool, (int64_t)n, 16384, silu_mul_task, &e);
+  /* one expf per element (~5 ns): a batch-8 decode step of a small model has 8 × 2048 per
+   * layer, worth splitting over the threads rather than running on the caller alone */
+  engine_threadpool_run(c->pool, (int64_t)n, balanced_chunk((int64_t)n, 4096, c->n_threads),
+                        silu_mul_task, &e);
 }
 
 static void cpu_add(void *ctx, float *x, const float *y, size_t n) {
@@ -287,6 +340,7 @@ static void cpu_destroy(void *ctx) {
   if (!c) return;
   engine_threadpool_destroy(c->pool);
   free(c->xq);
+  free(c->xpack);
   free(c->scratch);
   free(c);
 }
@@ -348,6 +402,16 @@ int engine_backend_cpu_create(const struct engine_cpu_options *opt, struct engin
   uint32_t max_in_blocks = (opt->max_in + ENGINE_QK - 1) / ENGINE_QK * ENGINE_QK;
   c->xq = aligned_alloc(64, (engine_q8_act_row_bytes((int)max_in_blocks) *
                                  (opt->max_tokens ? opt->max_tokens : 1) + 63) & ~(size_t)63);
+  if (k->q8_pack && !c->f32_activations) {
+    size_t groups = ((opt->max_tokens ? opt->max_tokens : 1) + ENGINE_Q8_PACK_GROUP - 1) /
+                    ENGINE_Q8_PACK_GROUP;
+    c->xpack = aligned_alloc(64, k->q8_pack_group_bytes((int)max_in_blocks) * groups);
+    if (!c->xpack) {
+      cpu_destroy(c);
+      snprintf(err, errlen, "cpu backend: no memory for packed activations");
+      return REALM_E_NOMEM;
+    }
+  }
   c->scratch_floats = opt->max_ctx > opt->max_head_dim ? opt->max_ctx : opt->max_head_dim;
   c->scratch_floats = (c->scratch_floats + 15) & ~(size_t)15;
   c->scratch = malloc(sizeof(float) * c->scratch_floats * (size_t)c->n_threads);

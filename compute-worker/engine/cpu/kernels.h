@@ -101,6 +101,17 @@ typedef void (*engine_matmul_fn)(const void *w, size_t row_bytes, int n_in, int 
                                  const void *x, size_t x_stride, int nb, float *y,
                                  size_t y_stride);
 
+/* A matmul on activations pre-packed by the table's q8_pack (see struct engine_cpu_kernels):
+ * the arguments of engine_matmul_fn plus XPACK, the packed groups of this call's NB
+ * activations (the pack of activation 0's group first); X is still read for what the packed
+ * path leaves to another kernel (the AMX table: groups under ENGINE_AMX_MIN_NB, row tails). */
+typedef void (*engine_matmul_packed_fn)(const void *w, size_t row_bytes, int n_in, int row0,
+                                        int row1, const void *x, size_t x_stride,
+                                        const void *xpack, int nb, float *y, size_t y_stride);
+
+/* Activations per packed group (q8_pack); a multiple of it must start every packed call. */
+#define ENGINE_Q8_PACK_GROUP 16
+
 struct engine_cpu_kernels {
   const char *isa_name;
   engine_matmul_fn matmul[ENGINE_W_COUNT];
@@ -110,6 +121,16 @@ struct engine_cpu_kernels {
   engine_matmul_fn matmul_f32act[ENGINE_W_COUNT];
   /* Quantizes n floats into one q8 activation row (same result in every table). */
   void (*quantize_q8_act)(const float *x, int n, void *out);
+  /* Optional (NULL but in the AMX table): a repack of q8 activation rows into the layout the
+   * kernel's tiles read, done once per matmul by the backend instead of once per kernel call
+   * (i.e. per row chunk and thread). q8_pack_group_bytes(n_in): bytes of one packed group
+   * of ENGINE_Q8_PACK_GROUP activations (64-byte multiple); q8_pack writes group GROUP
+   * (activations [16·GROUP, min(16·GROUP + 16, NB)) of X) at OUT, which is 64-byte aligned.
+   * matmul_packed[t] reads it (NULL for types without a packed path); its results are
+   * bit-identical to matmul[t]'s. */
+  size_t (*q8_pack_group_bytes)(int n_in);
+  void (*q8_pack)(const void *x, size_t x_stride, int n_in, int nb, int group, void *out);
+  engine_matmul_packed_fn matmul_packed[ENGINE_W_COUNT];
 };
 
 /* Whether the activations for a weight type are quantized to a q8 activation row first. */

@@ -112,25 +112,35 @@ struct amx_pack_block {
  * memory clobber): stores into a buffer that only a tile load reads must be ordered first. */
 #define AMX_MEMORY_BARRIER() __asm__ volatile("" ::: "memory")
 
-/* Repacks blocks [k0, k1) of NB q8 activation rows into PK (see struct amx_pack_block). */
+/* Dword index, within its pair's 64 qs bytes of a q8 activation row, of the 4 elements
+ * 4i..4i+3 of block J (0 = the pair's A, 1 = its B): engine_q8_act_pos / 4. */
+static inline int amx_act_dword(int i, int j) {
+  return ((i >> 1) & 1) * 8 + (i >> 2) * 4 + (i & 1) * 2 + j;
+}
+
+/* Repacks blocks [k0, k1) of NB (≤ 16) q8 activation rows into PK (see struct
+ * amx_pack_block): each tile-B row is one masked dword gather across the activations (the
+ * same 4 bytes of every row), and so are the scales and the Q4_0 bias. */
 T_AMX static void amx_pack(const char *x, size_t x_stride, int nb, int n_in, int k0, int k1,
                            struct amx_pack_block *pk) {
+  const __mmask16 m = (__mmask16)((1u << nb) - 1);
+  const __m512i rows = _mm512_mullo_epi32(
+      _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
+      _mm512_set1_epi32((int)x_stride));
+  const int d_off = (int)((const char *)engine_q8_act_d(x, n_in) - x);
+  const int c8_off = (int)((const char *)engine_q8_act_c8(x, n_in) - x);
+  const __m512i z = _mm512_setzero_si512();
   for (int k = k0; k < k1; k++) {
     struct amx_pack_block *p = &pk[k - k0];
-    for (int n = 0; n < 16; n++) {
-      if (n >= nb) {
-        for (int i = 0; i < 8; i++) memset(&p->b[i][4 * n], 0, 4);
-        p->dx[n] = 0.0f;
-        p->c8[n] = 0;
-        continue;
-      }
-      const char *xr = x + (size_t)n * x_stride;
-      const int8_t *qs = engine_q8_act_qs(xr);
-      /* the 4 elements of a group are contiguous in the activation row (engine_q8_act_pos) */
-      for (int i = 0; i < 8; i++) memcpy(&p->b[i][4 * n], qs + engine_q8_act_pos(k * 32 + 4 * i), 4);
-      p->dx[n] = engine_q8_act_d(xr, n_in)[k];
-      p->c8[n] = engine_q8_act_c8(xr, n_in)[k];
+    const int base = (k / 2) * 64;
+    _Pragma("GCC unroll 8") for (int i = 0; i < 8; i++) {
+      __m512i idx = _mm512_add_epi32(rows, _mm512_set1_epi32(base + 4 * amx_act_dword(i, k & 1)));
+      _mm512_store_si512((void *)p->b[i], _mm512_mask_i32gather_epi32(z, m, idx, x, 1));
     }
+    __m512i di = _mm512_add_epi32(rows, _mm512_set1_epi32(d_off + 4 * k));
+    __m512i ci = _mm512_add_epi32(rows, _mm512_set1_epi32(c8_off + 4 * k));
+    _mm512_store_si512((void *)p->dx, _mm512_mask_i32gather_epi32(z, m, di, x, 1));
+    _mm512_store_si512((void *)p->c8, _mm512_mask_i32gather_epi32(z, m, ci, x, 1));
   }
 }
 
@@ -278,22 +288,78 @@ struct amx_pack_pair {
   int32_t c8[16];   /* column 2n + j: −8·Σq of activation n's block k + j */
 };
 
-/* Repacks the block pairs (k, k+1) for k = k0, k0+2, .. < k1 of NB (≤ 8) activation rows. */
+/* Shuffle indices of amx_pack_pairs, built once (amx_probe). */
+static struct {
+  int32_t s1[2][16]; /* stage 1, half h */
+  int64_t s2[2][8];  /* stage 2, quarter s */
+  int64_t s3[2][8];  /* stage 3, v */
+  int32_t s4[2][16]; /* stage 4: row r0 (0) or r0 + 1 (1) */
+} amx_pp_idx __attribute__((aligned(64)));
+
+static void amx_pp_idx_init(void) {
+  for (int h = 0; h < 2; h++)
+    for (int t = 0; t < 8; t++)
+      for (int e = 0; e < 2; e++) {
+        const int r = 8 * h + t; /* tile-B row r = 8j + i holds block j's elements 4i..4i+3 */
+        amx_pp_idx.s1[h][2 * t + e] = 16 * e + amx_act_dword(r % 8, r / 8);
+      }
+  for (int s = 0; s < 2; s++)
+    for (int u = 0; u < 4; u++)
+      for (int e = 0; e < 2; e++) amx_pp_idx.s2[s][2 * u + e] = 8 * e + 4 * s + u;
+  for (int v = 0; v < 2; v++)
+    for (int half = 0; half < 2; half++)
+      for (int e = 0; e < 2; e++)
+        for (int q = 0; q < 2; q++) amx_pp_idx.s3[v][4 * half + 2 * e + q] = 8 * e + 4 * v + 2 * half + q;
+  for (int c = 0; c < 16; c++) amx_pp_idx.s4[0][c] = c / 2, amx_pp_idx.s4[1][c] = 8 + c / 2;
+}
+
+/* Repacks the block pairs (k, k+1) for k = k0, k0+2, .. < k1 (k0 even) of NB (≤ 8)
+ * activation rows. A pair's 64 qs bytes are exactly one pair of the q8 activation row, so
+ * the B tile is a transpose: B[8j + i][2n + j] = dword amx_act_dword(i, j) of activation n,
+ * 0 in the other column. As dwords: 8 activations × 16 → 16 rows × 8 in three
+ * two-source permute stages (1: pairs of activations, dword rows reordered on the way;
+ * 2: quads; 3: all 8, two tile rows per vector), then each row spread to its even (block k)
+ * or odd (block k+1) columns with a zeroing permute: 40 shuffles per pair instead of 128
+ * 4-byte copies. */
 T_AMX static void amx_pack_pairs(const char *x, size_t x_stride, int nb, int n_in, int k0, int k1,
                                  struct amx_pack_pair *pk) {
+  const __m512i i1[2] = {_mm512_load_si512(amx_pp_idx.s1[0]), _mm512_load_si512(amx_pp_idx.s1[1])};
+  const __m512i i2[2] = {_mm512_load_si512(amx_pp_idx.s2[0]), _mm512_load_si512(amx_pp_idx.s2[1])};
+  const __m512i i3[2] = {_mm512_load_si512(amx_pp_idx.s3[0]), _mm512_load_si512(amx_pp_idx.s3[1])};
+  const __m512i i4[2] = {_mm512_load_si512(amx_pp_idx.s4[0]), _mm512_load_si512(amx_pp_idx.s4[1])};
+  const float *d[8];
+  const int32_t *c8[8];
+  for (int n = 0; n < nb; n++) {
+    d[n] = engine_q8_act_d(x + (size_t)n * x_stride, n_in);
+    c8[n] = engine_q8_act_c8(x + (size_t)n * x_stride, n_in);
+  }
   for (int k = k0; k < k1; k += 2) {
     struct amx_pack_pair *p = &pk[(k - k0) / 2];
-    memset(p, 0, sizeof *p);
-    for (int n = 0; n < nb; n++) {
-      const char *xr = x + (size_t)n * x_stride;
-      const int8_t *qs = engine_q8_act_qs(xr);
-      for (int j = 0; j < 2 && k + j < k1; j++) {
-        const int c = 2 * n + j;
-        for (int i = 0; i < 8; i++)
-          memcpy(&p->b[8 * j + i][4 * c], qs + engine_q8_act_pos((k + j) * 32 + 4 * i), 4);
-        p->dx[c] = engine_q8_act_d(xr, n_in)[k + j];
-        p->c8[c] = engine_q8_act_c8(xr, n_in)[k + j];
+    const int two = k + 1 < k1;
+    /* a missing block k+1 reads as zero (its dwords are the odd ones) */
+    const __mmask16 lm = two ? 0xffff : 0x5555;
+    __m512i w[8], a[4][2], c[2][2][2];
+    _Pragma("GCC unroll 8") for (int n = 0; n < 8; n++)
+      w[n] = n < nb ? _mm512_maskz_loadu_epi32(lm, x + (size_t)n * x_stride + (size_t)(k / 2) * 64)
+                    : _mm512_setzero_si512();
+    _Pragma("GCC unroll 4") for (int m = 0; m < 4; m++) for (int h = 0; h < 2; h++)
+      a[m][h] = _mm512_permutex2var_epi32(w[2 * m], i1[h], w[2 * m + 1]);
+    for (int M = 0; M < 2; M++) for (int h = 0; h < 2; h++) for (int q = 0; q < 2; q++)
+      c[M][h][q] = _mm512_permutex2var_epi64(a[2 * M][h], i2[q], a[2 * M + 1][h]);
+    for (int h = 0; h < 2; h++) {
+      const __mmask16 cm = h ? 0xaaaa : 0x5555;
+      for (int q = 0; q < 2; q++) for (int v = 0; v < 2; v++) {
+        const __m512i dv = _mm512_permutex2var_epi64(c[0][h][q], i3[v], c[1][h][q]);
+        const int r0 = 8 * h + 4 * q + 2 * v;
+        _mm512_store_si512((void *)p->b[r0], _mm512_maskz_permutexvar_epi32(cm, i4[0], dv));
+        _mm512_store_si512((void *)p->b[r0 + 1], _mm512_maskz_permutexvar_epi32(cm, i4[1], dv));
       }
+    }
+    _mm512_store_si512((void *)p->dx, _mm512_setzero_si512());
+    _mm512_store_si512((void *)p->c8, _mm512_setzero_si512());
+    for (int n = 0; n < nb; n++) {
+      memcpy(&p->dx[2 * n], &d[n][k], two ? 8 : 4);
+      memcpy(&p->c8[2 * n], &c8[n][k], two ? 8 : 4);
     }
   }
 }
@@ -418,16 +484,40 @@ T_AMX static ALWAYS_INLINE void amx_rows_pair(const int type, const char *w, siz
 
 static const struct engine_cpu_kernels *amx_vnni; /* fallback table, set by the probe */
 
+/* Bytes of one packed group of 16 activations of N_IN elements: room for either layout. */
+static size_t amx_group_bytes(int n_in) {
+  const size_t nblk = (size_t)(n_in / ENGINE_QK);
+  const size_t blocks = nblk * sizeof(struct amx_pack_block);
+  const size_t pairs = (nblk + 1) / 2 * sizeof(struct amx_pack_pair);
+  return ((blocks > pairs ? blocks : pairs) + 63) & ~(size_t)63;
+}
+
+/* Packs one group of activations the way amx_matmul reads it (nothing for a group it leaves
+ * to VNNI). */
+T_AMX static void amx_q8_pack(const void *xv, size_t x_stride, int n_in, int nb, int group,
+                              void *out) {
+  const int b0 = group * ENGINE_Q8_PACK_GROUP;
+  const int g = nb - b0 < 16 ? nb - b0 : 16;
+  if (g < ENGINE_AMX_MIN_NB) return;
+  const char *xg = (const char *)xv + (size_t)b0 * x_stride;
+  if (AMX_PAIR_MODE && g <= 8) amx_pack_pairs(xg, x_stride, g, n_in, 0, n_in / ENGINE_QK, out);
+  else amx_pack(xg, x_stride, g, n_in, 0, n_in / ENGINE_QK, out);
+}
+
 /* The matmul: see the file comment. Activation groups of up to 16; a group of fewer than
- * ENGINE_AMX_MIN_NB and the rows past the last full tile go to the VNNI kernel. */
+ * ENGINE_AMX_MIN_NB and the rows past the last full tile go to the VNNI kernel. XPACK: the
+ * groups packed by amx_q8_pack (the backend packs once per matmul), or NULL to pack here,
+ * per chunk of ENGINE_AMX_KC blocks (the plain matmul entry). Either way the same bytes feed
+ * the same tile products in the same order. */
 T_AMX static ALWAYS_INLINE void amx_matmul(const int type, const void *wv, size_t row_bytes,
                                            int n_in, int row0, int row1, const void *xv,
-                                           size_t x_stride, int nb, float *y,
+                                           size_t x_stride, const void *xpack, int nb, float *y,
                                            size_t y_stride) {
   const engine_matmul_fn vnni = amx_vnni->matmul[type == AMX_Q8 ? ENGINE_W_Q8_0 : ENGINE_W_Q4_0];
   const char *w = wv, *x = xv;
   const int tiled_end = row0 + (row1 - row0) / AMX_ROWS * AMX_ROWS;
   const int nblk = n_in / ENGINE_QK;
+  const size_t group_bytes = xpack ? amx_group_bytes(n_in) : 0;
   union {
     struct amx_pack_block blocks[ENGINE_AMX_KC];
     struct amx_pack_pair pairs[ENGINE_AMX_KC / 2];
@@ -445,19 +535,27 @@ T_AMX static ALWAYS_INLINE void amx_matmul(const int type, const void *wv, size_
     const int pair = AMX_PAIR_MODE && g <= 8;
     const struct amx_tilecfg *cfg = pair ? &amx_cfg_pair : g <= 8 ? &amx_cfg8 : &amx_cfg16;
     if (cfg != loaded) _tile_loadconfig(cfg), loaded = cfg;
+    const char *gpack = xpack ? (const char *)xpack + (size_t)(b0 / 16) * group_bytes : NULL;
     for (int k0 = 0; k0 < nblk; k0 += ENGINE_AMX_KC) {
       const int k1 = nblk - k0 < ENGINE_AMX_KC ? nblk : k0 + ENGINE_AMX_KC;
-      if (pair) amx_pack_pairs(xg, x_stride, g, n_in, k0, k1, pk.pairs);
-      else amx_pack(xg, x_stride, g, n_in, k0, k1, pk.blocks);
-      AMX_MEMORY_BARRIER();
+      const struct amx_pack_pair *pp = pk.pairs;
+      const struct amx_pack_block *pb = pk.blocks;
+      if (gpack) {
+        pp = (const struct amx_pack_pair *)gpack + k0 / 2;
+        pb = (const struct amx_pack_block *)gpack + k0;
+      } else {
+        if (pair) amx_pack_pairs(xg, x_stride, g, n_in, k0, k1, pk.pairs);
+        else amx_pack(xg, x_stride, g, n_in, k0, k1, pk.blocks);
+        AMX_MEMORY_BARRIER();
+      }
       for (int j = row0; j < tiled_end; j += AMX_ROWS) {
         const char *wj = w + (size_t)j * row_bytes;
         if (pair)
-          amx_rows_pair(type, wj, row_bytes, k0, k1, pk.pairs, g, yg + j, y_stride, k0 > 0);
+          amx_rows_pair(type, wj, row_bytes, k0, k1, pp, g, yg + j, y_stride, k0 > 0);
         else if (g <= 8)
-          amx_rows(type, 8, wj, row_bytes, k0, k1, pk.blocks, g, yg + j, y_stride, k0 > 0);
+          amx_rows(type, 8, wj, row_bytes, k0, k1, pb, g, yg + j, y_stride, k0 > 0);
         else
-          amx_rows(type, 16, wj, row_bytes, k0, k1, pk.blocks, g, yg + j, y_stride, k0 > 0);
+          amx_rows(type, 16, wj, row_bytes, k0, k1, pb, g, yg + j, y_stride, k0 > 0);
       }
     }
     if (tiled_end < row1) vnni(w, row_bytes, n_in, tiled_end, row1, xg, x_stride, g, yg, y_stride);
@@ -469,13 +567,25 @@ T_AMX static ALWAYS_INLINE void amx_matmul(const int type, const void *wv, size_
 T_AMX static void matmul_q8_0_amx(const void *w, size_t row_bytes, int n_in, int row0, int row1,
                                   const void *x, size_t x_stride, int nb, float *y,
                                   size_t y_stride) {
-  amx_matmul(AMX_Q8, w, row_bytes, n_in, row0, row1, x, x_stride, nb, y, y_stride);
+  amx_matmul(AMX_Q8, w, row_bytes, n_in, row0, row1, x, x_stride, NULL, nb, y, y_stride);
 }
 
 T_AMX static void matmul_q4_0_amx(const void *w, size_t row_bytes, int n_in, int row0, int row1,
                                   const void *x, size_t x_stride, int nb, float *y,
                                   size_t y_stride) {
-  amx_matmul(AMX_Q4, w, row_bytes, n_in, row0, row1, x, x_stride, nb, y, y_stride);
+  amx_matmul(AMX_Q4, w, row_bytes, n_in, row0, row1, x, x_stride, NULL, nb, y, y_stride);
+}
+
+T_AMX static void matmul_q8_0_amx_packed(const void *w, size_t row_bytes, int n_in, int row0,
+                                         int row1, const void *x, size_t x_stride,
+                                         const void *xpack, int nb, float *y, size_t y_stride) {
+  amx_matmul(AMX_Q8, w, row_bytes, n_in, row0, row1, x, x_stride, xpack, nb, y, y_stride);
+}
+
+T_AMX static void matmul_q4_0_amx_packed(const void *w, size_t row_bytes, int n_in, int row0,
+                                         int row1, const void *x, size_t x_stride,
+                                         const void *xpack, int nb, float *y, size_t y_stride) {
+  amx_matmul(AMX_Q4, w, row_bytes, n_in, row0, row1, x, x_stride, xpack, nb, y, y_stride);
 }
 
 /* ---- probe: CPU, VNNI table, kernel permission ---- */
@@ -507,6 +617,11 @@ static void amx_probe(void) {
   amx_kernels.isa_name = "amx";
   amx_kernels.matmul[ENGINE_W_Q8_0] = matmul_q8_0_amx;
   amx_kernels.matmul[ENGINE_W_Q4_0] = matmul_q4_0_amx;
+  amx_kernels.q8_pack_group_bytes = amx_group_bytes;
+  amx_kernels.q8_pack = amx_q8_pack;
+  amx_kernels.matmul_packed[ENGINE_W_Q8_0] = matmul_q8_0_amx_packed;
+  amx_kernels.matmul_packed[ENGINE_W_Q4_0] = matmul_q4_0_amx_packed;
+  amx_pp_idx_init();
   amx_table = &amx_kernels;
   amx_reason = NULL;
 }

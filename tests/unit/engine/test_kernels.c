@@ -208,6 +208,54 @@ TEST(amx_tiles_match_scalar) {
     }
 }
 
+/* The pre-packed AMX entry (the backend packs once per matmul) gives the same bits as the
+ * plain one (which packs per call), for batches below, in and across the 16-activation
+ * groups, row ranges split as threads would split them, odd and chunked block counts. */
+TEST(amx_packed_matmul_is_bit_identical) {
+  const struct engine_cpu_kernels *k = engine_cpu_kernels_amx();
+  if (!k) {
+    printf("# amx unavailable: %s\n", engine_cpu_amx_unavailable_reason());
+    SKIP("AMX unavailable (CPU or kernel)");
+  }
+  CHECK(k->q8_pack != NULL && k->matmul_packed[ENGINE_W_Q8_0] && k->matmul_packed[ENGINE_W_Q4_0]);
+  CHECK(engine_cpu_kernels_avx512_vnni()->q8_pack == NULL);
+  static const int lens[] = {32, 96, 768, 32 * 67, 32 * 129};
+  static const int nbs[] = {1, 4, 5, 8, 9, 16, 20, 32};
+  const int rows = 48;
+  for (int t = ENGINE_W_Q8_0; t <= ENGINE_W_Q4_0; t++)
+    for (int li = 0; li < 5; li++) {
+      int n = lens[li], bad = 0;
+      void *w;
+      size_t rb = make_weights((enum engine_wtype)t, rows, n, &w);
+      size_t xs = engine_q8_act_row_bytes(n), gb = k->q8_pack_group_bytes(n);
+      CHECK_EQ_INT((int)(gb % 64), 0);
+      for (int bi = 0; bi < 8 && !bad; bi++) {
+        int nb = nbs[bi], groups = (nb + 15) / 16;
+        float *x = malloc(sizeof(float) * n);
+        uint8_t *xq = malloc(xs * nb), *xp = aligned_alloc(64, gb * groups);
+        for (int b = 0; b < nb; b++) {
+          for (int i = 0; i < n; i++) x[i] = frand() * (1.0f + (float)b);
+          engine_quantize_q8_act(x, n, xq + xs * b);
+        }
+        for (int g = 0; g < groups; g++) k->q8_pack(xq, xs, n, nb, g, xp + gb * g);
+        float *y0 = calloc((size_t)rows * nb, sizeof(float));
+        float *y1 = calloc((size_t)rows * nb, sizeof(float));
+        /* the same split both ways: which rows form 16-row tiles depends on it */
+        k->matmul[t](w, rb, n, 0, 16, xq, xs, nb, y0, rows);
+        k->matmul[t](w, rb, n, 16, 40, xq, xs, nb, y0, rows);
+        k->matmul[t](w, rb, n, 40, rows, xq, xs, nb, y0, rows);
+        k->matmul_packed[t](w, rb, n, 0, 16, xq, xs, xp, nb, y1, rows);
+        k->matmul_packed[t](w, rb, n, 16, 40, xq, xs, xp, nb, y1, rows); /* 8-row tail to VNNI */
+        k->matmul_packed[t](w, rb, n, 40, rows, xq, xs, xp, nb, y1, rows);
+        bad = memcmp(y0, y1, sizeof(float) * rows * nb) != 0;
+        if (bad) printf("# type %d n %d nb %d: packed differs\n", t, n, nb);
+        free(x), free(xq), free(xp), free(y0), free(y1);
+      }
+      CHECK(!bad);
+      free(w);
+    }
+}
+
 TEST(best_table_and_isa_names) {
   CHECK(engine_cpu_kernels_best() != NULL);
   CHECK(engine_cpu_kernels_get(ENGINE_ISA_SCALAR) == engine_cpu_kernels_scalar());
