@@ -70,15 +70,12 @@ static void be_upload(struct engine *e, void *dst, const void *src, size_t bytes
 }
 
 static int parse_isa(const char *s, int *ret_isa, char *err, size_t errlen) {
-  int isa = -1;
-  if (s && strcmp(s, "auto") != 0) {
-    if (strcmp(s, "scalar") == 0) isa = ENGINE_ISA_SCALAR;
-    else if (strcmp(s, "avx2") == 0) isa = ENGINE_ISA_AVX2;
-    else if (strcmp(s, "avx512") == 0) isa = ENGINE_ISA_AVX512;
-    else {
-      snprintf(err, errlen, "engine: isa \"%s\" unknown (auto, scalar, avx2, avx512)", s);
-      return REALM_E_INVALID_ARGUMENT;
-    }
+  /* the kernels' own name table, so every table (avx512vnni, amx too) can be asked for */
+  int isa = engine_cpu_isa_from_name(s);
+  if (isa == -2) {
+    snprintf(err, errlen,
+             "engine: isa \"%.32s\" unknown (auto, scalar, avx2, avx512, avx512vnni, amx)", s);
+    return REALM_E_INVALID_ARGUMENT;
   }
   *ret_isa = isa;
   return 0;

@@ -33,7 +33,7 @@ int worker_options_parse(int argc, char *const *argv, struct worker_config *cfg,
       {"threads", "REALM_WORKER_THREADS", REALM_OPT_INT64, "0", 0, 1024,
        "engine threads (0: online CPUs)", &threads},
       {"isa", "REALM_WORKER_ISA", REALM_OPT_STRING, "auto", 0, 0,
-       "CPU kernels: auto, scalar, avx2, avx512", &isa},
+       "CPU kernels: auto, scalar, avx2, avx512, avx512vnni, amx", &isa},
       {"huge-pages", "REALM_WORKER_HUGE_PAGES", REALM_OPT_STRING, "auto", 0, 0,
        "weights in 2 MiB pages from the vm.nr_hugepages pool: auto (when it has room), huge "
        "(or fail), small", &huge_pages},

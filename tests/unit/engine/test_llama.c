@@ -351,3 +351,25 @@ TEST(model_binding_errors_name_the_culprit) {
   CHECK(m == NULL);
   CHECK(strstr(err, "token_embd.weight") != NULL || strstr(err, "llama.") != NULL);
 }
+
+/* engine_config.isa (the worker's --isa) takes every kernel table's name, and refuses an
+ * unknown one naming it. */
+TEST(config_isa_names_every_table_and_refuses_unknown) {
+  struct fixture fx;
+  char err[256] = "";
+  int rc = fixture_open(&fx, "stories260K.gguf", 1, "sse9", err, sizeof err);
+  CHECK_EQ_INT(rc, REALM_E_INVALID_ARGUMENT);
+  CHECK_STR_CONTAINS(err, "\"sse9\"");
+  static const char *const names[] = {"auto", "scalar", "avx2", "avx512", "avx512vnni", "amx"};
+  for (int i = 0; i < 6; i++) {
+    err[0] = '\0';
+    rc = fixture_open(&fx, "stories260K.gguf", 1, names[i], err, sizeof err);
+    /* a table this CPU lacks is "unsupported", never "unknown" */
+    CHECK(rc == 0 || rc == REALM_E_UNSUPPORTED);
+    if (rc != 0) printf("# isa %s: %s\n", names[i], err);
+    if (rc == 0) {
+      if (i > 0) CHECK_STR_CONTAINS(engine_backend_name(fx.e), names[i]);
+      fixture_close(&fx);
+    }
+  }
+}
