@@ -20,13 +20,39 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
 #include "realm/error.h"
+
+/*
+ * Host pool memory. Attention reads one head's slice of every position's row, kv_dim floats
+ * apart, so with 4 KiB pages nearly every position is another TLB entry, and in a VM every
+ * miss is a two-level page walk: it made attention's loads (and its prefetches) stall. The
+ * pool is therefore mmap'ed 2 MiB-aligned and marked MADV_HUGEPAGE, which transparent huge
+ * pages honour in the common "madvise" mode. Without THP the advice is a no-op and nothing
+ * else changes; the pages are still touched only when a block is first handed out.
+ */
+#define KV_HUGE (2u << 20)
+
+struct kv_mem { void *map; size_t map_bytes; };
+
+static float *pool_alloc(size_t bytes, struct kv_mem *m) {
+  if (bytes > SIZE_MAX - 2 * (size_t)KV_HUGE) return NULL;
+  size_t len = ((bytes + KV_HUGE - 1) & ~(size_t)(KV_HUGE - 1)) + KV_HUGE;
+  void *p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (p == MAP_FAILED) return NULL;
+  uintptr_t aligned = ((uintptr_t)p + KV_HUGE - 1) & ~(uintptr_t)(KV_HUGE - 1);
+  (void)madvise((void *)aligned, len - (aligned - (uintptr_t)p), MADV_HUGEPAGE);
+  m->map = p;
+  m->map_bytes = len;
+  return (float *)aligned;
+}
 
 struct kv_cache {
   uint32_t n_layer, kv_dim, block_tokens, n_blocks, max_seq_tokens;
   size_t block_floats; /* floats per block: 2 * n_layer * block_tokens * kv_dim */
   float *pool;         /* n_blocks * block_floats, host or storage memory */
+  struct kv_mem mem;   /* host: the mapping pool lies in (pool_alloc) */
   const struct kv_storage *storage; /* NULL: host */
   uint32_t *free_stack;
   uint32_t free_count;
@@ -65,7 +91,7 @@ int kv_cache_create(const struct kv_cache_config *cfg, struct kv_cache **ret_cac
   /* Pages are touched lazily: blocks are zeroed when handed out, not here. */
   size_t pool_bytes = (block_floats * sizeof(float) * cfg->n_blocks + 63) & ~(size_t)63;
   kv->pool = kv->storage ? kv->storage->alloc(kv->storage->ctx, pool_bytes)
-                         : aligned_alloc(64, pool_bytes);
+                         : pool_alloc(pool_bytes, &kv->mem);
   kv->free_stack = malloc(sizeof(uint32_t) * cfg->n_blocks);
   if (!kv->pool || !kv->free_stack) {
     kv_cache_destroy(kv);
@@ -85,7 +111,7 @@ nomem:
 void kv_cache_destroy(struct kv_cache *kv) {
   if (!kv) return;
   if (kv->storage) kv->storage->free(kv->storage->ctx, kv->pool);
-  else free(kv->pool);
+  else if (kv->mem.map) munmap(kv->mem.map, kv->mem.map_bytes);
   free(kv->free_stack);
   free(kv);
 }
