@@ -14,6 +14,7 @@
 #include "realm/ipc.h"
 
 #include <errno.h>
+#include <sched.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/un.h>
@@ -40,6 +41,19 @@ static int ipc_zmq_fail(int errnum, const char *what, char *err, size_t errlen) 
   default: code = realm_err_from_errno(errnum); break;
   }
   return realm_fail(code, err, errlen, "%s: %s", what, zmq_strerror(errnum));
+}
+
+int realm_ipc_ctx_new(void **ret_ctx, char *err, size_t errlen) {
+  void *ctx = zmq_ctx_new();
+  if (!ctx) return ipc_zmq_fail(zmq_errno(), "zmq_ctx_new", err, errlen);
+  /* Policy only: the priority stays what SCHED_OTHER had (0), which SCHED_BATCH requires. */
+  if (zmq_ctx_set(ctx, ZMQ_THREAD_SCHED_POLICY, SCHED_BATCH) != 0) {
+    int e = zmq_errno();
+    zmq_ctx_term(ctx);
+    return ipc_zmq_fail(e, "zmq_ctx_set(ZMQ_THREAD_SCHED_POLICY, SCHED_BATCH)", err, errlen);
+  }
+  *ret_ctx = ctx;
+  return 0;
 }
 
 int realm_ipc_socket_new(void *zmq_ctx, int zmq_type, size_t max_payload_bytes, void **ret_sock,

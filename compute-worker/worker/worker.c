@@ -332,12 +332,8 @@ int worker_create(const struct worker_config *cfg, struct worker **ret_worker, c
   rc = conn_parse_overrides(w, err, errlen);
   if (rc < 0) goto fail;
   /* Sockets are probed before the (slow) model load so a busy address fails fast. */
-  w->zctx = zmq_ctx_new();
-  if (!w->zctx) {
-    snprintf(err, errlen, "zmq_ctx_new: %s", zmq_strerror(zmq_errno()));
-    rc = REALM_E_SYSTEM;
-    goto fail;
-  }
+  rc = realm_ipc_ctx_new(&w->zctx, err, errlen);
+  if (rc < 0) goto fail;
   rc = realm_ipc_socket_new(w->zctx, ZMQ_ROUTER,
                             (size_t)REALM_MAX_FRAME_BYTES + REALM_MAX_INLINE_TENSOR_BYTES,
                             &w->router, err, errlen);

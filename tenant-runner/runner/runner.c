@@ -1487,12 +1487,8 @@ int runner_new(const struct runner_config *cfg, struct runner **ret_runner, char
   }
   rc = sandbox_module_load_file(cfg->module_path, cfg->module_cache, &r->module, err, errlen);
   if (rc < 0) goto fail;
-  r->zctx = zmq_ctx_new();
-  if (!r->zctx) {
-    realm_set_err(err, errlen, "zmq_ctx_new failed");
-    rc = REALM_E_SYSTEM;
-    goto fail;
-  }
+  rc = realm_ipc_ctx_new(&r->zctx, err, errlen);
+  if (rc < 0) goto fail;
   rc = realm_ipc_socket_new(r->zctx, ZMQ_ROUTER, 0, &r->gw, err, errlen);
   if (rc < 0) goto fail;
   if (zmq_bind(r->gw, cfg->listen_endpoint) != 0) {

@@ -47,6 +47,21 @@ typedef struct realm_ipc_peer {
 int realm_ipc_socket_new(void *zmq_ctx, int zmq_type, size_t max_payload_bytes, void **ret_sock,
                          char *err, size_t errlen);
 
+/*
+ * A ZeroMQ context for a process on the decode path (worker, runner) whose I/O threads run
+ * under SCHED_BATCH. Every Step round trip is four thread hand-offs inside libzmq (caller →
+ * its I/O thread → peer's I/O thread → peer's loop), each an eventfd wake-up. Under the
+ * default policy the woken I/O thread preempts the thread that woke it on the same CPU, so
+ * the sender's zmq_msg_send returned only after the I/O thread's whole turn: ~80 µs per send
+ * and ~0.5 ms per Step on a 2-vCPU VM. SCHED_BATCH threads do not preempt on wake-up;
+ * bench-worker's batch-1 overhead per Step fell from 490–640 µs to 220–310 µs
+ * (docs/worker.md). The policy is applied by libzmq when it starts the threads, i.e. at the
+ * first socket: create sockets before a seccomp jail (libzmq aborts when
+ * sched_setscheduler fails; deploy/seccomp profiles allow it). Returns 0 with *ret_ctx, or
+ * a negative error with err naming the failing call.
+ */
+int realm_ipc_ctx_new(void **ret_ctx, char *err, size_t errlen);
+
 /* zmq_close() for a socket from realm_ipc_socket_new(). Accepts NULL. */
 void realm_ipc_socket_close(void *sock);
 
