@@ -73,20 +73,9 @@ static const struct realm_seccomp_entry worker_rules[] = {
                                   "(glibc >= 2.35)"),
     REALM_SECCOMP_SYSCALL("set_robust_list", "a just-created thread registers its robust-futex "
                                              "list"),
-    /* The same race, one step later: libzmq's I/O and reaper threads name themselves and
-     * re-apply their scheduling policy as they start (pthread_getschedparam, then
-     * pthread_setschedparam with the same SCHED_OTHER). A slow start (a loaded machine,
-     * sanitizers) still ran these after the jail and killed the worker (audit: syscall 143,
-     * sched_getparam, seen under scripts/sanitize.sh). Only naming the calling thread and
-     * SCHED_OTHER or SCHED_BATCH (what realm_ipc_ctx_new asks libzmq for) are allowed; no
-     * real-time policy, no other prctl option. */
-    REALM_SECCOMP_ARG_EQ("prctl", 0, "a just-created libzmq thread names itself (PR_SET_NAME); "
-                                     "only that option", PR_SET_NAME),
-    REALM_SECCOMP_SYSCALL("sched_getparam", "a just-created libzmq thread reads its priority"),
-    REALM_SECCOMP_SYSCALL("sched_getscheduler", "a just-created libzmq thread reads its policy"),
-    REALM_SECCOMP_ARG_EQ("sched_setscheduler", 1, "a just-created libzmq thread applies "
-                                                  "SCHED_BATCH (or SCHED_OTHER); no real-time "
-                                                  "policy", SCHED_OTHER, SCHED_BATCH),
+    /* The same race, one step later: the new threads name themselves and apply their
+     * scheduling policy (realm/seccomp.h explains; seen under scripts/sanitize.sh). */
+    REALM_SECCOMP_ZMQ_THREAD_START,
 };
 
 static const struct realm_seccomp_role worker_role = REALM_SECCOMP_ROLE("worker", worker_rules);

@@ -59,18 +59,9 @@ static const struct realm_seccomp_entry runner_rules[] = {
                                          "events"),
     REALM_SECCOMP_SYSCALL("setsockopt", "libzmq tunes an accepted connection (buffer sizes, "
                                         "keep-alive)"),
-    /* libzmq's I/O and reaper threads start with the first socket and, as they start, name
-     * themselves and switch to SCHED_BATCH (realm_ipc_ctx_new). The worker handshake before
-     * the jail normally proves they have, but a runner jailed without a worker must not die
-     * of a slow thread start (the worker's jail met exactly that race). Only naming the
-     * calling thread and SCHED_OTHER/SCHED_BATCH; no real-time policy. */
-    REALM_SECCOMP_ARG_EQ("prctl", 0, "a just-created libzmq thread names itself (PR_SET_NAME); "
-                                     "only that option", PR_SET_NAME),
-    REALM_SECCOMP_SYSCALL("sched_getparam", "a just-created libzmq thread reads its priority"),
-    REALM_SECCOMP_SYSCALL("sched_getscheduler", "a just-created libzmq thread reads its policy"),
-    REALM_SECCOMP_ARG_EQ("sched_setscheduler", 1, "a just-created libzmq thread applies "
-                                                  "SCHED_BATCH (or SCHED_OTHER); no real-time "
-                                                  "policy", SCHED_OTHER, SCHED_BATCH),
+    /* The worker handshake before the jail normally proves libzmq's threads have started,
+     * but a runner jailed without a worker must not die of a slow thread start. */
+    REALM_SECCOMP_ZMQ_THREAD_START,
 };
 
 static const struct realm_seccomp_role runner_role = REALM_SECCOMP_ROLE("runner", runner_rules);

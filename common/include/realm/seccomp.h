@@ -166,6 +166,25 @@ struct realm_seccomp_entry {
    .op = REALM_SECCOMP_ARG_MASKED_EQ, .mask = (mask_), .values = {__VA_ARGS__},          \
    .n_values = sizeof((uint64_t[]){__VA_ARGS__}) / sizeof(uint64_t)}
 
+/*
+ * libzmq's I/O and reaper threads start when a context makes its first socket and, as they
+ * start, name themselves and apply the context's scheduling policy (realm_ipc_ctx_new asks
+ * for SCHED_BATCH): pthread_getschedparam, then pthread_setschedparam. A slow thread start
+ * can run these after a jail that went on right after the sockets were made (the worker's
+ * jail met it: audit showed sched_getparam; then the policy change killed it at random). A
+ * role that jails itself soon after creating sockets lists these entries: only naming the
+ * calling thread (PR_SET_NAME) and SCHED_OTHER/SCHED_BATCH — no real-time policy, no other
+ * prctl option. Needs <sched.h> and <sys/prctl.h>.
+ */
+#define REALM_SECCOMP_ZMQ_THREAD_START                                                        \
+  REALM_SECCOMP_ARG_EQ("prctl", 0, "a just-created libzmq thread names itself (PR_SET_NAME); " \
+                                   "only that option", PR_SET_NAME),                          \
+  REALM_SECCOMP_SYSCALL("sched_getparam", "a just-created libzmq thread reads its priority"),  \
+  REALM_SECCOMP_SYSCALL("sched_getscheduler", "a just-created libzmq thread reads its policy"), \
+  REALM_SECCOMP_ARG_EQ("sched_setscheduler", 1, "a just-created libzmq thread applies "       \
+                                                "SCHED_BATCH (or SCHED_OTHER); no real-time "  \
+                                                "policy", SCHED_OTHER, SCHED_BATCH)
+
 /* A process role's whole allowlist: its name (in error messages) and its table, applied
  * in order. */
 struct realm_seccomp_role {
