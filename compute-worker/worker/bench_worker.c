@@ -201,6 +201,7 @@ int main(int argc, char **argv) {
   cfg.threads = threads;
   cfg.stats_interval_ms = 0;
   cfg.drain_ms = 0;
+  cfg.drain_timeout_ms = 0; /* stop at once when the measurement is done */
 
   /* One model, one engine: only one side computes at any moment, so they never share the
    * cores or the caches' contents differ. */

@@ -33,6 +33,10 @@
 #define WORKER_SIDE_CONN_TTL_NS (5LL * 1000 * 1000 * 1000)  /* a side socket may idle this long */
 #define WORKER_MAX_ID_BYTES 64         /* tenant_id, replica_id */
 #define WORKER_VT_SCALE (1ull << 20)   /* virtual-time units per token at weight 1 */
+/* During a drain, how often a connection with sessions that sent nothing since the last round
+ * is sent the drain notice: a runner that is gone (closed or killed without a word) fails the
+ * send (ROUTER_MANDATORY), its connection is reaped and its sessions stop holding the drain. */
+#define WORKER_DRAIN_PROBE_NS (1000LL * 1000 * 1000)
 
 struct worker_conn;
 struct sched_step;
@@ -164,6 +168,19 @@ struct worker_admit {
   uint64_t refused_total;         /* opens refused because the queue was full */
 };
 
+/* The drain between the first stop and the cut-off (worker.c, docs/worker.md "Stop and
+ * drain"): SessionOpens and Hellos are refused, open sessions keep being served. */
+struct worker_drain {
+  bool active;
+  int64_t started_ns;
+  int64_t deadline_ns;          /* started_ns + drain_timeout_ms */
+  int64_t next_probe_ns;        /* next round of liveness probes (WORKER_DRAIN_PROBE_NS) */
+  int64_t last_probe_ns;        /* when the last round ran: connections silent since are probed */
+  uint32_t sessions_at_start;
+  uint64_t refused_opens;       /* SessionOpens answered shutting_down, queued ones included */
+  uint64_t refused_hellos;
+};
+
 struct worker_stats {
   uint64_t steps_total;       /* forward passes */
   uint64_t tokens_total;      /* tokens computed */
@@ -196,8 +213,9 @@ struct worker {
   struct worker_side sides[WORKER_MAX_SIDE_CONNS];
   uint32_t n_sides;
   int wake_pipe[2];             /* worker_stop() writes [1]; the loop polls [0] */
-  volatile int stop_requested;
-  bool draining;
+  int stop_calls;               /* worker_stop() calls (atomic): 1 = drain, 2 = cut it short */
+  struct worker_drain drain;    /* the soft drain after the first stop (worker.c) */
+  bool draining;                /* the cut-off: every request is answered shutting_down */
   struct worker_conn *conns[WORKER_MAX_CONNS];
   uint32_t n_conns;
   uint64_t next_conn_id;

@@ -2,7 +2,7 @@
  * main.c — the realm-worker program: options, logging, signals, the jail, then the core's
  * event loop.
  *
- * Exit status: 0 after SIGTERM/SIGINT and a clean drain; 2 for a bad command line; 1 when
+ * Exit status: 0 after SIGTERM/SIGINT and the drain (however it ended); 2 for a bad command line; 1 when
  * start-up fails (model missing or rejected, socket in use, jail refused, ...) or the loop
  * hits an unrecoverable error; WORKER_EXIT_BACKEND_FAILED (69) when the compute backend
  * failed for good (a CUDA error): every in-flight request was answered "unavailable" naming
@@ -33,9 +33,12 @@
 
 static struct worker *g_worker; /* for the signal handler only */
 
+/* Every SIGTERM/SIGINT is one worker_stop(), which counts them: the first starts the drain
+ * (open sessions are served, new ones refused, for up to --drain-timeout), the second cuts it
+ * short (docs/worker.md "Stop and drain"). */
 static void on_stop_signal(int sig) {
   (void)sig;
-  if (g_worker) worker_stop(g_worker); /* async-signal-safe: one write(2) */
+  if (g_worker) worker_stop(g_worker); /* async-signal-safe: an atomic add and one write(2) */
 }
 
 #ifdef REALM_WORKER_TEST_HOOKS

@@ -19,7 +19,7 @@ int worker_options_parse(int argc, char *const *argv, struct worker_config *cfg,
   static bool no_jail, print_policy;
   static int64_t threads, kv_blocks, kv_block_tokens, window_us, batch_tokens, max_step_tokens,
       max_batch_seqs, prefill_chunk, max_sessions, max_weight, default_weight, pending,
-      stats_ms, drain_ms, open_timeout_ms, open_queue;
+      stats_ms, drain_ms, drain_timeout_ms, open_timeout_ms, open_queue;
   static uint64_t kv_quota, max_shm, default_shm;
   static bool eager;
   static const struct realm_option opts[] = {
@@ -83,8 +83,13 @@ int worker_options_parse(int argc, char *const *argv, struct worker_config *cfg,
        "refused at once (0: never wait)", &open_queue},
       {"stats-interval", "REALM_WORKER_STATS_INTERVAL", REALM_OPT_DURATION_MS, "10s", 0,
        86400000, "period of the debug-level stats line (0: never)", &stats_ms},
+      {"drain-timeout", "REALM_WORKER_DRAIN_TIMEOUT_MS", REALM_OPT_DURATION_MS, "25s", 0,
+       3600000, "on SIGTERM/SIGINT, how long open sessions keep being served (new ones "
+       "refused) before what is left is answered 'shutting_down' (0: at once); a second signal "
+       "ends it", &drain_timeout_ms},
       {"drain", "REALM_WORKER_DRAIN", REALM_OPT_DURATION_MS, "200ms", 0, 60000,
-       "on SIGTERM, how long to keep answering 'shutting_down'", &drain_ms},
+       "after the drain, how long to keep answering 'shutting_down' so the last replies reach "
+       "the runners (linger)", &drain_ms},
       {"allow-weight-access", "REALM_WORKER_ALLOW_WEIGHT_ACCESS", REALM_OPT_STRING, "", 0, 0,
        "tenants whose guests may use Matmul and GetRows, which can reconstruct the weights: "
        "TENANT[,TENANT...] or '*' (default: nobody)", &weight_access},
@@ -136,6 +141,7 @@ int worker_options_parse(int argc, char *const *argv, struct worker_config *cfg,
   cfg->max_open_queue = (uint32_t)open_queue;
   cfg->stats_interval_ms = stats_ms;
   cfg->drain_ms = drain_ms;
+  cfg->drain_timeout_ms = drain_timeout_ms;
   cfg->backend = backend;
   cfg->cuda_device = (int)cuda_device;
   cfg->allow_weight_access = weight_access;

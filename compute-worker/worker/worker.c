@@ -3,6 +3,19 @@
  * poll the ROUTER, the shm handshake socket and the wake pipe; dispatch each request; run a
  * forward pass whenever the scheduler says one is due; drain on stop.
  *
+ * Stop and drain (docs/worker.md). The first worker_stop() (SIGTERM/SIGINT) starts the
+ * DRAIN: the ordinary loop goes on — Steps of open sessions are batched and served as
+ * always, closes, Matmul/Attention/GetRows and Stats are answered, the idle sweep runs — but
+ * new SessionOpens (and those waiting in the admission queue) and Hellos are refused with
+ * shutting_down: a runner fails just that request, and a new connection has nothing to do on a
+ * worker that will not open sessions. The drain ends when no session is open (runners close
+ * a session when its request ends), at --drain-timeout, or at a second worker_stop(); then
+ * the CUT-OFF (drain_and_stop) answers whatever is still queued with shutting_down, tells
+ * every connection and lingers --drain for the replies to leave. A runner that vanished
+ * without closing its sessions would hold the drain to its timeout, so connections with
+ * sessions that stay silent are probed with the drain notice (WORKER_DRAIN_PROBE_NS): the
+ * send to a gone peer fails and the connection is reaped with its sessions.
+ *
  * Everything happens on this one thread (ZeroMQ sockets are not thread-safe and the engine
  * has one driver). Requests other than Step are answered at once, between forward passes;
  * Steps go to the scheduler (sched.c); a SessionOpen the KV pool cannot cover waits in the
@@ -56,6 +69,7 @@ void worker_config_defaults(struct worker_config *cfg) {
   cfg->open_queue_timeout_ms = 30000;
   cfg->max_open_queue = 1024;
   cfg->stats_interval_ms = 10000;
+  cfg->drain_timeout_ms = 25000;
   cfg->drain_ms = 200;
   cfg->backend = "cpu";
   cfg->cuda_device = 0;
@@ -87,7 +101,7 @@ void worker_backend_failed(struct worker *w, const char *why) {
 }
 
 void worker_stop(struct worker *w) {
-  w->stop_requested = 1;
+  __atomic_add_fetch(&w->stop_calls, 1, __ATOMIC_ACQ_REL); /* lock-free: async-signal-safe */
   char b = 1;
   ssize_t n = write(w->wake_pipe[1], &b, 1); /* pipe full = a wake-up is already pending */
   (void)n;
@@ -254,6 +268,12 @@ static int check_config(const struct worker_config *c, char *err, size_t errlen)
              c->max_open_queue, REALM_MAX_OPEN_QUEUE);
     return REALM_E_INVALID_ARGUMENT;
   }
+  if (c->drain_timeout_ms < 0 || c->drain_timeout_ms > 3600000LL || c->drain_ms < 0 ||
+      c->drain_ms > 60000) {
+    snprintf(err, errlen, "--drain-timeout %lld ms / --drain %lld ms: need [0, 1 h] / [0, 60 s]",
+             (long long)c->drain_timeout_ms, (long long)c->drain_ms);
+    return REALM_E_INVALID_ARGUMENT;
+  }
   if (c->batch_window_us < 0 || c->max_pending_steps == 0) {
     snprintf(err, errlen, "--batch-window-us %lld / --max-pending-steps %u: out of range",
              (long long)c->batch_window_us, c->max_pending_steps);
@@ -396,6 +416,14 @@ static void dispatch(struct worker *w, const realm_ipc_peer *from, Realm__V1__Wo
     worker_reply_error(w, from, rid, REALM_E_SHUTTING_DOWN, "worker is shutting down", NULL);
     return;
   }
+  if (w->drain.active && req->body_case == REALM__V1__WORKER_REQUEST__BODY_HELLO) {
+    /* Refused rather than accepted: a connection made now could open no session, and the
+     * runner is better off retrying until the replacement worker answers. */
+    w->drain.refused_hellos++;
+    worker_reply_error(w, from, rid, REALM_E_SHUTTING_DOWN,
+                       "worker is draining for a stop; connect to its replacement", NULL);
+    return;
+  }
   if (req->body_case == REALM__V1__WORKER_REQUEST__BODY_HELLO) {
     if (!req->hello) {
       worker_reply_error(w, from, rid, REALM_E_PROTOCOL, "Hello without a body", "hello");
@@ -416,6 +444,12 @@ static void dispatch(struct worker *w, const realm_ipc_peer *from, Realm__V1__Wo
   c->last_seen_ns = worker_now_ns();
   switch (req->body_case) {
   case REALM__V1__WORKER_REQUEST__BODY_SESSION_OPEN:
+    if (w->drain.active) { /* the runner fails just this request (docs/worker.md) */
+      w->drain.refused_opens++;
+      worker_reply_error(w, from, rid, REALM_E_SHUTTING_DOWN,
+                         "worker is draining for a stop; session not opened", NULL);
+      break;
+    }
     session_handle_open(w, c, rid, req->session_open);
     break;
   case REALM__V1__WORKER_REQUEST__BODY_SESSION_CLOSE:
@@ -473,7 +507,75 @@ static int drain_router(struct worker *w) {
   return 0;
 }
 
-/* Drain: fail queued Steps with shutting_down, tell every connection, answer what arrives for
+/* ---- stop and drain ---- */
+
+static uint32_t open_sessions(const struct worker *w) {
+  uint32_t n = 0;
+  for (uint32_t i = 0; i < w->n_conns; i++) n += w->conns[i]->n_sessions;
+  return n;
+}
+
+/* One round of liveness probes: the drain notice (request_id 0, code `cancelled`, which a
+ * runner logs and otherwise ignores; shutting_down would make it drop the worker) to every
+ * connection with sessions that has no Step queued (its reply will tell) and sent nothing
+ * since the previous round. A peer that is gone fails the send and is marked dead
+ * (worker_send_reply); the caller reaps it. At most one message per connection per round. */
+static void drain_probe(struct worker *w, int64_t now) {
+  char msg[200];
+  snprintf(msg, sizeof msg,
+           "worker is draining for a stop: new sessions are refused with shutting_down; open "
+           "sessions are served until they close, for at most %lld ms more",
+           (long long)((w->drain.deadline_ns - now) / 1000000));
+  for (uint32_t i = 0; i < w->n_conns; i++) {
+    struct worker_conn *c = w->conns[i];
+    if (c->dead || c->n_sessions == 0 || c->pending_steps > 0) continue;
+    if (w->drain.last_probe_ns && c->last_seen_ns >= w->drain.last_probe_ns) continue;
+    worker_reply_error(w, &c->peer, 0, REALM_E_CANCELLED, msg, NULL);
+  }
+  w->drain.last_probe_ns = now;
+  w->drain.next_probe_ns = now + WORKER_DRAIN_PROBE_NS;
+}
+
+/* The first stop: refuse what would start new work, keep serving the rest. */
+static void drain_begin(struct worker *w, int64_t now) {
+  struct worker_drain *d = &w->drain;
+  d->active = true;
+  d->started_ns = now;
+  d->deadline_ns = now + w->cfg.drain_timeout_ms * 1000000LL;
+  d->sessions_at_start = open_sessions(w);
+  d->refused_opens = w->admit.n_waiting;
+  realm_log_info("draining: new sessions refused, open sessions served until they close",
+                 RLOG_UINT("sessions", d->sessions_at_start),
+                 RLOG_UINT("waiting_opens", w->admit.n_waiting),
+                 RLOG_UINT("connections", w->n_conns),
+                 RLOG_INT("drain_timeout_ms", w->cfg.drain_timeout_ms));
+  admit_fail_all(w, REALM_E_SHUTTING_DOWN, "worker is draining for a stop; session not opened");
+  if (w->cfg.drain_timeout_ms > 0) drain_probe(w, now);
+  else d->next_probe_ns = INT64_MAX; /* the drain ends on this very iteration */
+}
+
+/* Why the drain is over (NULL: it goes on): "second signal", "drained" or "timeout". */
+static const char *drain_end_reason(const struct worker *w, int64_t now) {
+  if (__atomic_load_n(&w->stop_calls, __ATOMIC_ACQUIRE) >= 2) return "second signal";
+  if (open_sessions(w) == 0) return "drained";
+  if (now >= w->drain.deadline_ns) return "timeout";
+  return NULL;
+}
+
+static void drain_finished(const struct worker *w, int64_t now, const char *end) {
+  const struct worker_drain *d = &w->drain;
+  uint32_t left = open_sessions(w);
+  realm_log_info("drain finished", RLOG_STR("end", end),
+                 RLOG_UINT("sessions_at_start", d->sessions_at_start),
+                 RLOG_UINT("sessions_closed", d->sessions_at_start > left
+                                                  ? d->sessions_at_start - left : 0),
+                 RLOG_UINT("sessions_cut", left), RLOG_UINT("refused_opens", d->refused_opens),
+                 RLOG_UINT("refused_hellos", d->refused_hellos),
+                 RLOG_UINT("queued_steps", w->sched.queued_entries),
+                 RLOG_INT("elapsed_ms", (now - d->started_ns) / 1000000));
+}
+
+/* The cut-off: fail queued Steps with shutting_down, tell every connection, answer what arrives for
  * a short while, then return. */
 static void drain_and_stop(struct worker *w) {
   w->draining = true;
@@ -503,11 +605,24 @@ int worker_run(struct worker *w) {
                  RLOG_UINT("kv_blocks", kv_cache_total_blocks(engine_kv(w->engine))));
   zmq_pollitem_t items[3 + WORKER_MAX_SIDE_CONNS];
   int rc = 0;
-  while (!w->stop_requested && !w->backend_failed) {
+  while (!w->backend_failed) {
     int64_t now = worker_now_ns();
+    if (!w->drain.active && __atomic_load_n(&w->stop_calls, __ATOMIC_ACQUIRE) > 0)
+      drain_begin(w, now);
+    if (w->drain.active && now >= w->drain.next_probe_ns) drain_probe(w, now);
     conn_reap(w);
     conn_side_expire(w, now);
     int64_t idle_deadline = conn_idle_sweep(w, now);
+    if (w->drain.active) {
+      /* After the reap and the sweep: the sessions they freed no longer hold the drain. */
+      const char *end = drain_end_reason(w, now);
+      if (end) {
+        drain_finished(w, now, end);
+        break;
+      }
+      if (w->drain.deadline_ns < idle_deadline) idle_deadline = w->drain.deadline_ns;
+      if (w->drain.next_probe_ns < idle_deadline) idle_deadline = w->drain.next_probe_ns;
+    }
     /* After the reap and the sweep: the sessions they freed are reservations to hand out. */
     int64_t open_deadline = admit_pump(w, now);
     if (open_deadline < idle_deadline) idle_deadline = open_deadline;

@@ -9,8 +9,9 @@
  *   worker_run(w);                              // event loop; returns after worker_stop()
  *   worker_destroy(w);
  *
- * worker_stop() is async-signal-safe and thread-safe (it writes one byte to a pipe the loop
- * polls), so main.c calls it from its SIGTERM handler and tests from their own thread. The
+ * worker_stop() is async-signal-safe and thread-safe (it counts the call and writes one byte
+ * to a pipe the loop polls), so main.c calls it from its SIGTERM handler and tests from their
+ * own thread: the first call starts the drain, a second one cuts it short. The
  * option table (worker_options_parse) maps --flags and REALM_WORKER_* variables onto a
  * worker_config with realm/config.h. The wire protocol is docs/protocol.md; the scheduling
  * policy is in the comment block atop sched.c; docs/worker.md is the operator's page.
@@ -55,7 +56,11 @@ struct worker_config {
   uint32_t max_open_queue;     /* SessionOpens waiting at once, all tenants; past it an open
                                   the pool cannot cover is refused at once (0: never wait) */
   int64_t stats_interval_ms;   /* debug stats line period; 0 = never */
-  int64_t drain_ms;            /* on stop: how long to keep answering "shutting_down" */
+  int64_t drain_timeout_ms;    /* on the first stop: how long open sessions may keep being
+                                  served (new SessionOpens refused) before the cut-off;
+                                  0 = cut off at once (docs/worker.md "Stop and drain") */
+  int64_t drain_ms;            /* at the cut-off: how long to keep answering "shutting_down"
+                                  so the last replies reach the runners (the linger) */
   const char *allow_weight_access; /* "tenantA,tenantB" (or "*"): tenants whose guests may
                                   Matmul and GetRows; everyone else gets permission_denied */
   int64_t idle_timeout_ms;     /* drop a connection without sessions silent this long; 0 never */
@@ -90,13 +95,18 @@ int worker_options_parse(int argc, char *const *argv, struct worker_config *cfg,
 int worker_create(const struct worker_config *cfg, struct worker **ret_worker, char *err,
                   size_t errlen);
 
-/* Runs the event loop until worker_stop(). Returns 0 after a clean drain, or a negative error
+/* Runs the event loop until worker_stop() and the drain that follows: new SessionOpens and
+ * Hellos are refused with shutting_down while the open sessions keep being served, until none
+ * is open, drain_timeout_ms passed, or worker_stop() is called again; then what is still
+ * queued is answered shutting_down, every connection is told, and the loop lingers drain_ms.
+ * Returns 0 after a clean drain, or a negative error
  * when the loop hit something it cannot recover from (logged before returning):
  * REALM_E_UNAVAILABLE means the compute backend failed (every in-flight request was answered
  * "unavailable" naming the cause); main.c exits WORKER_EXIT_BACKEND_FAILED. */
 int worker_run(struct worker *w);
 
-/* Asks the loop to drain and return. Async-signal-safe; callable from any thread. */
+/* Asks the loop to drain and return (first call), or to end the drain now (second call).
+ * Async-signal-safe; callable from any thread. */
 void worker_stop(struct worker *w);
 
 /* Closes sockets, sessions, the engine and the model. Accepts NULL. */

@@ -13,6 +13,9 @@
  *    drops that connection, frees its sessions' KV pages (Stats from another connection:
  *    connections back to 1, global KV pages equal to the observer's own), answers the other
  *    connection's Step, and serves a replacement connection of the killed tenant.
+ *  - Every test ends with SIGTERM after its clients are gone, sessions left open: the worker's
+ *    drain finds the peers gone (first probe round, or the next a second later) and ends
+ *    `end=drained`, then exits 0 in its jail.
  *
  * Every wait is bounded (a pipe between the test and its forked "runner", pidfds, the
  * worker's log, zmq_poll on replies); the batch window is made long so that the killed
@@ -51,10 +54,15 @@ static int worker_up(struct test_proc *c, struct wsite *s, const char *const *ex
   return test_proc_wait_log(c, "worker ready", NULL, 30000) ? 0 : -1;
 }
 
-/* SIGTERM; the worker's exit status (0 = drained and exited inside its jail). */
+/* SIGTERM; the worker's exit status (0 = drained and exited inside its jail), or -2 when its
+ * drain did not end with end=drained. Every test closes its clients first, some with sessions
+ * still open (and one runner was killed): the drain must not wait for those (its liveness
+ * probe reaps them, docs/worker.md "Stop and drain"), so it ends long before --drain-timeout. */
 static int worker_down(struct test_proc *c) {
   kill(c->pid, SIGTERM);
   int st = test_proc_wait_exit(c, 20000);
+  const char *line = strstr(c->out, "drain finished");
+  if (st == 0 && (!line || !strstr(line, "end=drained"))) st = -2;
   if (st != 0) printf("# worker status %d, log:\n%s\n", st, c->out);
   return st;
 }

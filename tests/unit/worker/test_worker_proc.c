@@ -1,10 +1,14 @@
 /*
  * test_worker_proc.c — the realm-worker program itself ($REALM_WORKER_BIN): start-up errors
  * name what is wrong and exit non-zero (missing model, rejected model, address in use), and
- * SIGTERM with a Step in flight answers it "shutting_down" and exits 0. Waits are bounded
- * polls on pipes, sockets and a pidfd; nothing sleeps.
+ * the drain on SIGTERM (docs/worker.md "Stop and drain"): open sessions keep being served
+ * while new SessionOpens and Hellos get shutting_down; the worker exits 0 once the last
+ * session closes, at --drain-timeout (a queued Step then gets shutting_down), at a second
+ * signal, and does not wait for a runner that vanished with its sessions open. Waits are
+ * bounded polls on pipes, sockets, log lines and a pidfd; nothing sleeps.
  */
 #include <fcntl.h>
+#include <math.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
@@ -102,17 +106,124 @@ TEST(address_in_use_exits_nonzero) {
   CHECK_STR_CONTAINS(c.out, "in use");
 }
 
-TEST(sigterm_answers_inflight_step_then_exits_zero) {
+/* Starts realm-worker on site with --threads 1 and extra arguments (NULL-terminated); true
+ * once it logged "worker ready". */
+static bool start_worker(struct test_proc *c, const struct wsite *site, const char *const *extra) {
+  char *argv[24];
+  int n = 0;
+  argv[n++] = (char *)bin();
+  argv[n++] = "--model", argv[n++] = (char *)site->model;
+  argv[n++] = "--listen", argv[n++] = (char *)site->ep;
+  argv[n++] = "--threads", argv[n++] = "1";
+  for (int i = 0; extra && extra[i] && n < 23; i++) argv[n++] = (char *)extra[i];
+  argv[n] = NULL;
+  return test_proc_spawn(c, argv) == 0 && test_proc_wait_log(c, "worker ready", NULL, 10000);
+}
+
+/* One Step of a single token on sid; 0 when logits came back (all finite), else the code. */
+static int step_logits(struct wclient *a, uint64_t sid, int32_t tok) {
+  int rid = wc_send_step1(a, sid, &tok, 1, 1, 0, 4096);
+  Realm__V1__WorkerReply *r = rid < 0 ? NULL : wc_recv_reply(a, (uint64_t)rid);
+  float *out = malloc(sizeof(float) * a->vocab);
+  int rc = out ? wc_step_logits(a, r, 4096, out) : REALM_E_NOMEM;
+  for (uint32_t i = 0; rc == 0 && i < a->vocab; i++)
+    if (!isfinite(out[i])) rc = REALM_E_INTERNAL;
+  free(out);
+  realm_frame_msg_free(r ? &r->base : NULL);
+  return rc;
+}
+
+/* SessionClose round trip: 0 when SessionClosed came back, else the error code. */
+static int session_close(struct wclient *a, uint64_t sid) {
+  Realm__V1__SessionClose sc;
+  realm__v1__session_close__init(&sc);
+  sc.session_id = sid;
+  Realm__V1__WorkerRequest req;
+  realm__v1__worker_request__init(&req);
+  req.body_case = REALM__V1__WORKER_REQUEST__BODY_SESSION_CLOSE;
+  req.session_close = &sc;
+  Realm__V1__WorkerReply *r = wc_call(a, &req);
+  int rc = !r ? REALM_E_TIMEOUT
+           : r->body_case == REALM__V1__WORKER_REPLY__BODY_SESSION_CLOSED ? 0 : wc_reply_code(r);
+  realm_frame_msg_free(r ? &r->base : NULL);
+  return rc;
+}
+
+/* The "drain finished" line of the child's log (up to its end of line) into line. */
+static bool drain_line(const struct test_proc *c, char *line, size_t len) {
+  const char *p = strstr(c->out, "drain finished");
+  if (!p) return false;
+  size_t n = strcspn(p, "\n");
+  snprintf(line, len, "%.*s", (int)(n < len ? n : len - 1), p);
+  return true;
+}
+
+TEST(sigterm_drain_serves_open_session_refuses_new_ones_and_exits_when_it_closes) {
   if (!bin()) SKIP("REALM_WORKER_BIN not set");
   struct wsite site;
   wsite_init(&site, "realm-wp");
   CHECK(site.dir[0]);
-  /* A 10 s batch window without eager batching: the Step stays queued until SIGTERM. */
-  char *argv[] = {(char *)bin(), "--model", site.model, "--listen", site.ep, "--threads", "1",
-                  "--batch-window-us", "10000000", "--no-batch-eager", NULL};
   struct test_proc c;
-  CHECK_EQ_INT(test_proc_spawn(&c, argv), 0);
-  CHECK(test_proc_wait_log(&c, "worker ready", NULL, 10000));
+  CHECK(start_worker(&c, &site, NULL));
+  void *z = zmq_ctx_new();
+  struct wclient a;
+  CHECK_EQ_INT(wc_open(&a, z, site.ep, "tenant-t", "r0", 1, 0, 1 << 20), 0);
+  uint64_t s = wc_session_open(&a, 0, NULL);
+  CHECK(s);
+  CHECK_EQ_INT(step_logits(&a, s, 1), 0);
+  size_t at = 0;
+  CHECK_EQ_INT(kill(c.pid, SIGTERM), 0);
+  CHECK(test_proc_wait_log(&c, "draining: new sessions refused", &at, 10000));
+  /* The silent connection with a session is sent the drain notice: request_id 0, not
+   * shutting_down (which would make a runner drop the worker and fail everything). */
+  Realm__V1__WorkerReply *r = wc_recv(&a, 10000);
+  CHECK(r != NULL);
+  CHECK_EQ_INT((int)r->request_id, 0);
+  CHECK_EQ_INT(wc_reply_code(r), REALM_E_CANCELLED);
+  CHECK_STR_CONTAINS(r->error->message, "draining");
+  realm_frame_msg_free(&r->base);
+  /* The open session goes on generating, batched as usual. */
+  CHECK_EQ_INT(step_logits(&a, s, 403), 0);
+  CHECK_EQ_INT(step_logits(&a, s, 407), 0);
+  /* New work is refused, per request. */
+  int code = 0;
+  CHECK_EQ_INT((int)wc_session_open(&a, 0, &code), 0);
+  CHECK_EQ_INT(code, REALM_E_SHUTTING_DOWN);
+  struct wclient b;
+  CHECK(wc_open(&b, z, site.ep, "tenant-u", "r0", 1, 0, 0) != 0);
+  CHECK_STR_CONTAINS(b.err, "draining");
+  wc_close(&b);
+  r = wc_stats(&a);
+  CHECK(r && r->body_case == REALM__V1__WORKER_REPLY__BODY_STATS);
+  realm_frame_msg_free(r ? &r->base : NULL);
+  /* Closing the last session ends the drain. */
+  CHECK_EQ_INT(session_close(&a, s), 0);
+  CHECK_EQ_INT(test_proc_wait_exit(&c, 10000), 0);
+  char line[512];
+  CHECK(drain_line(&c, line, sizeof line));
+  CHECK_STR_CONTAINS(line, "end=drained");
+  CHECK_STR_CONTAINS(line, "sessions_at_start=1");
+  CHECK_STR_CONTAINS(line, "sessions_closed=1");
+  CHECK_STR_CONTAINS(line, "sessions_cut=0");
+  CHECK_STR_CONTAINS(line, "refused_opens=1");
+  CHECK_STR_CONTAINS(line, "refused_hellos=1");
+  CHECK_STR_CONTAINS(c.out, "worker stopped");
+  wc_close(&a);
+  zmq_ctx_term(z);
+  wsite_clean(&site);
+}
+
+TEST(sigterm_drain_timeout_answers_queued_step_shutting_down_and_exits_zero) {
+  if (!bin()) SKIP("REALM_WORKER_BIN not set");
+  struct wsite site;
+  wsite_init(&site, "realm-wp");
+  CHECK(site.dir[0]);
+  /* A 10 s batch window without eager batching: the Step stays queued through the 300 ms
+   * drain, which then times out with the session still open. */
+  const char *extra[] = {"--batch-window-us", "10000000", "--no-batch-eager",
+                         "--drain-timeout", "300ms", NULL};
+  struct test_proc c;
+  CHECK(start_worker(&c, &site, extra));
   void *z = zmq_ctx_new();
   struct wclient a;
   CHECK_EQ_INT(wc_open(&a, z, site.ep, "tenant-t", "r0", 1, 0, 1 << 20), 0);
@@ -140,8 +251,75 @@ TEST(sigterm_answers_inflight_step_then_exits_zero) {
   CHECK(got_notice);
   wc_close(&a);
   zmq_ctx_term(z);
-  test_proc_drain(&c, 10000);
   CHECK_EQ_INT(test_proc_wait_exit(&c, 10000), 0);
+  char line[512];
+  CHECK(drain_line(&c, line, sizeof line));
+  CHECK_STR_CONTAINS(line, "end=timeout");
+  CHECK_STR_CONTAINS(line, "sessions_at_start=1");
+  CHECK_STR_CONTAINS(line, "sessions_cut=1");
+  CHECK_STR_CONTAINS(line, "queued_steps=1");
   CHECK_STR_CONTAINS(c.out, "worker stopped");
+  wsite_clean(&site);
+}
+
+TEST(second_signal_cuts_the_drain_short) {
+  if (!bin()) SKIP("REALM_WORKER_BIN not set");
+  struct wsite site;
+  wsite_init(&site, "realm-wp");
+  CHECK(site.dir[0]);
+  struct test_proc c;
+  CHECK(start_worker(&c, &site, NULL)); /* default --drain-timeout: 25 s */
+  void *z = zmq_ctx_new();
+  struct wclient a;
+  CHECK_EQ_INT(wc_open(&a, z, site.ep, "tenant-t", "r0", 1, 0, 1 << 20), 0);
+  uint64_t s = wc_session_open(&a, 0, NULL);
+  CHECK(s);
+  CHECK_EQ_INT(kill(c.pid, SIGTERM), 0);
+  CHECK(test_proc_wait_log(&c, "draining: new sessions refused", NULL, 10000));
+  CHECK_EQ_INT(kill(c.pid, SIGINT), 0);
+  bool got_notice = false;
+  for (int i = 0; i < 4 && !got_notice; i++) {
+    Realm__V1__WorkerReply *r = wc_recv(&a, 10000);
+    if (!r) break;
+    got_notice = r->request_id == 0 && wc_reply_code(r) == REALM_E_SHUTTING_DOWN;
+    realm_frame_msg_free(&r->base);
+  }
+  /* Read while the worker lingers (--drain): once it has exited, libzmq may drop what its
+   * DEALER had not read yet. Then well inside the 25 s drain: the session never closed, only
+   * the signal can have ended it. */
+  CHECK(got_notice);
+  CHECK_EQ_INT(test_proc_wait_exit(&c, 10000), 0);
+  char line[512];
+  CHECK(drain_line(&c, line, sizeof line));
+  CHECK_STR_CONTAINS(line, "end=\"second signal\"");
+  CHECK_STR_CONTAINS(line, "sessions_cut=1");
+  wc_close(&a);
+  zmq_ctx_term(z);
+  wsite_clean(&site);
+}
+
+TEST(drain_does_not_wait_for_a_runner_that_vanished_with_sessions_open) {
+  if (!bin()) SKIP("REALM_WORKER_BIN not set");
+  struct wsite site;
+  wsite_init(&site, "realm-wp");
+  CHECK(site.dir[0]);
+  struct test_proc c;
+  CHECK(start_worker(&c, &site, NULL)); /* default --drain-timeout: 25 s */
+  void *z = zmq_ctx_new();
+  struct wclient a;
+  CHECK_EQ_INT(wc_open(&a, z, site.ep, "tenant-t", "r0", 1, 0, 1 << 20), 0);
+  CHECK(wc_session_open(&a, 0, NULL) != 0);
+  CHECK(wc_session_open(&a, 0, NULL) != 0);
+  /* Gone without closing its sessions, as a killed runner. */
+  wc_close(&a);
+  zmq_ctx_term(z);
+  CHECK_EQ_INT(kill(c.pid, SIGTERM), 0);
+  /* The probe finds the peer gone (the first round, or the next one a second later). */
+  CHECK_EQ_INT(test_proc_wait_exit(&c, 10000), 0);
+  char line[512];
+  CHECK(drain_line(&c, line, sizeof line));
+  CHECK_STR_CONTAINS(line, "end=drained");
+  CHECK_STR_CONTAINS(line, "sessions_at_start=2");
+  CHECK_STR_CONTAINS(line, "sessions_cut=0");
   wsite_clean(&site);
 }

@@ -46,6 +46,7 @@ static inline void fx_config(struct fx *f, struct worker_config *cfg) {
   cfg->threads = 1;
   cfg->stats_interval_ms = 0;
   cfg->drain_ms = 0;
+  cfg->drain_timeout_ms = 0; /* fx_stop() ends at once, open sessions or not */
 }
 
 static inline int fx_start(struct fx *f, const struct worker_config *cfg) {
