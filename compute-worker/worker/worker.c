@@ -417,8 +417,9 @@ static void dispatch(struct worker *w, const realm_ipc_peer *from, Realm__V1__Wo
     return;
   }
   if (w->drain.active && req->body_case == REALM__V1__WORKER_REQUEST__BODY_HELLO) {
-    /* Refused rather than accepted: a connection made now could open no session, and the
-     * runner is better off retrying until the replacement worker answers. */
+    /* Refused rather than accepted: a connection made now could open no session, and a
+     * fresh runner would report ready and take requests that can only fail; refused, it
+     * fails its set-up and is restarted against the replacement worker. */
     w->drain.refused_hellos++;
     worker_reply_error(w, from, rid, REALM_E_SHUTTING_DOWN,
                        "worker is draining for a stop; connect to its replacement", NULL);

@@ -4,8 +4,10 @@
  * the drain on SIGTERM (docs/worker.md "Stop and drain"): open sessions keep being served
  * while new SessionOpens and Hellos get shutting_down; the worker exits 0 once the last
  * session closes, at --drain-timeout (a queued Step then gets shutting_down), at a second
- * signal, and does not wait for a runner that vanished with its sessions open. Waits are
- * bounded polls on pipes, sockets, log lines and a pidfd; nothing sleeps.
+ * signal, and does not wait for a runner that vanished with its sessions open; in process
+ * (wfixture.h), a SessionOpen waiting in the admission queue is refused when the drain
+ * begins, and the drain options parse. Waits are bounded polls on pipes, sockets, log lines
+ * and a pidfd; nothing sleeps.
  */
 #include <fcntl.h>
 #include <math.h>
@@ -22,6 +24,7 @@
 #include "realm/error.h"
 #include "realm_test.h"
 #include "wclient.h"
+#include "wfixture.h"
 
 static const char *bin(void) { return getenv("REALM_WORKER_BIN"); }
 
@@ -322,4 +325,79 @@ TEST(drain_does_not_wait_for_a_runner_that_vanished_with_sessions_open) {
   CHECK_STR_CONTAINS(line, "sessions_at_start=2");
   CHECK_STR_CONTAINS(line, "sessions_cut=0");
   wsite_clean(&site);
+}
+
+/* Sends a SessionOpen of max_tokens without waiting; returns its request id (0: not sent). */
+static uint64_t send_open(struct wclient *a, uint32_t max_tokens) {
+  Realm__V1__SessionOpen so;
+  realm__v1__session_open__init(&so);
+  so.max_tokens = max_tokens;
+  Realm__V1__WorkerRequest req;
+  realm__v1__worker_request__init(&req);
+  req.body_case = REALM__V1__WORKER_REQUEST__BODY_SESSION_OPEN;
+  req.session_open = &so;
+  return wc_send(a, &req) < 0 ? 0 : req.request_id;
+}
+
+TEST(drain_refuses_the_opens_waiting_in_the_admission_queue) {
+  struct fx f;
+  struct worker_config cfg;
+  fx_config(&f, &cfg);
+  cfg.kv_blocks = 2; /* 32 positions: A's session takes the whole pool, B's open waits */
+  cfg.drain_timeout_ms = 10000;
+  CHECK_EQ_INT(fx_start(&f, &cfg), 0);
+  struct wclient a, b;
+  CHECK_EQ_INT(wc_open(&a, f.zctx, f.endpoint, "tenant-a", "r0", 1, 0, 0), 0);
+  CHECK_EQ_INT(wc_open(&b, f.zctx, f.endpoint, "tenant-b", "r0", 1, 0, 0), 0);
+  uint64_t s = wc_session_open(&a, 32, NULL);
+  CHECK(s != 0);
+  uint64_t open_rid = send_open(&b, 16);
+  uint64_t stats_rid = wc_send_stats(&b);
+  CHECK(open_rid && stats_rid);
+  /* Same connection, in order: Stats answered first means the open is waiting. */
+  Realm__V1__WorkerReply *r = wc_recv(&b, 10000);
+  CHECK(r != NULL);
+  CHECK_EQ_INT((int)r->request_id, (int)stats_rid);
+  realm_frame_msg_free(r ? &r->base : NULL);
+  worker_stop(f.w); /* the first stop: the drain */
+  r = wc_recv(&b, 10000);
+  CHECK(r != NULL);
+  CHECK_EQ_INT((int)r->request_id, (int)open_rid);
+  CHECK_EQ_INT(wc_reply_code(r), REALM_E_SHUTTING_DOWN);
+  realm_frame_msg_free(r ? &r->base : NULL);
+  /* A's session is served on; a new open of A's is refused like B's. */
+  CHECK_EQ_INT(step_logits(&a, s, 1), 0);
+  int code = 0;
+  CHECK_EQ_INT((int)wc_session_open(&a, 16, &code), 0);
+  CHECK_EQ_INT(code, REALM_E_SHUTTING_DOWN);
+  /* Closing the last session ends the drain: the loop returns 0 on its own. */
+  CHECK_EQ_INT(session_close(&a, s), 0);
+  pthread_join(f.th, NULL);
+  f.joined = true;
+  CHECK_EQ_INT(f.run_rc, 0);
+  wc_close(&a);
+  wc_close(&b);
+  fx_stop(&f);
+}
+
+TEST(drain_options_parse) {
+  struct worker_config cfg;
+  char err[256] = "";
+  unsetenv("REALM_WORKER_DRAIN_TIMEOUT_MS");
+  char *def[] = {"realm-worker", "--model", "m.gguf", NULL};
+  CHECK_EQ_INT(worker_options_parse(3, def, &cfg, err, sizeof err), 0);
+  CHECK_EQ_INT((int)cfg.drain_timeout_ms, 25000);
+  CHECK_EQ_INT((int)cfg.drain_ms, 200);
+  setenv("REALM_WORKER_DRAIN_TIMEOUT_MS", "5s", 1);
+  CHECK_EQ_INT(worker_options_parse(3, def, &cfg, err, sizeof err), 0);
+  CHECK_EQ_INT((int)cfg.drain_timeout_ms, 5000);
+  char *set[] = {"realm-worker", "--model", "m.gguf", "--drain-timeout", "0", "--drain", "50ms",
+                 NULL};
+  CHECK_EQ_INT(worker_options_parse(7, set, &cfg, err, sizeof err), 0);
+  CHECK_EQ_INT((int)cfg.drain_timeout_ms, 0);
+  CHECK_EQ_INT((int)cfg.drain_ms, 50);
+  unsetenv("REALM_WORKER_DRAIN_TIMEOUT_MS");
+  char *bad[] = {"realm-worker", "--model", "m.gguf", "--drain-timeout", "2h", NULL};
+  CHECK_EQ_INT(worker_options_parse(5, bad, &cfg, err, sizeof err), REALM_E_INVALID_ARGUMENT);
+  CHECK_STR_CONTAINS(err, "drain-timeout");
 }
