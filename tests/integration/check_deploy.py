@@ -228,6 +228,7 @@ def check_compose(deploy):
     for name, svc in services.items():
         if name.startswith("runner-"):
             check_compose_drain(name, svc, os.path.dirname(deploy), "runner")
+    check_compose_drain("worker", worker, os.path.dirname(deploy), "worker")
     tenants_env = (gw.get("environment") or {}).get("REALM_TENANTS", "")
     m = re.match(r"/etc/realm/config/\$\{REALM_TENANTS_FILE:-(.+)\}$", tenants_env)
     if not m or not os.path.isfile(os.path.join(deploy, "config", m.group(1))):
@@ -617,6 +618,7 @@ def check_policy(role, deploy, build):
 DRAIN_ROLES = {
     "gateway": ("REALM_GATEWAY_DRAIN_TIMEOUT_MS", os.path.join("gateway", "main.c")),
     "runner": ("REALM_RUNNER_DRAIN_TIMEOUT_MS", os.path.join("tenant-runner", "runner", "main.c")),
+    "worker": ("REALM_WORKER_DRAIN_TIMEOUT_MS", os.path.join("compute-worker", "worker", "options.c")),
 }
 # After its drain timeout a daemon ends what is left with an error event (the gateway takes up
 # to 2 s to flush, GW_DRAIN_FLUSH_MS; the runner lingers 250 ms) and exits; 5 s leaves room
@@ -1204,12 +1206,19 @@ def selftest_drain(deploy):
         ("shipped seccomp", None, seccomp, None),
         ("compose runner grace removed", edit("docker-compose.yml", "stop_grace_period: 30s", "init: false"),
          check_compose, "service runner-acme-0: stop_grace_period (unset"),
-        ("compose gateway grace removed", edit("docker-compose.yml", "    stop_grace_period: 30s\n",
-                                               "    init: false\n"),
+        ("compose gateway grace removed", edit("docker-compose.yml",
+                                               "serve the drain to its end.\n    stop_grace_period: 30s\n",
+                                               "serve the drain to its end.\n    init: false\n"),
          check_compose, "service gateway: stop_grace_period (unset"),
         ("k8s runner grace 25", edit("k8s/base/runner-acme.yaml", "terminationGracePeriodSeconds: 30",
                                      "terminationGracePeriodSeconds: 25"), check_k8s,
          "the runner drains for up to 25 s"),
+        ("compose worker grace removed", edit("docker-compose.yml", "    stop_grace_period: 30s\n    # realm-worker",
+                                              "    # realm-worker"),
+         check_compose, "service worker: stop_grace_period (unset"),
+        ("k8s worker grace 20", edit("k8s/base/worker-daemonset.yaml", "terminationGracePeriodSeconds: 60",
+                                     "terminationGracePeriodSeconds: 20"), check_k8s,
+         "the worker drains for up to 25 s"),
         ("compose drain raised", edit("docker-compose.yml", 'REALM_PORT: "8080"',
                                       'REALM_PORT: "8080"\n      REALM_GATEWAY_DRAIN_TIMEOUT_MS: ${X:-26s}'),
          check_compose, "REALM_GATEWAY_DRAIN_TIMEOUT_MS=26s"),

@@ -81,7 +81,7 @@ run_check "k8s manifests: hardening, probes, kustomize files, runner StatefulSet
   python3 "$py" k8s "$deploy"
 run_check "kubectl kustomize deploy/k8s/base and overlays/worker-tcp" \
   python3 "$py" kustomize "$deploy"
-run_check "drain rules catch a grace below the gateway's or a runner's drain (compose, k8s) and a profile without signalfd4" \
+run_check "drain rules catch a grace below a gateway's, runner's or worker's drain (compose, k8s) and a profile without signalfd4" \
   python3 "$py" selftest-drain "$deploy"
 run_check "tenants files: key hashes only, accepted by realm-gateway, GET /health is 200" \
   python3 "$py" tenants "$deploy" "$build"

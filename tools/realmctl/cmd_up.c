@@ -20,8 +20,8 @@
  *      The gateway drains on SIGTERM (docs/gateway.md "Shutdown and drain") with a
  *      --drain-timeout up derives from stop_grace_ms (up_gateway_drain_ms), so its streams
  *      finish, or end with an error event, before that SIGKILL; runners and worker are still
- *      serving them meanwhile. Runners get the same --drain-timeout: one stopped on its own
- *      finishes its requests within the grace too. A second Ctrl-C cuts the drain short
+ *      serving them meanwhile. Runners and the worker get the same --drain-timeout: one
+ *      stopped on its own finishes its requests within the grace too. A second Ctrl-C cuts the drain short
  *      (up_sup.c, invariant 5).
  *
  * --ready-fd N writes JSON lines for programs (the end-to-end tests): {"event":"ready",...}
@@ -360,9 +360,14 @@ static int start_worker(struct up *u, char *err, size_t errlen) {
   sfmt(kv, sizeof kv, "%lld", (long long)u->cfg.kv_blocks);
   char cuda_device[24];
   sfmt(cuda_device, sizeof cuda_device, "%lld", (long long)u->cfg.cuda_device);
+  /* The worker drains on SIGTERM too (open sessions served until they close); the same
+   * bound as the gateway's keeps it inside up_sup_stop_role's SIGKILL grace. */
+  char drain[32];
+  sfmt(drain, sizeof drain, "%lldms", (long long)up_gateway_drain_ms(u->cfg.stop_grace_ms));
   const char *fixed[16] = {u->bin_worker, "--model", u->model_path, "--listen", listen,
-                           "--shm-socket", shm, "--threads", threads, "--kv-blocks", kv};
-  size_t nf = 11;
+                           "--shm-socket", shm, "--threads", threads, "--kv-blocks", kv,
+                           "--drain-timeout", drain};
+  size_t nf = 13;
   /* Only when the config says so: the worker's own default (cpu) otherwise. */
   if (u->cfg.worker_backend[0]) {
     fixed[nf++] = "--backend";
