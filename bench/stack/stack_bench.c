@@ -445,15 +445,7 @@ static int run_socket(struct iso *s, struct sample *ret) {
     t_prev = tn;
   }
   double t_last = now_s();
-  Realm__V1__SessionClose sc;
-  realm__v1__session_close__init(&sc);
-  sc.session_id = sid;
-  Realm__V1__WorkerRequest cr;
-  realm__v1__worker_request__init(&cr);
-  cr.body_case = REALM__V1__WORKER_REQUEST__BODY_SESSION_CLOSE;
-  cr.session_close = &sc;
-  Realm__V1__WorkerReply *r = wc_call(c, &cr);
-  realm_frame_msg_free(r ? &r->base : NULL);
+  wc_session_close(c, sid);
   if (rc < 0) return -1;
   ret->ttft_ms = (t_first - t0) * 1e3;
   ret->decode_tps = s->N > 1 ? (s->N - 1) / (t_last - t_first) : NAN;
@@ -577,7 +569,12 @@ static int cmd_isolation(int argc, char **argv) {
   for (int i = 0; i < P; i++) s.prompt[i] = 1 + (int32_t)(((uint32_t)i * 37u) % (s.vocab - 1));
   s.prompt[0] = 1; /* BOS, as the guest sends */
 
-  s.zctx = zmq_ctx_new();
+  /* The runner's kind of context (SCHED_BATCH I/O threads, realm/ipc.h), so the socket mode
+   * is the runner's path without the guest. */
+  if (realm_ipc_ctx_new(&s.zctx, err, sizeof err) < 0) {
+    fprintf(stderr, "stack_bench: %s\n", err);
+    return 1;
+  }
   size_t shm = (size_t)SB_MAX_TOKENS * 4 + 64 + (size_t)s.vocab * 4 + 4096;
   if (wc_open(&s.wc, s.zctx, worker, "bench-socket", "0", 1, 0, shm) < 0) {
     fprintf(stderr, "stack_bench: worker %s: %s\n", worker, s.wc.err);

@@ -139,17 +139,7 @@ static double sock_round(struct wclient *c, uint32_t B, uint32_t P, uint32_t S) 
     if (s == 0) t0 = now_s(); /* time decode only, like the engine run */
   }
   double dt = now_s() - t0;
-  for (uint32_t b = 0; b < B; b++) {
-    Realm__V1__SessionClose sc;
-    realm__v1__session_close__init(&sc);
-    sc.session_id = sid[b];
-    Realm__V1__WorkerRequest cr;
-    realm__v1__worker_request__init(&cr);
-    cr.body_case = REALM__V1__WORKER_REQUEST__BODY_SESSION_CLOSE;
-    cr.session_close = &sc;
-    Realm__V1__WorkerReply *r = wc_call(c, &cr);
-    realm_frame_msg_free(r ? &r->base : NULL);
-  }
+  for (uint32_t b = 0; b < B; b++) wc_session_close(c, sid[b]);
   return (double)B * S / dt;
 }
 

@@ -67,20 +67,6 @@ static int worker_down(struct test_proc *c) {
   return st;
 }
 
-/* One Step of toks on session sid; the reply's error code (0: logits arrived). */
-static int step_on(struct wclient *c, uint64_t sid, const int32_t *toks, uint32_t n) {
-  int rid = wc_send_step1(c, sid, toks, n, 1, 0, 4096);
-  Realm__V1__WorkerReply *r = rid < 0 ? NULL : wc_recv_reply(c, (uint64_t)rid);
-  float *out = malloc(sizeof(float) * c->vocab);
-  int rc = out ? wc_step_logits(c, r, 4096, out) : REALM_E_NOMEM;
-  /* Logits of a real model are finite; a torn region would show garbage or fault. */
-  for (uint32_t i = 0; rc == 0 && i < c->vocab; i++)
-    if (!isfinite(out[i])) rc = REALM_E_INTERNAL;
-  free(out);
-  realm_frame_msg_free(r ? &r->base : NULL);
-  return rc;
-}
-
 /* Stats as seen by c: connections, global KV pages, and c's own tenant's KV pages. */
 static int stats(struct wclient *c, uint32_t *ret_conns, uint64_t *ret_pages,
                  uint64_t *ret_own_pages) {
@@ -132,7 +118,7 @@ TEST(peer_cannot_resize_the_sealed_region_and_the_worker_keeps_serving) {
   uint64_t sid = wc_session_open(&a, 0, NULL);
   CHECK(sid != 0);
   const int32_t toks[] = {1, 403, 407, 261};
-  CHECK_EQ_INT(step_on(&a, sid, toks, 4), 0);
+  CHECK_EQ_INT(wc_step_one(&a, sid, toks, 4), 0);
   /* Every way the peer could change the size is refused by the kernel. */
   errno = 0;
   CHECK(ftruncate(fd, 0) != 0 && errno == EPERM);
@@ -151,7 +137,7 @@ TEST(peer_cannot_resize_the_sealed_region_and_the_worker_keeps_serving) {
   /* The worker, which reads tokens and writes logits in this region, is unharmed. */
   uint64_t sid2 = wc_session_open(&a, 0, NULL);
   CHECK(sid2 != 0);
-  CHECK_EQ_INT(step_on(&a, sid2, toks, 4), 0);
+  CHECK_EQ_INT(wc_step_one(&a, sid2, toks, 4), 0);
   wc_close(&a);
   zmq_ctx_term(z);
   CHECK_EQ_INT(worker_down(&w), 0);
@@ -246,7 +232,7 @@ static void victim_main(const char *ep, int to_parent, int from_parent) {
   uint64_t sid = wc_session_open(&v, 0, NULL);
   if (!sid) _exit(11);
   const int32_t toks[] = {1, 403, 407, 261, 400, 300, 280, 270};
-  if (step_on(&v, sid, toks, 8) != 0) _exit(12);
+  if (wc_step_one(&v, sid, toks, 8) != 0) _exit(12);
   char ch = 'A';
   if (write(to_parent, &ch, 1) != 1) _exit(13);
   if (read(from_parent, &ch, 1) != 1 || ch != 'B') _exit(14);
@@ -316,7 +302,7 @@ TEST(runner_killed_mid_step_is_dropped_its_sessions_freed_and_others_served) {
   CHECK(WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL);
   /* The observer's Step runs the pass that also holds the dead runner's Step. */
   const int32_t toks[] = {1, 432, 383};
-  CHECK_EQ_INT(step_on(&o, sid, toks, 3), 0);
+  CHECK_EQ_INT(wc_step_one(&o, sid, toks, 3), 0);
   /* The drop happens when the dead runner's reply cannot be delivered, in that same pass;
    * Stats is answered after it. A few more round trips are allowed for libzmq to report the
    * pipe gone, never a timer. */
@@ -333,8 +319,8 @@ TEST(runner_killed_mid_step_is_dropped_its_sessions_freed_and_others_served) {
   CHECK_EQ_INT(wc_open(&v2, z, s.ep, "victim", "r0", 1, 0, 1 << 20), 0);
   uint64_t sid2 = wc_session_open(&v2, 0, NULL);
   CHECK(sid2 != 0);
-  CHECK_EQ_INT(step_on(&v2, sid2, toks, 3), 0);
-  CHECK_EQ_INT(step_on(&o, sid, toks + 2, 1), 0);
+  CHECK_EQ_INT(wc_step_one(&v2, sid2, toks, 3), 0);
+  CHECK_EQ_INT(wc_step_one(&o, sid, toks + 2, 1), 0);
   wc_close(&v2);
   wc_close(&o);
   zmq_ctx_term(z);

@@ -25,29 +25,6 @@
 
 /* ---- protocol helpers ---- */
 
-/* Sends SessionOpen{max_tokens} without waiting; returns the request id or 0. */
-static uint64_t send_open(struct wclient *c, uint32_t max_tokens) {
-  Realm__V1__SessionOpen so;
-  realm__v1__session_open__init(&so);
-  so.max_tokens = max_tokens;
-  Realm__V1__WorkerRequest req;
-  realm__v1__worker_request__init(&req);
-  req.body_case = REALM__V1__WORKER_REQUEST__BODY_SESSION_OPEN;
-  req.session_open = &so;
-  return wc_send(c, &req) < 0 ? 0 : req.request_id;
-}
-
-static uint64_t send_close(struct wclient *c, uint64_t sid) {
-  Realm__V1__SessionClose sc;
-  realm__v1__session_close__init(&sc);
-  sc.session_id = sid;
-  Realm__V1__WorkerRequest req;
-  realm__v1__worker_request__init(&req);
-  req.body_case = REALM__V1__WORKER_REQUEST__BODY_SESSION_CLOSE;
-  req.session_close = &sc;
-  return wc_send(c, &req) < 0 ? 0 : req.request_id;
-}
-
 /* The figures the admission tests look at: global, and the asking tenant's row. */
 struct astats {
   uint64_t pages_used, pages_reserved, pages_total;
@@ -114,7 +91,7 @@ static uint64_t open_result(struct wclient *c, uint64_t rid, int *ret_code, char
 }
 
 static int close_session(struct wclient *c, uint64_t sid) {
-  uint64_t rid = send_close(c, sid);
+  uint64_t rid = wc_send_session_close(c, sid);
   Realm__V1__WorkerReply *r = rid ? wc_recv_reply(c, rid) : NULL;
   int code = wc_reply_code(r);
   realm_frame_msg_free(r ? &r->base : NULL);
@@ -155,8 +132,8 @@ TEST(full_pool_queues_an_open_until_a_session_closes) {
   CHECK_EQ_INT(wc_open(&a, f.zctx, f.endpoint, "tenant-a", "r0", 1, 0, 0), 0);
   CHECK_EQ_INT(wc_open(&b, f.zctx, f.endpoint, "tenant-b", "r0", 1, 0, 0), 0);
   int code;
-  uint64_t s1 = open_result(&a, send_open(&a, 2 * PAGE), &code, NULL, 0, NULL, 0);
-  uint64_t s2 = open_result(&a, send_open(&a, 2 * PAGE), &code, NULL, 0, NULL, 0);
+  uint64_t s1 = open_result(&a, wc_send_session_open(&a, 2 * PAGE), &code, NULL, 0, NULL, 0);
+  uint64_t s2 = open_result(&a, wc_send_session_open(&a, 2 * PAGE), &code, NULL, 0, NULL, 0);
   CHECK(s1 && s2);
   struct astats st;
   CHECK_EQ_INT(get_stats(&a, &st), 0);
@@ -166,7 +143,7 @@ TEST(full_pool_queues_an_open_until_a_session_closes) {
   CHECK_EQ_INT(st.t_reserved, 4);
 
   /* B's open cannot be covered: it waits (the Stats sent after it is answered first). */
-  uint64_t rid_b = send_open(&b, PAGE);
+  uint64_t rid_b = wc_send_session_open(&b, PAGE);
   CHECK_EQ_INT(stats_next(&b, &st), 0);
   CHECK_EQ_INT(st.waiting, 1);
   CHECK_EQ_INT(st.t_waiting, 1);
@@ -222,10 +199,10 @@ TEST(waiting_open_times_out_as_kv_cache_full) {
   CHECK_EQ_INT(wc_open(&a, f.zctx, f.endpoint, "tenant-a", "r0", 1, 0, 0), 0);
   CHECK_EQ_INT(wc_open(&b, f.zctx, f.endpoint, "tenant-b", "r0", 1, 0, 0), 0);
   int code;
-  uint64_t sa = open_result(&a, send_open(&a, 0), &code, NULL, 0, NULL, 0); /* whole pool */
+  uint64_t sa = open_result(&a, wc_send_session_open(&a, 0), &code, NULL, 0, NULL, 0); /* whole pool */
   CHECK(sa != 0);
   int64_t t0 = test_mono_ms();
-  uint64_t rid = send_open(&b, PAGE);
+  uint64_t rid = wc_send_session_open(&b, PAGE);
   char msg[256], param[32];
   uint64_t sb = open_result(&b, rid, &code, msg, sizeof msg, param, sizeof param);
   int64_t waited = test_mono_ms() - t0;
@@ -264,25 +241,25 @@ TEST(open_queue_overflow_and_quota_are_refused_at_once) {
   CHECK_EQ_INT(wc_open(&d, f.zctx, f.endpoint, "tenant-d", "r0", 1, 2 * PAGE, 0), 0);
   CHECK_EQ_INT(d.kv_quota_tokens, 2 * PAGE);
   int code;
-  uint64_t sa = open_result(&a, send_open(&a, 0), &code, NULL, 0, NULL, 0);
+  uint64_t sa = open_result(&a, wc_send_session_open(&a, 0), &code, NULL, 0, NULL, 0);
   CHECK(sa != 0);
   struct astats st;
-  uint64_t b1 = send_open(&b, PAGE), b2 = send_open(&b, PAGE);
+  uint64_t b1 = wc_send_session_open(&b, PAGE), b2 = wc_send_session_open(&b, PAGE);
   CHECK_EQ_INT(stats_next(&b, &st), 0);
   CHECK_EQ_INT(st.t_waiting, 2);
   /* D: one page waits; two more would pass its quota of two (one waiting + two). */
-  uint64_t d1 = send_open(&d, PAGE);
+  uint64_t d1 = wc_send_session_open(&d, PAGE);
   CHECK_EQ_INT(stats_next(&d, &st), 0);
   CHECK_EQ_INT(st.waiting, 3);
   char msg[256], param[32];
-  CHECK_EQ_INT(open_result(&d, send_open(&d, 2 * PAGE), &code, msg, sizeof msg, NULL, 0), 0);
+  CHECK_EQ_INT(open_result(&d, wc_send_session_open(&d, 2 * PAGE), &code, msg, sizeof msg, NULL, 0), 0);
   CHECK_EQ_INT(code, REALM_E_QUOTA);
   printf("# quota: %s\n", msg);
   /* Larger than the quota outright: refused, not queued. */
-  CHECK_EQ_INT(open_result(&d, send_open(&d, 3 * PAGE), &code, NULL, 0, NULL, 0), 0);
+  CHECK_EQ_INT(open_result(&d, wc_send_session_open(&d, 3 * PAGE), &code, NULL, 0, NULL, 0), 0);
   CHECK_EQ_INT(code, REALM_E_QUOTA);
   /* The queue is full: B's third open is refused at once (answered before a later Stats). */
-  uint64_t b3 = send_open(&b, PAGE);
+  uint64_t b3 = wc_send_session_open(&b, PAGE);
   Realm__V1__WorkerReply *r = wc_recv(&b, 10000);
   CHECK(r && r->request_id == b3);
   CHECK_EQ_INT(wc_reply_code(r), REALM_E_UNAVAILABLE);
@@ -331,12 +308,12 @@ TEST(waiting_opens_are_admitted_by_weight) {
   uint64_t held[HELD];
   int code;
   for (int i = 0; i < HELD; i++)
-    CHECK((held[i] = open_result(&a, send_open(&a, PAGE), &code, NULL, 0, NULL, 0)) != 0);
+    CHECK((held[i] = open_result(&a, wc_send_session_open(&a, PAGE), &code, NULL, 0, NULL, 0)) != 0);
   struct astats st;
-  for (int i = 0; i < EACH; i++) CHECK(send_open(&b, PAGE) != 0);
+  for (int i = 0; i < EACH; i++) CHECK(wc_send_session_open(&b, PAGE) != 0);
   CHECK_EQ_INT(stats_next(&b, &st), 0);
   CHECK_EQ_INT(st.t_waiting, EACH);
-  for (int i = 0; i < EACH; i++) CHECK(send_open(&c, PAGE) != 0);
+  for (int i = 0; i < EACH; i++) CHECK(wc_send_session_open(&c, PAGE) != 0);
   CHECK_EQ_INT(stats_next(&c, &st), 0);
   CHECK_EQ_INT(st.t_waiting, EACH);
   CHECK_EQ_INT(st.waiting, 2 * EACH);
@@ -397,7 +374,7 @@ static void churn_open(struct churn *k, uint32_t cycle) {
   static const uint32_t sizes[] = {3 * PAGE, PAGE, 2 * PAGE, 3 * PAGE};
   k->max = sizes[cycle % 4];
   k->len = 0;
-  k->rid = send_open(&k->c, k->max);
+  k->rid = wc_send_session_open(&k->c, k->max);
   k->state = CH_OPENING;
 }
 
@@ -439,7 +416,7 @@ static int churn_reply(struct churn *k, Realm__V1__WorkerReply *r) {
     k->len = r->step->results[0]->n_past;
     if (k->len < k->max) churn_step(k);
     else {
-      k->rid = send_close(&k->c, k->sid);
+      k->rid = wc_send_session_close(&k->c, k->sid);
       k->state = CH_CLOSING;
     }
     return 0;
@@ -545,14 +522,14 @@ TEST(max_open_queue_zero_never_waits) {
   CHECK_EQ_INT(wc_open(&b, f.zctx, f.endpoint, "tenant-b", "r0", 1, 0, 0), 0);
   int code;
   char param[32];
-  uint64_t s1 = open_result(&a, send_open(&a, PAGE), &code, NULL, 0, NULL, 0);
+  uint64_t s1 = open_result(&a, wc_send_session_open(&a, PAGE), &code, NULL, 0, NULL, 0);
   CHECK(s1 != 0);
   /* Within B's quota (the whole pool), but one page is A's. */
-  CHECK_EQ_INT(open_result(&b, send_open(&b, 2 * PAGE), &code, NULL, 0, param, sizeof param), 0);
+  CHECK_EQ_INT(open_result(&b, wc_send_session_open(&b, 2 * PAGE), &code, NULL, 0, param, sizeof param), 0);
   CHECK_EQ_INT(code, REALM_E_UNAVAILABLE);
   CHECK_STR_EQ(param, "kv_cache");
   /* What still fits is admitted. */
-  CHECK(open_result(&b, send_open(&b, PAGE), &code, NULL, 0, NULL, 0) != 0);
+  CHECK(open_result(&b, wc_send_session_open(&b, PAGE), &code, NULL, 0, NULL, 0) != 0);
   wc_close(&a);
   wc_close(&b);
   fx_stop(&f);

@@ -149,17 +149,10 @@ TEST(other_connections_session_is_not_found) {
     CHECK_EQ_INT(r->step->results[0]->logits_inline.len, 0);
     realm_frame_msg_free(&r->base);
   }
-  /* A closes B's session id: not_found, and B's session keeps working. */
-  Realm__V1__SessionClose sc;
-  realm__v1__session_close__init(&sc);
+  /* A closes B's session id (another generation of B's slot): not_found, and B's session
+   * keeps working. */
+  CHECK_EQ_INT(wc_session_close(&a, sb + (1ull << 32)), REALM_E_NOT_FOUND);
   Realm__V1__WorkerRequest req;
-  realm__v1__worker_request__init(&req);
-  req.body_case = REALM__V1__WORKER_REQUEST__BODY_SESSION_CLOSE;
-  req.session_close = &sc;
-  sc.session_id = sb + (1ull << 32); /* another generation of B's slot */
-  r = wc_call(&a, &req);
-  CHECK_EQ_INT(wc_reply_code(r), REALM_E_NOT_FOUND);
-  realm_frame_msg_free(&r->base);
   /* Attention on a foreign id: not_found. */
   float q[64 * 4] = {0};
   Realm__V1__Attention at;
@@ -223,16 +216,7 @@ TEST(kv_quota_refuses_sessions_and_steps) {
   CHECK_EQ_INT(r->step->results[0]->n_past, 32);
   realm_frame_msg_free(&r->base);
   /* Closing gives the pages back. */
-  Realm__V1__SessionClose sc;
-  realm__v1__session_close__init(&sc);
-  sc.session_id = s1;
-  Realm__V1__WorkerRequest req;
-  realm__v1__worker_request__init(&req);
-  req.body_case = REALM__V1__WORKER_REQUEST__BODY_SESSION_CLOSE;
-  req.session_close = &sc;
-  r = wc_call(&a, &req);
-  CHECK_EQ_INT(wc_reply_code(r), 0);
-  realm_frame_msg_free(&r->base);
+  CHECK_EQ_INT(wc_session_close(&a, s1), 0);
   uint64_t s2 = wc_session_open(&a, 20, &code);
   CHECK(s2 != 0);
   /* A 20-token session whose step needs a third page would be out of range first; fill 20. */

@@ -123,35 +123,6 @@ static bool start_worker(struct test_proc *c, const struct wsite *site, const ch
   return test_proc_spawn(c, argv) == 0 && test_proc_wait_log(c, "worker ready", NULL, 10000);
 }
 
-/* One Step of a single token on sid; 0 when logits came back (all finite), else the code. */
-static int step_logits(struct wclient *a, uint64_t sid, int32_t tok) {
-  int rid = wc_send_step1(a, sid, &tok, 1, 1, 0, 4096);
-  Realm__V1__WorkerReply *r = rid < 0 ? NULL : wc_recv_reply(a, (uint64_t)rid);
-  float *out = malloc(sizeof(float) * a->vocab);
-  int rc = out ? wc_step_logits(a, r, 4096, out) : REALM_E_NOMEM;
-  for (uint32_t i = 0; rc == 0 && i < a->vocab; i++)
-    if (!isfinite(out[i])) rc = REALM_E_INTERNAL;
-  free(out);
-  realm_frame_msg_free(r ? &r->base : NULL);
-  return rc;
-}
-
-/* SessionClose round trip: 0 when SessionClosed came back, else the error code. */
-static int session_close(struct wclient *a, uint64_t sid) {
-  Realm__V1__SessionClose sc;
-  realm__v1__session_close__init(&sc);
-  sc.session_id = sid;
-  Realm__V1__WorkerRequest req;
-  realm__v1__worker_request__init(&req);
-  req.body_case = REALM__V1__WORKER_REQUEST__BODY_SESSION_CLOSE;
-  req.session_close = &sc;
-  Realm__V1__WorkerReply *r = wc_call(a, &req);
-  int rc = !r ? REALM_E_TIMEOUT
-           : r->body_case == REALM__V1__WORKER_REPLY__BODY_SESSION_CLOSED ? 0 : wc_reply_code(r);
-  realm_frame_msg_free(r ? &r->base : NULL);
-  return rc;
-}
-
 /* The "drain finished" line of the child's log (up to its end of line) into line. */
 static bool drain_line(const struct test_proc *c, char *line, size_t len) {
   const char *p = strstr(c->out, "drain finished");
@@ -173,7 +144,7 @@ TEST(sigterm_drain_serves_open_session_refuses_new_ones_and_exits_when_it_closes
   CHECK_EQ_INT(wc_open(&a, z, site.ep, "tenant-t", "r0", 1, 0, 1 << 20), 0);
   uint64_t s = wc_session_open(&a, 0, NULL);
   CHECK(s);
-  CHECK_EQ_INT(step_logits(&a, s, 1), 0);
+  CHECK_EQ_INT(wc_step_one(&a, s, (int32_t[]){1}, 1), 0);
   size_t at = 0;
   CHECK_EQ_INT(kill(c.pid, SIGTERM), 0);
   CHECK(test_proc_wait_log(&c, "draining: new sessions refused", &at, 10000));
@@ -186,8 +157,8 @@ TEST(sigterm_drain_serves_open_session_refuses_new_ones_and_exits_when_it_closes
   CHECK_STR_CONTAINS(r->error->message, "draining");
   realm_frame_msg_free(&r->base);
   /* The open session goes on generating, batched as usual. */
-  CHECK_EQ_INT(step_logits(&a, s, 403), 0);
-  CHECK_EQ_INT(step_logits(&a, s, 407), 0);
+  CHECK_EQ_INT(wc_step_one(&a, s, (int32_t[]){403}, 1), 0);
+  CHECK_EQ_INT(wc_step_one(&a, s, (int32_t[]){407}, 1), 0);
   /* New work is refused, per request. */
   int code = 0;
   CHECK_EQ_INT((int)wc_session_open(&a, 0, &code), 0);
@@ -200,7 +171,7 @@ TEST(sigterm_drain_serves_open_session_refuses_new_ones_and_exits_when_it_closes
   CHECK(r && r->body_case == REALM__V1__WORKER_REPLY__BODY_STATS);
   realm_frame_msg_free(r ? &r->base : NULL);
   /* Closing the last session ends the drain. */
-  CHECK_EQ_INT(session_close(&a, s), 0);
+  CHECK_EQ_INT(wc_session_close(&a, s), 0);
   CHECK_EQ_INT(test_proc_wait_exit(&c, 10000), 0);
   char line[512];
   CHECK(drain_line(&c, line, sizeof line));
@@ -327,18 +298,6 @@ TEST(drain_does_not_wait_for_a_runner_that_vanished_with_sessions_open) {
   wsite_clean(&site);
 }
 
-/* Sends a SessionOpen of max_tokens without waiting; returns its request id (0: not sent). */
-static uint64_t send_open(struct wclient *a, uint32_t max_tokens) {
-  Realm__V1__SessionOpen so;
-  realm__v1__session_open__init(&so);
-  so.max_tokens = max_tokens;
-  Realm__V1__WorkerRequest req;
-  realm__v1__worker_request__init(&req);
-  req.body_case = REALM__V1__WORKER_REQUEST__BODY_SESSION_OPEN;
-  req.session_open = &so;
-  return wc_send(a, &req) < 0 ? 0 : req.request_id;
-}
-
 TEST(drain_refuses_the_opens_waiting_in_the_admission_queue) {
   struct fx f;
   struct worker_config cfg;
@@ -351,7 +310,7 @@ TEST(drain_refuses_the_opens_waiting_in_the_admission_queue) {
   CHECK_EQ_INT(wc_open(&b, f.zctx, f.endpoint, "tenant-b", "r0", 1, 0, 0), 0);
   uint64_t s = wc_session_open(&a, 32, NULL);
   CHECK(s != 0);
-  uint64_t open_rid = send_open(&b, 16);
+  uint64_t open_rid = wc_send_session_open(&b, 16);
   uint64_t stats_rid = wc_send_stats(&b);
   CHECK(open_rid && stats_rid);
   /* Same connection, in order: Stats answered first means the open is waiting. */
@@ -366,12 +325,12 @@ TEST(drain_refuses_the_opens_waiting_in_the_admission_queue) {
   CHECK_EQ_INT(wc_reply_code(r), REALM_E_SHUTTING_DOWN);
   realm_frame_msg_free(r ? &r->base : NULL);
   /* A's session is served on; a new open of A's is refused like B's. */
-  CHECK_EQ_INT(step_logits(&a, s, 1), 0);
+  CHECK_EQ_INT(wc_step_one(&a, s, (int32_t[]){1}, 1), 0);
   int code = 0;
   CHECK_EQ_INT((int)wc_session_open(&a, 16, &code), 0);
   CHECK_EQ_INT(code, REALM_E_SHUTTING_DOWN);
   /* Closing the last session ends the drain: the loop returns 0 on its own. */
-  CHECK_EQ_INT(session_close(&a, s), 0);
+  CHECK_EQ_INT(wc_session_close(&a, s), 0);
   pthread_join(f.th, NULL);
   f.joined = true;
   CHECK_EQ_INT(f.run_rc, 0);

@@ -8,6 +8,7 @@
 #ifndef REALM_TEST_WCLIENT_H
 #define REALM_TEST_WCLIENT_H
 
+#include <math.h>
 #include <poll.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -202,8 +203,8 @@ static inline void wc_close(struct wclient *c) {
   memset(c, 0, sizeof *c);
 }
 
-/* Opens a session; returns its id or 0 (and *ret_code the error code when given). */
-static inline uint64_t wc_session_open(struct wclient *c, uint32_t max_tokens, int *ret_code) {
+/* Sends SessionOpen{max_tokens} without waiting; returns the request id, or 0. */
+static inline uint64_t wc_send_session_open(struct wclient *c, uint32_t max_tokens) {
   Realm__V1__SessionOpen so;
   realm__v1__session_open__init(&so);
   so.max_tokens = max_tokens;
@@ -211,7 +212,13 @@ static inline uint64_t wc_session_open(struct wclient *c, uint32_t max_tokens, i
   realm__v1__worker_request__init(&req);
   req.body_case = REALM__V1__WORKER_REQUEST__BODY_SESSION_OPEN;
   req.session_open = &so;
-  Realm__V1__WorkerReply *r = wc_call(c, &req);
+  return wc_send(c, &req) < 0 ? 0 : req.request_id;
+}
+
+/* Opens a session; returns its id or 0 (and *ret_code the error code when given). */
+static inline uint64_t wc_session_open(struct wclient *c, uint32_t max_tokens, int *ret_code) {
+  uint64_t rid = wc_send_session_open(c, max_tokens);
+  Realm__V1__WorkerReply *r = rid ? wc_recv_reply(c, rid) : NULL;
   uint64_t id = 0;
   int code = REALM_E_TIMEOUT;
   if (r && r->body_case == REALM__V1__WORKER_REPLY__BODY_SESSION_OPENED) {
@@ -223,6 +230,30 @@ static inline uint64_t wc_session_open(struct wclient *c, uint32_t max_tokens, i
   if (ret_code) *ret_code = code;
   realm_frame_msg_free(r ? &r->base : NULL);
   return id;
+}
+
+/* Sends SessionClose{sid} without waiting; returns the request id, or 0. */
+static inline uint64_t wc_send_session_close(struct wclient *c, uint64_t sid) {
+  Realm__V1__SessionClose sc;
+  realm__v1__session_close__init(&sc);
+  sc.session_id = sid;
+  Realm__V1__WorkerRequest req;
+  realm__v1__worker_request__init(&req);
+  req.body_case = REALM__V1__WORKER_REQUEST__BODY_SESSION_CLOSE;
+  req.session_close = &sc;
+  return wc_send(c, &req) < 0 ? 0 : req.request_id;
+}
+
+/* SessionClose round trip: 0 when SessionClosed came back, else the error code. */
+static inline int wc_session_close(struct wclient *c, uint64_t sid) {
+  uint64_t rid = wc_send_session_close(c, sid);
+  Realm__V1__WorkerReply *r = rid ? wc_recv_reply(c, rid) : NULL;
+  int rc = !r ? REALM_E_TIMEOUT
+           : r->body_case == REALM__V1__WORKER_REPLY__BODY_SESSION_CLOSED ? 0
+           : r->body_case == REALM__V1__WORKER_REPLY__BODY_ERROR ? realm_proto_error_code(r->error)
+                                                                 : REALM_E_INTERNAL;
+  realm_frame_msg_free(r ? &r->base : NULL);
+  return rc;
 }
 
 /* GetRows: n rows of tensor (ids) into out (n x n_cols floats, n_cols checked against the
@@ -305,6 +336,20 @@ static inline int wc_step_logits(struct wclient *c, const Realm__V1__WorkerReply
   else if (res->logits_inline.len == bytes) memcpy(out, res->logits_inline.data, bytes);
   else return REALM_E_INTERNAL;
   return 0;
+}
+
+/* One Step of n tokens on sid with the logits at shm offset 4096: 0 when a row of finite
+ * logits came back (a torn region would show garbage), else the error code. */
+static inline int wc_step_one(struct wclient *c, uint64_t sid, const int32_t *toks, uint32_t n) {
+  int rid = wc_send_step1(c, sid, toks, n, 1, 0, 4096);
+  Realm__V1__WorkerReply *r = rid < 0 ? NULL : wc_recv_reply(c, (uint64_t)rid);
+  float *out = malloc(sizeof(float) * c->vocab);
+  int rc = out ? wc_step_logits(c, r, 4096, out) : REALM_E_NOMEM;
+  for (uint32_t i = 0; rc == 0 && i < c->vocab; i++)
+    if (!isfinite(out[i])) rc = REALM_E_INTERNAL;
+  free(out);
+  realm_frame_msg_free(r ? &r->base : NULL);
+  return rc;
 }
 
 #endif /* REALM_TEST_WCLIENT_H */
