@@ -33,7 +33,8 @@ struct engine_config {
                                or no device); "auto": CUDA when a device is present, else CPU */
   int cuda_device;          /* CUDA device ordinal (backend "cuda"/"auto") */
   int n_threads;            /* <= 0: online CPUs */
-  const char *isa;          /* NULL or "auto", "scalar", "avx2", "avx512" */
+  const char *isa;          /* NULL/"auto" or a kernel table: "scalar", "avx2", "avx512",
+                               "avx512vnni", "amx" (refused when this CPU lacks it) */
   uint32_t kv_blocks;       /* KV pool size in blocks; 0: one full context (n_ctx tokens) */
   uint32_t kv_block_tokens; /* positions per block; 0: 16 */
   uint32_t max_step_tokens; /* most tokens in one step; 0: 512 (≤ REALM_MAX_STEP_TOKENS) */

@@ -443,7 +443,8 @@ int engine_backend_cpu_create(const struct engine_cpu_options *opt, struct engin
       snprintf(err, errlen, "cpu backend: instruction set amx unavailable: %s",
                engine_cpu_amx_unavailable_reason());
     else
-      snprintf(err, errlen, "cpu backend: instruction set %d is not supported by this CPU", isa);
+      snprintf(err, errlen, "cpu backend: instruction set %s is not supported by this CPU",
+               engine_cpu_isa_name((enum engine_isa)isa));
     return REALM_E_UNSUPPORTED;
   }
   struct cpu_ctx *c = calloc(1, sizeof *c);

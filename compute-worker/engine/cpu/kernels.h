@@ -145,6 +145,8 @@ const struct engine_cpu_kernels *engine_cpu_kernels_best(void);
 /* "scalar", "avx2", "avx512", "avx512vnni", "amx" → enum engine_isa; "auto"/NULL → -1; unknown →
  * -2. The CPU backend also reads REALM_ENGINE_ISA (same names) when asked for "auto". */
 int engine_cpu_isa_from_name(const char *name);
+/* The name of a table ("avx512vnni"), "?" out of range. */
+const char *engine_cpu_isa_name(enum engine_isa isa);
 
 /* Scalar reference: quantizes n floats (n a multiple of 32) into one q8 activation row. */
 void engine_quantize_q8_act(const float *x, int n, void *out);

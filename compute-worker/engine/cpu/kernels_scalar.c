@@ -191,11 +191,16 @@ const struct engine_cpu_kernels *engine_cpu_kernels_best(void) {
   return k;
 }
 
+static const char *const isa_names[ENGINE_ISA_COUNT] = {"scalar", "avx2", "avx512",
+                                                        "avx512vnni", "amx"};
+
+const char *engine_cpu_isa_name(enum engine_isa isa) {
+  return (unsigned)isa < ENGINE_ISA_COUNT ? isa_names[isa] : "?";
+}
+
 int engine_cpu_isa_from_name(const char *name) {
-  static const char *const names[ENGINE_ISA_COUNT] = {"scalar", "avx2", "avx512", "avx512vnni",
-                                                           "amx"};
   if (!name || !*name || strcmp(name, "auto") == 0) return -1;
   for (int i = 0; i < ENGINE_ISA_COUNT; i++)
-    if (strcmp(name, names[i]) == 0) return i;
+    if (strcmp(name, isa_names[i]) == 0) return i;
   return -2;
 }

@@ -26,27 +26,31 @@ static const int32_t oracle_ids[32] = {
  * up to ~0.2 with int8 activations (see test_llama.c). */
 static const float oracle_logits[8] = {-6.22291f, 8.40434f, -6.22374f, -6.22254f,
                                        -6.22195f, -6.22288f, -6.22188f, -6.22342f};
-static const char *const isa_names[ENGINE_ISA_COUNT] = {"scalar", "avx2", "avx512",
-                                                        "avx512vnni", "amx"};
+/* Opens gguf/FILE and an engine pinned to the kernel table ISA (engine_config.isa).
+ * Returns 0, 1 when this CPU lacks the table, or a realm error (printed). */
+static int open_with_isa(const char *file, const char *isa, struct gguf_file **f,
+                         struct engine_model **m, struct engine **e) {
+  char path[1024], err[256] = "";
+  snprintf(path, sizeof path, "%s/gguf/%s", realm_test_models_dir(), file);
+  int rc = gguf_open(path, f, err, sizeof err);
+  if (rc == 0) rc = engine_model_load(*f, m, err, sizeof err);
+  struct engine_config cfg = {.n_threads = 2, .kv_blocks = 64, .isa = isa};
+  if (rc == 0) rc = engine_create(*m, &cfg, e, err, sizeof err);
+  if (rc == REALM_E_UNSUPPORTED) return 1;
+  if (rc < 0) printf("# %s %s: %s\n", file, isa, err);
+  return rc;
+}
 
 /* Greedy 32 tokens from BOS with the table named ISA; fills ids and the first 8 logits.
  * BACKEND gets the engine's backend name. Returns 0, a realm error, or 1 when the CPU lacks
  * the table. */
 static int run_greedy(const char *file, const char *isa, int32_t *ids, float *first,
                       char backend[64]) {
-  char path[1024], err[256] = "";
-  snprintf(path, sizeof path, "%s/gguf/%s", realm_test_models_dir(), file);
+  char err[256] = "";
   struct gguf_file *f = NULL;
   struct engine_model *m = NULL;
   struct engine *e = NULL;
-  int rc = gguf_open(path, &f, err, sizeof err);
-  if (rc == 0) rc = engine_model_load(f, &m, err, sizeof err);
-  setenv("REALM_ENGINE_ISA", isa, 1);
-  struct engine_config cfg = {.n_threads = 2, .kv_blocks = 64};
-  if (rc == 0) rc = engine_create(m, &cfg, &e, err, sizeof err);
-  unsetenv("REALM_ENGINE_ISA");
-  if (rc == REALM_E_UNSUPPORTED) rc = 1;
-  else if (rc < 0) printf("# %s: %s\n", isa, err);
+  int rc = open_with_isa(file, isa, &f, &m, &e);
   if (rc == 0) snprintf(backend, 64, "%s", engine_backend_name(e));
   float *logits = m ? malloc(sizeof(float) * m->hp.n_vocab) : NULL;
   struct kv_seq *seq = NULL;
@@ -78,15 +82,15 @@ static void check_all_isas(const char *file, double tol) {
     int32_t ids[32];
     float first[8];
     char backend[64] = "", want[64];
-    int rc = run_greedy(file, isa_names[isa], ids, first, backend);
+    int rc = run_greedy(file, engine_cpu_isa_name((enum engine_isa)isa), ids, first, backend);
     if (rc == 1) continue; /* not on this CPU */
     CHECK_EQ_INT(rc, 0);
-    snprintf(want, sizeof want, "cpu/%s", isa_names[isa]); /* the table asked for is used */
+    snprintf(want, sizeof want, "cpu/%s", engine_cpu_isa_name((enum engine_isa)isa)); /* the table asked for is used */
     CHECK_STR_EQ(backend, want);
     ran++;
     for (int i = 0; i < 32; i++) {
       if (ids[i] != oracle_ids[i])
-        printf("# %s %s token %d: got %d want %d\n", file, isa_names[isa], i, ids[i],
+        printf("# %s %s token %d: got %d want %d\n", file, engine_cpu_isa_name((enum engine_isa)isa), i, ids[i],
                oracle_ids[i]);
       CHECK_EQ_INT(ids[i], oracle_ids[i]);
     }
@@ -115,19 +119,12 @@ static int argmax_of(const float *v, uint32_t n) {
 static int run_prefill(const char *isa, float *out, uint32_t *ret_vocab) {
   static const int32_t prompt[20] = {1,   403, 407, 261, 378, 432, 383, 286, 261, 376,
                                      298, 315, 421, 395, 317, 426, 338, 401, 396, 267};
-  char path[1024], err[256] = "";
-  snprintf(path, sizeof path, "%s/gguf/tinyllamas-stories-260k-q8_0.gguf", realm_test_models_dir());
+  char err[256] = "";
   struct gguf_file *f = NULL;
   struct engine_model *m = NULL;
   struct engine *e = NULL;
   struct kv_seq *seq = NULL;
-  int rc = gguf_open(path, &f, err, sizeof err);
-  if (rc == 0) rc = engine_model_load(f, &m, err, sizeof err);
-  setenv("REALM_ENGINE_ISA", isa, 1);
-  struct engine_config cfg = {.n_threads = 2, .kv_blocks = 64};
-  if (rc == 0) rc = engine_create(m, &cfg, &e, err, sizeof err);
-  unsetenv("REALM_ENGINE_ISA");
-  if (rc == REALM_E_UNSUPPORTED) rc = 1;
+  int rc = open_with_isa("tinyllamas-stories-260k-q8_0.gguf", isa, &f, &m, &e);
   if (rc == 0) rc = kv_seq_open(engine_kv(e), NULL, &seq);
   if (rc == 0 && m->hp.n_vocab > 512) rc = REALM_E_INVALID_ARGUMENT; /* OUT is 20 × 512 */
   if (rc == 0) {
@@ -158,7 +155,7 @@ TEST(q8_0_prefill_chunk_with_every_isa) {
   CHECK_EQ_INT(argmax_of(ref + 19 * V, V), 337); /* the oracle continuation of the prompt */
   for (int isa = 1; isa < ENGINE_ISA_COUNT; isa++) {
     uint32_t V2 = 0;
-    int rc = run_prefill(isa_names[isa], got, &V2);
+    int rc = run_prefill(engine_cpu_isa_name((enum engine_isa)isa), got, &V2);
     if (rc == 1) continue; /* not on this CPU */
     CHECK_EQ_INT(rc, 0);
     CHECK_EQ_INT((int)V2, (int)V);
@@ -169,7 +166,7 @@ TEST(q8_0_prefill_chunk_with_every_isa) {
       if (have_simd) d_simd = fmax(d_simd, fabs((double)first_simd[i] - got[i]));
     }
     printf("# %s: max |logit diff| over 20 tokens: vs scalar %.2g, vs first SIMD table %.2g\n",
-           isa_names[isa], d_ref, d_simd);
+           engine_cpu_isa_name((enum engine_isa)isa), d_ref, d_simd);
     CHECK_NEAR(d_ref, 0.0, 0.25);
     CHECK_NEAR(d_simd, 0.0, 1e-3);
     for (int t = 0; t < 20; t++) CHECK_EQ_INT(argmax_of(got + t * V, V), argmax_of(ref + t * V, V));
