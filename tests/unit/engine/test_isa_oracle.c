@@ -175,10 +175,18 @@ TEST(q8_0_prefill_chunk_with_every_isa) {
   CHECK(ran >= 1);
 }
 
+/* REALM_ENGINE_ISA is read when the config says "auto": an unknown name there is refused,
+ * naming it, and a known one is used. */
 TEST(unknown_isa_in_environment_is_refused) {
+  setenv("REALM_ENGINE_ISA", "sse9", 1);
   int32_t ids[32];
   float first[8];
-  char backend[64];
-  CHECK_EQ_INT(run_greedy("stories260K.gguf", "sse9", ids, first, backend),
-               REALM_E_INVALID_ARGUMENT);
+  char backend[64] = "";
+  int rc = run_greedy("stories260K.gguf", "auto", ids, first, backend);
+  setenv("REALM_ENGINE_ISA", "scalar", 1);
+  int rc2 = run_greedy("stories260K.gguf", "auto", ids, first, backend);
+  unsetenv("REALM_ENGINE_ISA");
+  CHECK_EQ_INT(rc, REALM_E_INVALID_ARGUMENT);
+  CHECK_EQ_INT(rc2, 0);
+  CHECK_STR_EQ(backend, "cpu/scalar");
 }
