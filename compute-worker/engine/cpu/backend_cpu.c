@@ -31,7 +31,7 @@ struct cpu_ctx {
   uint32_t max_tokens, max_in;
   uint8_t *xq;              /* (max_tokens) q8 activation rows of up to max_in elements */
   uint8_t *xpack;           /* the table's q8_pack of xq (NULL when the table has none) */
-  float *scratch;           /* (n_threads, scratch_floats) */
+  float *scratch;           /* (n_threads, scratch_floats): RoPE's per-thread cos/sin */
   float *attn_scores;       /* (n_threads, ATTN_GROUP_MAX, attn_ctx): one item's scores */
   size_t attn_ctx;          /* positions a sequence can attend to (max_ctx) */
   size_t scratch_floats;
@@ -305,10 +305,13 @@ static void attn_task(void *arg, int64_t begin, int64_t end, int thread) {
     float *out = a->out + ((size_t)t * a->n_head + h0) * hd;
     float mx[ATTN_GROUP_MAX];
     for (uint32_t g = 0; g < nh; g++) mx[g] = -INFINITY;
-    const size_t span0 = (size_t)(h0 / group) * hd, span = (size_t)((h0 + nh - 1) / group + 1) * hd - span0;
+    /* The KV heads the group reads: floats [span0, span0 + span) of each row. */
+    const size_t span0 = (size_t)(h0 / group) * hd;
+    const size_t span = (size_t)((h0 + nh - 1) / group + 1) * hd - span0;
     for (uint32_t p = 0; p < n; p++) {
       const float *k = kv_k(a->kv, s, a->layer, p);
-      if (p + ATTN_PREFETCH < n) prefetch_floats(kv_k(a->kv, s, a->layer, p + ATTN_PREFETCH) + span0, span);
+      if (p + ATTN_PREFETCH < n)
+        prefetch_floats(kv_k(a->kv, s, a->layer, p + ATTN_PREFETCH) + span0, span);
       for (uint32_t g = 0; g < nh; g++) {
         float d = dot_f32(q + (size_t)g * hd, k + (size_t)((h0 + g) / group) * hd, hd) * scale;
         scores[(size_t)g * n + p] = d;
@@ -327,7 +330,8 @@ static void attn_task(void *arg, int64_t begin, int64_t end, int thread) {
     memset(out, 0, sizeof(float) * hd * nh);
     for (uint32_t p = 0; p < n; p++) {
       const float *v = kv_v(a->kv, s, a->layer, p);
-      if (p + ATTN_PREFETCH < n) prefetch_floats(kv_v(a->kv, s, a->layer, p + ATTN_PREFETCH) + span0, span);
+      if (p + ATTN_PREFETCH < n)
+        prefetch_floats(kv_v(a->kv, s, a->layer, p + ATTN_PREFETCH) + span0, span);
       for (uint32_t g = 0; g < nh; g++) {
         const float *vh = v + (size_t)((h0 + g) / group) * hd;
         float wgt = scores[(size_t)g * n + p], *o = out + (size_t)g * hd;
@@ -473,8 +477,8 @@ int engine_backend_cpu_create(const struct engine_cpu_options *opt, struct engin
       return REALM_E_NOMEM;
     }
   }
-  c->scratch_floats = opt->max_ctx > opt->max_head_dim ? opt->max_ctx : opt->max_head_dim;
-  c->scratch_floats = (c->scratch_floats + 15) & ~(size_t)15;
+  /* RoPE's cos/sin pairs; attention has its own buffer (attn_scores). */
+  c->scratch_floats = ((size_t)opt->max_head_dim + 15) & ~(size_t)15;
   c->scratch = malloc(sizeof(float) * c->scratch_floats * (size_t)c->n_threads);
   c->attn_ctx = opt->max_ctx ? opt->max_ctx : 1;
   c->attn_scores = malloc(sizeof(float) * ATTN_GROUP_MAX * c->attn_ctx * (size_t)c->n_threads);
