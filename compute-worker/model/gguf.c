@@ -549,8 +549,8 @@ static int parse(struct gguf_file *f, char *err, size_t errlen) {
 /*
  * Huge pages. One decode step reads every weight once, so with 4 KiB pages a 1 GB model is a
  * quarter of a million TLB entries per step; under a hypervisor each miss is a two-level page
- * walk. Measured here (stories110m Q8_0, batch 1, one thread): 2 MiB pages make a step
- * 10-20 % faster and remove most of the run-to-run spread that came from where the 4 KiB
+ * walk. Measured here (engine_bench, docs/benchmarks.md): 2 MiB pages make a batch-1 step
+ * 4-19 % faster and remove most of the run-to-run spread that came from where the 4 KiB
  * pages of each copy landed. Shared memory gets no transparent huge pages on most systems
  * (shmem_enabled = never), so the memfd is made on hugetlbfs (MFD_HUGETLB) from the pool the
  * operator reserves (vm.nr_hugepages). mmap of a hugetlbfs memfd reserves its pages up front,
