@@ -7,12 +7,12 @@
  * For batch 1 and batch 8: the engine alone (engine_forward on B sequences, one token each,
  * after a short prompt) and the same through a realm-worker core running in this process on
  * its own thread, reached by a DEALER over ipc:// with the shm handshake, exactly as a runner
- * does (tokens and logits in the shared region, one Step per iteration).
+ * does (tokens and logits in the shared region, one Step per iteration), twice: Steps in the
+ * step lane (the runner's default, docs/protocol.md §6.2) and Steps on the ZeroMQ socket.
  *
  * The "engine" side calls the worker's own engine (same weights in memory, same KV pool)
  * directly, so the difference is exactly what the socket, the scheduler and the shared
- * region add. The two are measured in alternating rounds (engine then socket, then socket
- * then engine, ...), each round a fresh set of sequences with the same prompt and step count. On a shared machine the speed drifts by several percent within
+ * region add. The three are measured in rotating order round by round, each round a fresh set of sequences with the same prompt and step count. On a shared machine the speed drifts by several percent within
  * seconds; measuring the two one after the other once (as the first version did) turned that
  * drift into the "overhead". Printed per batch size: every round's pair and ratio, then the
  * medians and the per-step time the socket adds (median of the rounds' differences).
@@ -204,43 +204,48 @@ int main(int argc, char **argv) {
   pthread_create(&th, NULL, run_worker, w);
   void *z; /* the runner's kind of context (realm/ipc.h) */
   if (realm_ipc_ctx_new(&z, err, sizeof err) < 0) die("zmq", err);
-  struct wclient c;
-  if (wc_open(&c, z, ep, "bench", "r0", 1, 0, 8u << 20) < 0) die("connect", c.err);
+  /* Two connections: one whose Steps take the step lane, one whose Steps take the socket. */
+  struct wclient cl, cz;
+  if (wc_open_lane(&cl, z, ep, "bench", "lane", 1, 0, 8u << 20) < 0) die("connect", cl.err);
+  if (!cl.lane.base) die("connect", "the worker granted no step lane");
+  if (wc_open(&cz, z, ep, "bench", "zmq", 1, 0, 8u << 20) < 0) die("connect", cz.err);
 
-  printf("model %s, threads %d, prompt %u, decode steps %u per round, %d rounds, "
-         "engine and socket alternating\n", path, threads, P, S, rounds);
+  printf("model %s, threads %d, prompt %u, decode steps %u per round, %d rounds, engine, "
+         "step lane and ZeroMQ socket in rotating order\n", path, threads, P, S, rounds);
   uint32_t batches[] = {1, 8};
-  double summary[2][4];
+  double summary[2][7];
   for (int k = 0; k < 2; k++) {
     uint32_t B = batches[k];
-    double te[64], ts[64], ratio[64], extra_us[64];
-    printf("batch %u\n%-6s %14s %14s %8s %16s\n", B, "round", "engine tok/s", "socket tok/s",
-           "ratio", "socket +us/step");
+    double te[64], tl[64], tz[64], rl[64], rz[64], xl[64], xz[64];
+    printf("batch %u\n%-6s %12s %12s %12s %8s %8s %10s %10s\n", B, "round", "engine tok/s",
+           "lane tok/s", "zmq tok/s", "lane", "zmq", "lane +us", "zmq +us");
     for (int r = 0; r < rounds; r++) {
-      if (r % 2 == 0) {
-        te[r] = eng_round(&g, B, P, S);
-        ts[r] = sock_round(&c, B, P, S);
-      } else {
-        ts[r] = sock_round(&c, B, P, S);
-        te[r] = eng_round(&g, B, P, S);
+      for (int j = 0; j < 3; j++) {
+        int which = (r + j) % 3;
+        if (which == 0) te[r] = eng_round(&g, B, P, S);
+        else if (which == 1) tl[r] = sock_round(&cl, B, P, S);
+        else tz[r] = sock_round(&cz, B, P, S);
       }
-      ratio[r] = ts[r] / te[r];
-      extra_us[r] = 1e6 * B * (1.0 / ts[r] - 1.0 / te[r]);
-      printf("%-6d %14.1f %14.1f %7.1f%% %16.0f\n", r + 1, te[r], ts[r], 100.0 * ratio[r],
-             extra_us[r]);
+      rl[r] = tl[r] / te[r];
+      rz[r] = tz[r] / te[r];
+      xl[r] = 1e6 * B * (1.0 / tl[r] - 1.0 / te[r]);
+      xz[r] = 1e6 * B * (1.0 / tz[r] - 1.0 / te[r]);
+      printf("%-6d %12.1f %12.1f %12.1f %7.1f%% %7.1f%% %10.0f %10.0f\n", r + 1, te[r], tl[r],
+             tz[r], 100.0 * rl[r], 100.0 * rz[r], xl[r], xz[r]);
       fflush(stdout);
     }
-    summary[k][0] = median(te, rounds);
-    summary[k][1] = median(ts, rounds);
-    summary[k][2] = median(ratio, rounds);
-    summary[k][3] = median(extra_us, rounds);
+    const double *cols[7] = {te, tl, tz, rl, rz, xl, xz};
+    for (int j = 0; j < 7; j++) summary[k][j] = median(cols[j], rounds);
   }
-  printf("medians\n%-6s %14s %14s %8s %16s\n", "batch", "engine tok/s", "socket tok/s",
-         "ratio", "socket +us/step");
+  printf("medians (lane/zmq: socket tok/s as a share of the engine's; +us: time added per step)\n"
+         "%-6s %12s %12s %12s %8s %8s %10s %10s\n", "batch", "engine tok/s", "lane tok/s",
+         "zmq tok/s", "lane", "zmq", "lane +us", "zmq +us");
   for (int k = 0; k < 2; k++)
-    printf("%-6u %14.1f %14.1f %7.1f%% %16.0f\n", batches[k], summary[k][0], summary[k][1],
-           100.0 * summary[k][2], summary[k][3]);
-  wc_close(&c);
+    printf("%-6u %12.1f %12.1f %12.1f %7.1f%% %7.1f%% %10.0f %10.0f\n", batches[k],
+           summary[k][0], summary[k][1], summary[k][2], 100.0 * summary[k][3],
+           100.0 * summary[k][4], summary[k][5], summary[k][6]);
+  wc_close(&cl);
+  wc_close(&cz);
   zmq_ctx_term(z);
   worker_stop(w);
   pthread_join(th, NULL);

@@ -149,8 +149,10 @@ static void conn_reset(struct worker *w, struct worker_conn *c) {
   sched_drop_conn(w, c);
   for (uint32_t i = 0; i < c->n_slots; i++)
     if (c->slots[i]) session_destroy(w, c->slots[i]);
+  lane_close(w, c);
   realm_shm_destroy(c->shm);
   c->shm = NULL;
+  c->shm_data_bytes = 0;
   c->shm_token_expiry_ns = 0;
 }
 
@@ -337,9 +339,14 @@ void conn_handle_hello(struct worker *w, const realm_ipc_peer *from, uint64_t re
     shm_bytes = h->shm_bytes ? h->shm_bytes : w->cfg.default_shm_bytes;
     if (shm_bytes > w->cfg.max_shm_bytes) shm_bytes = w->cfg.max_shm_bytes;
     shm_bytes = (shm_bytes + 4095) & ~(uint64_t)4095;
+    /* The step lane follows the data (docs/protocol.md §6.2). */
+    uint64_t lane_bytes = h->wants_step_lane && w->cfg.step_lane ? REALM_LANE_BYTES : 0;
+    if (shm_bytes > REALM_MAX_SHM_BYTES - lane_bytes) shm_bytes = REALM_MAX_SHM_BYTES - lane_bytes;
     char name[64], e[256];
     snprintf(name, sizeof name, "realm-conn-%llu", (unsigned long long)c->id);
-    int rc = realm_shm_create(name, (size_t)shm_bytes, 0, &c->shm, e, sizeof e);
+    int rc = realm_shm_create(name, (size_t)(shm_bytes + lane_bytes), 0, &c->shm, e, sizeof e);
+    c->shm_data_bytes = shm_bytes;
+    if (rc == 0 && lane_bytes) rc = lane_open(w, c, shm_bytes, e, sizeof e);
     if (rc == 0 && getrandom(c->shm_token, sizeof c->shm_token, 0) != (ssize_t)sizeof c->shm_token) {
       realm_shm_destroy(c->shm);
       c->shm = NULL;
@@ -363,6 +370,7 @@ void conn_handle_hello(struct worker *w, const realm_ipc_peer *from, uint64_t re
   hr.connection_id = c->id;
   hr.model = &mi;
   hr.shm_bytes = c->shm ? shm_bytes : 0;
+  hr.step_lane_offset = realm_lane_on(&c->lane) ? shm_bytes : 0;
   if (c->shm) {
     hr.shm_socket_path = w->shm_path;
     hr.shm_token.data = c->shm_token;
@@ -382,7 +390,8 @@ void conn_handle_hello(struct worker *w, const realm_ipc_peer *from, uint64_t re
   reply.hello = &hr;
   realm_log_info("hello", RLOG_UINT("conn", c->id), RLOG_STR("tenant", t->id),
                  RLOG_STR("replica", c->replica), RLOG_UINT("weight", t->weight),
-                 RLOG_UINT("kv_quota_tokens", t->quota_tokens), RLOG_UINT("shm_bytes", hr.shm_bytes));
+                 RLOG_UINT("kv_quota_tokens", t->quota_tokens), RLOG_UINT("shm_bytes", hr.shm_bytes),
+                 RLOG_STR("step_lane", hr.step_lane_offset ? "yes" : "no"));
   worker_send_reply(w, from, &reply);
 }
 
@@ -492,6 +501,9 @@ void conn_side_readable(struct worker *w, uint32_t index) {
   uint8_t idbuf[8];
   for (int i = 0; i < 8; i++) idbuf[i] = (uint8_t)(match->id >> (8 * i));
   rc = realm_fd_send(fd, realm_shm_fd(match->shm), idbuf, sizeof idbuf, err, sizeof err);
+  if (rc == 0 && realm_lane_on(&match->lane))
+    rc = realm_lane_send_doorbells(fd, (int[2]){match->lane.to_worker, match->lane.to_runner},
+                                   err, sizeof err);
   if (rc < 0)
     realm_log_warn("shm handshake: sending the region failed", RLOG_ERR(rc),
                    RLOG_STR("detail", err), RLOG_UINT("conn", match->id));

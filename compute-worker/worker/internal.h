@@ -23,6 +23,7 @@
 #include "model.h"
 #include "realm/frame.h"
 #include "realm/ipc.h"
+#include "realm/lane.h"
 #include "realm/proto.h"
 #include "realm/shm.h"
 #include "worker.h"
@@ -86,6 +87,11 @@ struct worker_conn {
   struct worker_tenant *tenant;
   char replica[WORKER_MAX_ID_BYTES + 1];
   realm_shm *shm;                          /* NULL: inline mode */
+  uint64_t shm_data_bytes;                 /* the part of shm messages may name: the step
+                                              lane, when granted, follows it */
+  realm_lane lane;                         /* step lane (steplane.c); base NULL: none */
+  uint64_t lane_rid;                       /* request_id of the Step taken from the lane and
+                                              not answered yet (lane.busy) */
   uint8_t shm_token[REALM_SHM_TOKEN_BYTES];
   int64_t shm_token_expiry_ns;             /* 0: no token outstanding (used or none) */
   struct worker_session **slots;           /* (n_slots = max_sessions) */
@@ -182,6 +188,7 @@ struct worker_drain {
 };
 
 struct worker_stats {
+  uint64_t lane_steps;        /* Steps that came through a step lane */
   uint64_t steps_total;       /* forward passes */
   uint64_t tokens_total;      /* tokens computed */
   uint64_t seqs_total;        /* sequences over all passes (mean batch size) */
@@ -213,6 +220,8 @@ struct worker {
   struct worker_side sides[WORKER_MAX_SIDE_CONNS];
   uint32_t n_sides;
   int wake_pipe[2];             /* worker_stop() writes [1]; the loop polls [0] */
+  int lane_epoll;               /* every step lane's to_worker doorbell (steplane.c) */
+  int64_t spin_until_ns;        /* steplane.c: the loop spins for work until then (--spin-us) */
   int stop_calls;               /* worker_stop() calls (atomic): 1 = drain, 2 = cut it short */
   struct worker_drain drain;    /* the soft drain after the first stop (worker.c) */
   bool draining;                /* the cut-off: every request is answered shutting_down */
@@ -238,6 +247,9 @@ void worker_send_reply(struct worker *w, const realm_ipc_peer *to, Realm__V1__Wo
 void worker_reply_error(struct worker *w, const realm_ipc_peer *to, uint64_t request_id, int code,
                         const char *message, const char *param);
 
+/* Handles one decoded request of a connection (worker.c; also the step lanes'). */
+void worker_dispatch(struct worker *w, const realm_ipc_peer *from, Realm__V1__WorkerRequest *req);
+
 /* The backend failed for good (REALM_E_UNAVAILABLE from it): remember why; the loop fails
  * every in-flight request with "unavailable" and worker_run returns. */
 void worker_backend_failed(struct worker *w, const char *why);
@@ -258,6 +270,26 @@ void conn_reap(struct worker *w);
 /* Drops connections idle past the configured timeouts; returns the next deadline (ns) or
  * INT64_MAX. Connections with a Step queued are never idle. */
 int64_t conn_idle_sweep(struct worker *w, int64_t now);
+
+/* ---- steplane.c ---- */
+/* Creates the epoll set of the lanes' doorbells (before the jail). */
+int lane_init(struct worker *w, char *err, size_t errlen);
+void lane_fini(struct worker *w);
+/* Gives c a step lane at offset data_bytes of its region (conn.c, at Hello). */
+int lane_open(struct worker *w, struct worker_conn *c, uint64_t data_bytes, char *err,
+              size_t errlen);
+void lane_close(struct worker *w, struct worker_conn *c);
+/* Takes and dispatches the requests waiting in the lanes; returns how many. */
+uint32_t lane_poll(struct worker *w);
+/* Resets the doorbells that rang (the loop's poll said lane_epoll is readable). */
+void lane_clear_doorbells(struct worker *w);
+/* True when reply answers the Step c took from its lane: lane_reply must carry it. */
+bool lane_owns_reply(const struct worker_conn *c, const Realm__V1__WorkerReply *reply);
+/* Puts reply in c's lane; false when it did not fit (send it on the ROUTER instead). */
+bool lane_reply(struct worker *w, struct worker_conn *c, Realm__V1__WorkerReply *reply);
+/* After a pass: spins until `until` (ns) for a lane request or a ROUTER message, so the next
+ * Step of a decoding runner costs no wake-up (--spin-us). True when something arrived. */
+bool lane_spin(struct worker *w, void *router, int64_t until);
 
 /* ---- session.c ---- */
 struct worker_session *session_find(struct worker_conn *c, uint64_t id);

@@ -147,6 +147,12 @@ int ops_shm_range(struct worker_conn *c, const char *field, uint64_t off, uint64
              (unsigned long long)off, REALM_PROTOCOL_SHM_ALIGN);
     return REALM_E_INVALID_ARGUMENT;
   }
+  if (off > c->shm_data_bytes || len > c->shm_data_bytes - off) {
+    snprintf(msg, msglen, "%s: range [%llu, +%llu) is outside the region's %llu data bytes",
+             field, (unsigned long long)off, (unsigned long long)len,
+             (unsigned long long)c->shm_data_bytes);
+    return REALM_E_OUT_OF_RANGE;
+  }
   char e[200];
   int rc = realm_shm_slice(c->shm, off, len, ret_ptr, e, sizeof e);
   if (rc < 0) snprintf(msg, msglen, "%s: %s", field, e);

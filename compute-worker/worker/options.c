@@ -19,9 +19,9 @@ int worker_options_parse(int argc, char *const *argv, struct worker_config *cfg,
   static bool no_jail, print_policy;
   static int64_t threads, kv_blocks, kv_block_tokens, window_us, batch_tokens, max_step_tokens,
       max_batch_seqs, prefill_chunk, max_sessions, max_weight, default_weight, pending,
-      stats_ms, drain_ms, drain_timeout_ms, open_timeout_ms, open_queue;
+      stats_ms, drain_ms, drain_timeout_ms, open_timeout_ms, open_queue, spin_us;
   static uint64_t kv_quota, max_shm, default_shm;
-  static bool eager;
+  static bool eager, step_lane;
   static const struct realm_option opts[] = {
       {"model", "REALM_WORKER_MODEL", REALM_OPT_STRING, "", 0, 0,
        "GGUF model file to serve (required)", &model},
@@ -50,6 +50,12 @@ int worker_options_parse(int argc, char *const *argv, struct worker_config *cfg,
        "how long a Step waits for other runners' Steps to share its forward pass", &window_us},
       {"batch-eager", "REALM_WORKER_BATCH_EAGER", REALM_OPT_BOOL, "true", 0, 0,
        "skip the window when every connection with sessions has a Step queued", &eager},
+      {"spin-us", "REALM_WORKER_SPIN_US", REALM_OPT_INT64, "300", 0, 100000,
+       "after a forward pass, how long to spin for the next Step before sleeping: a runner's "
+       "next Step then costs no wake-up (0: never spin)", &spin_us},
+      {"step-lane", "REALM_WORKER_STEP_LANE", REALM_OPT_BOOL, "true", 0, 0,
+       "carry Steps through each connection's shared region with eventfd doorbells instead of "
+       "ZeroMQ (docs/protocol.md §6.2); false: ZeroMQ only", &step_lane},
       {"batch-tokens", "REALM_WORKER_BATCH_TOKENS", REALM_OPT_INT64, "512", 1,
        REALM_MAX_STEP_TOKENS, "tokens in one forward pass", &batch_tokens},
       {"max-step-tokens", "REALM_WORKER_MAX_STEP_TOKENS", REALM_OPT_INT64, "4096", 1,
@@ -125,6 +131,8 @@ int worker_options_parse(int argc, char *const *argv, struct worker_config *cfg,
   cfg->kv_block_tokens = (uint32_t)kv_block_tokens;
   cfg->batch_window_us = window_us;
   cfg->batch_eager = eager;
+  cfg->spin_us = spin_us;
+  cfg->step_lane = step_lane;
   cfg->batch_tokens = (uint32_t)batch_tokens;
   cfg->max_step_tokens = (uint32_t)max_step_tokens;
   cfg->max_batch_seqs = (uint32_t)max_batch_seqs;

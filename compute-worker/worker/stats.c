@@ -43,6 +43,7 @@ void stats_tick(struct worker *w, int64_t now) {
   w->stats.next_log_ns = now + w->cfg.stats_interval_ms * 1000000LL;
   const struct worker_stats *s = &w->stats;
   realm_log_debug("stats", RLOG_UINT("steps_total", s->steps_total),
+                  RLOG_UINT("lane_steps_total", s->lane_steps),
                   RLOG_UINT("tokens_total", s->tokens_total),
                   RLOG_F64("tokens_per_second", s->tokens_per_second),
                   RLOG_UINT("queue_depth", w->sched.queued_entries),
@@ -101,6 +102,7 @@ void stats_handle_request(struct worker *w, struct worker_conn *c, uint64_t requ
   sr.opens_queued_total = w->admit.queued_total;
   sr.opens_timed_out_total = w->admit.timed_out_total;
   sr.opens_refused_total = w->admit.refused_total;
+  sr.lane_steps_total = s->lane_steps;
   sr.n_tenants = 1;
   sr.tenants = rows;
   sr.backend = (char *)engine_backend_name(w->engine);

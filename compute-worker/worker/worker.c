@@ -54,6 +54,8 @@ void worker_config_defaults(struct worker_config *cfg) {
   cfg->kv_block_tokens = 16;
   cfg->batch_window_us = 300;
   cfg->batch_eager = true;
+  cfg->spin_us = 300;
+  cfg->step_lane = true;
   cfg->batch_tokens = 512;
   cfg->max_step_tokens = 4096;
   cfg->max_batch_seqs = 64;
@@ -114,6 +116,7 @@ void worker_send_reply(struct worker *w, const realm_ipc_peer *to, Realm__V1__Wo
   /* DONTWAIT: a runner that stops reading its replies must not stall every other tenant. */
   struct worker_conn *c = conn_find(w, to);
   if (c && c->dead) return;
+  if (c && lane_owns_reply(c, reply) && lane_reply(w, c, reply)) return;
   int rc = realm_ipc_send(w->router, to, REALM_FRAME_WORKER_REPLY, &reply->base, ZMQ_DONTWAIT,
                           err, sizeof err);
   if (rc == 0) return;
@@ -343,12 +346,15 @@ int worker_create(const struct worker_config *cfg, struct worker **ret_worker, c
   w->cfg = *cfg;
   w->shm_listen_fd = -1;
   w->wake_pipe[0] = w->wake_pipe[1] = -1;
+  w->lane_epoll = -1;
   w->next_conn_id = 1;
   if (pipe2(w->wake_pipe, O_CLOEXEC | O_NONBLOCK) != 0) {
     snprintf(err, errlen, "pipe2: %s", strerror(errno));
     rc = REALM_E_SYSTEM;
     goto fail;
   }
+  rc = lane_init(w, err, errlen);
+  if (rc < 0) goto fail;
   rc = conn_parse_overrides(w, err, errlen);
   if (rc < 0) goto fail;
   /* Sockets are probed before the (slow) model load so a busy address fails fast. */
@@ -405,12 +411,13 @@ void worker_destroy(struct worker *w) {
   free(w->overrides);
   if (w->wake_pipe[0] >= 0) close(w->wake_pipe[0]);
   if (w->wake_pipe[1] >= 0) close(w->wake_pipe[1]);
+  lane_fini(w);
   free(w);
 }
 
 /* ---- dispatch ---- */
 
-static void dispatch(struct worker *w, const realm_ipc_peer *from, Realm__V1__WorkerRequest *req) {
+void worker_dispatch(struct worker *w, const realm_ipc_peer *from, Realm__V1__WorkerRequest *req) {
   uint64_t rid = req->request_id;
   if (w->draining) {
     worker_reply_error(w, from, rid, REALM_E_SHUTTING_DOWN, "worker is shutting down", NULL);
@@ -502,7 +509,7 @@ static int drain_router(struct worker *w) {
       realm_log_error("router receive failed", RLOG_ERR(rc), RLOG_STR("detail", err));
       return rc;
     }
-    dispatch(w, &from, (Realm__V1__WorkerRequest *)m);
+    worker_dispatch(w, &from, (Realm__V1__WorkerRequest *)m);
     realm_frame_msg_free(m);
   }
   return 0;
@@ -590,6 +597,7 @@ static void drain_and_stop(struct worker *w) {
   int64_t end = worker_now_ns() + w->cfg.drain_ms * 1000000LL;
   for (;;) {
     drain_router(w);
+    lane_poll(w);
     int64_t left = end - worker_now_ns();
     if (left <= 0) break;
     zmq_pollitem_t it = {.socket = w->router, .events = ZMQ_POLLIN};
@@ -604,7 +612,7 @@ int worker_run(struct worker *w) {
                  RLOG_INT("threads", engine_threads(w->engine)),
                  RLOG_STR("weight_pages", gguf_huge_pages(w->gguf) ? "2M" : "4k"),
                  RLOG_UINT("kv_blocks", kv_cache_total_blocks(engine_kv(w->engine))));
-  zmq_pollitem_t items[3 + WORKER_MAX_SIDE_CONNS];
+  zmq_pollitem_t items[4 + WORKER_MAX_SIDE_CONNS];
   int rc = 0;
   while (!w->backend_failed) {
     int64_t now = worker_now_ns();
@@ -634,7 +642,20 @@ int worker_run(struct worker *w) {
       /* Pick up what arrived during the pass before deciding on the next one. */
       rc = drain_router(w);
       if (rc < 0) break;
+      lane_poll(w);
+      w->spin_until_ns = worker_now_ns() + w->cfg.spin_us * 1000;
       continue;
+    }
+    /* Right after a pass, a decoding runner's next Step is a sampling step away: watch for
+     * it rather than sleep (a sleeping vCPU costs tens of µs to wake), but no longer than
+     * --spin-us and never past a batch window's end. */
+    if (now < w->spin_until_ns) {
+      int64_t until = wait > 0 && now + wait < w->spin_until_ns ? now + wait : w->spin_until_ns;
+      w->spin_until_ns = 0;
+      if (lane_spin(w, w->router, until)) continue;
+      now = worker_now_ns();
+      wait = sched_wait_ns(w, now);
+      if (wait == 0) continue;
     }
     int64_t cap = w->stats.next_log_ns - now;
     if (wait < 0 || (cap > 0 && cap < wait)) wait = cap > 0 ? cap : 1000000;
@@ -643,6 +664,7 @@ int worker_run(struct worker *w) {
     int n = 0;
     items[n++] = (zmq_pollitem_t){.socket = w->router, .events = ZMQ_POLLIN};
     items[n++] = (zmq_pollitem_t){.fd = w->wake_pipe[0], .events = ZMQ_POLLIN};
+    items[n++] = (zmq_pollitem_t){.fd = w->lane_epoll, .events = ZMQ_POLLIN};
     if (w->shm_listen_fd >= 0)
       items[n++] = (zmq_pollitem_t){.fd = w->shm_listen_fd, .events = ZMQ_POLLIN};
     int side0 = n;
@@ -668,10 +690,13 @@ int worker_run(struct worker *w) {
       rc = drain_router(w);
       if (rc < 0) break;
     }
+    /* Doorbells first, then the lanes: a Step posted after the clear is still seen. */
+    if (items[2].revents & ZMQ_POLLIN) lane_clear_doorbells(w);
+    lane_poll(w);
     /* Side sockets: serve readable ones (highest index first: serving removes entries). */
     for (int i = n - 1; i >= side0; i--)
       if (items[i].revents & (ZMQ_POLLIN | ZMQ_POLLERR)) conn_side_readable(w, (uint32_t)(i - side0));
-    if (w->shm_listen_fd >= 0 && (items[2].revents & ZMQ_POLLIN)) conn_side_accept(w);
+    if (w->shm_listen_fd >= 0 && (items[3].revents & ZMQ_POLLIN)) conn_side_accept(w);
   }
   if (rc == 0 && w->backend_failed) {
     /* Nothing more can be computed: answer everything queued and tell every runner, which
@@ -690,6 +715,7 @@ int worker_run(struct worker *w) {
       zmq_pollitem_t it = {.socket = w->router, .events = ZMQ_POLLIN};
       if (zmq_poll(&it, 1, (long)(left / 1000000 + 1)) <= 0) break;
       drain_router(w);
+      lane_poll(w);
     }
     return REALM_E_UNAVAILABLE;
   }
@@ -700,6 +726,7 @@ int worker_run(struct worker *w) {
   }
   drain_and_stop(w);
   realm_log_info("worker stopped", RLOG_UINT("steps_total", w->stats.steps_total),
-                 RLOG_UINT("tokens_total", w->stats.tokens_total));
+                 RLOG_UINT("tokens_total", w->stats.tokens_total),
+                 RLOG_UINT("lane_steps_total", w->stats.lane_steps));
   return 0;
 }

@@ -1098,6 +1098,34 @@ static void handle_session_opened(struct runner *r, const Realm__V1__WorkerReply
     req_end(q, END_FINISH, REALM__V1__FINISH_REASON__FINISH_REASON_CANCELLED, 0, NULL, NULL);
 }
 
+/* Acts on one reply of the worker, from the socket or the step lane. */
+static void handle_worker_reply(struct runner *r, Realm__V1__WorkerReply *rep) {
+  if (rep->request_id == 0) {
+    int code = realm_proto_error_code(rep->error);
+    const char *why = rep->error && rep->error->message ? rep->error->message : "";
+    if (code == REALM_E_SHUTTING_DOWN || code == REALM_E_UNAVAILABLE ||
+        code == REALM_E_VERSION) {
+      char msg[512];
+      realm_set_err(msg, sizeof msg, "%s: %s", realm_err_name(code), why);
+      worker_lost(r, msg);
+    } else {
+      realm_log_warn("worker notice", RLOG_ERR(code), RLOG_STR("detail", why));
+    }
+  } else if (r->step_in_flight && rep->request_id == r->step_wid) {
+    handle_step_reply(r, rep);
+  } else if (rep->body_case == REALM__V1__WORKER_REPLY__BODY_SESSION_CLOSED) {
+    /* nothing to do */
+  } else if (rep->body_case == REALM__V1__WORKER_REPLY__BODY_ERROR &&
+             realm_proto_error_code(rep->error) == REALM_E_UNAVAILABLE &&
+             !is_kv_cache_full(rep)) {
+    worker_lost(r, rep->error && rep->error->message ? rep->error->message : "unavailable");
+  } else {
+    /* A SessionOpened, or a refused SessionOpen — "KV cache full" included, which fails
+     * only its own request. */
+    handle_session_opened(r, rep);
+  }
+}
+
 static void drain_worker(struct runner *r) {
   for (int i = 0; i < DRAIN_BATCH && r->wk && (i == 0 || socket_readable(r->wk)); i++) {
     ProtobufCMessage *m = NULL;
@@ -1114,32 +1142,30 @@ static void drain_worker(struct runner *r) {
       return;
     }
     Realm__V1__WorkerReply *rep = (Realm__V1__WorkerReply *)m;
-    if (rep->request_id == 0) {
-      int code = realm_proto_error_code(rep->error);
-      const char *why = rep->error && rep->error->message ? rep->error->message : "";
-      if (code == REALM_E_SHUTTING_DOWN || code == REALM_E_UNAVAILABLE ||
-          code == REALM_E_VERSION) {
-        char msg[512];
-        realm_set_err(msg, sizeof msg, "%s: %s", realm_err_name(code), why);
-        worker_lost(r, msg);
-      } else {
-        realm_log_warn("worker notice", RLOG_ERR(code), RLOG_STR("detail", why));
-      }
-    } else if (r->step_in_flight && rep->request_id == r->step_wid) {
-      handle_step_reply(r, rep);
-    } else if (rep->body_case == REALM__V1__WORKER_REPLY__BODY_SESSION_CLOSED) {
-      /* nothing to do */
-    } else if (rep->body_case == REALM__V1__WORKER_REPLY__BODY_ERROR &&
-               realm_proto_error_code(rep->error) == REALM_E_UNAVAILABLE &&
-               !is_kv_cache_full(rep)) {
-      worker_lost(r, rep->error && rep->error->message ? rep->error->message : "unavailable");
-    } else {
-      /* A SessionOpened, or a refused SessionOpen — "KV cache full" included, which fails
-       * only its own request. */
-      handle_session_opened(r, rep);
-    }
+    /* A Step posted in the lane whose reply did not fit there comes this way. */
+    if (r->lane.busy && r->step_in_flight && rep->request_id == r->step_wid)
+      realm_lane_reply_elsewhere(&r->lane);
+    handle_worker_reply(r, rep);
     realm_frame_msg_free(m);
   }
+}
+
+/* Takes the Step reply waiting in the step lane, if any. */
+static void drain_lane(struct runner *r) {
+  if (!realm_lane_reply_ready(&r->lane)) return;
+  ProtobufCMessage *m = NULL;
+  char err[256];
+  int rc = realm_lane_take_reply(&r->lane, &realm__v1__worker_reply__descriptor, &m, err,
+                                 sizeof err);
+  if (rc < 0) {
+    worker_lost(r, err);
+    return;
+  }
+  Realm__V1__WorkerReply *rep = (Realm__V1__WorkerReply *)m;
+  /* The lane answers the Step it carried, whatever request_id a refusal names. */
+  if (r->step_in_flight) rep->request_id = r->step_wid;
+  handle_worker_reply(r, rep);
+  realm_frame_msg_free(m);
 }
 
 /* Builds and sends one Step naming every active request that has input. */
@@ -1304,13 +1330,14 @@ static void warm_idle(struct runner *r) {
  * REALM_E_SHUTTING_DOWN / REALM_E_SYSTEM when zmq_poll itself failed (a signal is not a
  * failure: EINTR returns 0 so the caller looks at its stop flag at once). */
 static int serve_once(struct runner *r, long poll_ms) {
-  zmq_pollitem_t items[3] = {
+  zmq_pollitem_t items[4] = {
       {.socket = r->gw, .events = ZMQ_POLLIN},
       {.socket = r->wk, .events = ZMQ_POLLIN},
       {.socket = r->mon, .events = ZMQ_POLLIN},
+      {.fd = r->lane.to_runner, .events = ZMQ_POLLIN},
   };
-  int n_items = r->wk ? 3 : 1;
-  int rc = zmq_poll(items, n_items, poll_ms);
+  int n_items = r->wk ? (realm_lane_on(&r->lane) ? 4 : 3) : 1;
+  int rc = realm_lane_reply_ready(&r->lane) ? 0 : zmq_poll(items, n_items, poll_ms);
   if (rc < 0) {
     if (zmq_errno() == EINTR) return REALM_OK;
     if (zmq_errno() == ETERM) return REALM_E_SHUTTING_DOWN;
@@ -1321,6 +1348,8 @@ static int serve_once(struct runner *r, long poll_ms) {
     if (r->wk) worker_lost(r, "the worker closed the connection");
   }
   if (r->wk && (items[1].revents & ZMQ_POLLIN)) drain_worker(r);
+  if (n_items == 4 && (items[3].revents & ZMQ_POLLIN)) realm_lane_clear(r->lane.to_runner);
+  drain_lane(r); /* after the clear: a reply put later rings again */
   if (items[0].revents & ZMQ_POLLIN) drain_gateway(r);
   check_deadlines(r);
   send_step(r);

@@ -28,6 +28,7 @@
 #include <stdint.h>
 
 #include "realm/ipc.h"
+#include "realm/lane.h"
 #include "realm/proto.h"
 #include "realm/shm.h"
 #include "runner.h"
@@ -102,6 +103,8 @@ struct runner {
   void *mon;                     /* PAIR receiving wk's disconnect events */
   unsigned mon_seq;              /* makes each monitor endpoint unique */
   realm_shm *shm;                /* NULL in inline mode */
+  realm_lane lane;               /* step lane in shm (docs/protocol.md §6.2); base NULL: none,
+                                    Steps go on wk */
   struct sandbox_module *module;
   struct runner_vocab *vocab;    /* NULL when no vocabulary was given */
   struct sandbox_host host;      /* callbacks of every instance; host.user = this runner */

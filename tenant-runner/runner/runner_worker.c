@@ -47,6 +47,7 @@ void runner_worker_close(struct runner *r) {
     realm_ipc_socket_close(r->wk);
     r->wk = NULL;
   }
+  realm_lane_detach(&r->lane);
   realm_shm_destroy(r->shm);
   r->shm = NULL;
   r->worker_up = false;
@@ -58,6 +59,11 @@ int runner_worker_send(struct runner *r, Realm__V1__WorkerRequest *req, char *er
     snprintf(err, errlen, "worker is not connected");
     return REALM_E_UNAVAILABLE;
   }
+  /* A Step takes the step lane when there is one and it is free; one that does not fit its
+   * slot goes on the socket like everything else. */
+  if (req->body_case == REALM__V1__WORKER_REQUEST__BODY_STEP && realm_lane_on(&r->lane) &&
+      !r->lane.busy && realm_lane_post(&r->lane, &req->base, err, errlen) == 0)
+    return REALM_OK;
   return realm_ipc_send(r->wk, NULL, REALM_FRAME_WORKER_REQUEST, &req->base, ZMQ_DONTWAIT, err,
                         errlen);
 }
@@ -116,7 +122,7 @@ static int open_dealer(struct runner *r, char *err, size_t errlen) {
 
 /* Fetches the memfd over the worker's seqpacket side socket (docs/protocol.md §6.1). */
 static int fetch_region(struct runner *r, const char *path, const ProtobufCBinaryData *token,
-                        uint64_t bytes, char *err, size_t errlen) {
+                        uint64_t bytes, uint64_t lane_offset, char *err, size_t errlen) {
   if (token->len != REALM_SHM_TOKEN_BYTES) {
     snprintf(err, errlen, "HelloReply.shm_token has %zu bytes, expected %d", token->len,
              REALM_SHM_TOKEN_BYTES);
@@ -147,20 +153,20 @@ static int fetch_region(struct runner *r, const char *path, const ProtobufCBinar
   uint8_t reply[16];
   size_t n = 0;
   if (rc == 0) rc = realm_fd_recv(s, &fd, reply, sizeof reply, &n, err, errlen);
-  close(s);
-  if (rc < 0) return rc;
-  if (fd < 0 || n != 8) {
+  if (rc == 0 && (fd < 0 || n != 8)) {
     if (fd >= 0) close(fd);
     snprintf(err, errlen, "shared-memory handshake: expected 8 bytes and an fd, got %zu bytes%s",
              n, fd < 0 ? " and no fd" : "");
-    return REALM_E_PROTOCOL;
+    rc = REALM_E_PROTOCOL;
   }
-  rc = realm_shm_from_fd(fd, bytes, true, &r->shm, err, errlen);
-  if (rc < 0) {
-    close(fd);
-    return rc;
+  if (rc == 0) {
+    rc = realm_shm_from_fd(fd, bytes, true, &r->shm, err, errlen);
+    if (rc < 0) close(fd);
   }
-  return REALM_OK;
+  /* The step lane's doorbells follow the region on the same socket. */
+  if (rc == 0 && lane_offset) rc = realm_lane_adopt(&r->lane, r->shm, lane_offset, s, err, errlen);
+  close(s);
+  return rc;
 }
 
 /* Takes the HelloReply's facts and lays out the shared region. */
@@ -197,7 +203,8 @@ static int adopt_hello(struct runner *r, const Realm__V1__HelloReply *h, char *e
   r->logits_off = r->tokens_bytes;
   uint32_t rows = r->max_batch_seqs;
   if (r->shm) {
-    uint64_t size = realm_shm_size(r->shm);
+    /* The step lane, when granted, follows the data: it is not ours to lay out. */
+    uint64_t size = realm_lane_on(&r->lane) ? h->step_lane_offset : realm_shm_size(r->shm);
     uint64_t fit = size > r->tokens_bytes ? (size - r->tokens_bytes) / r->row_bytes : 0;
     if (fit == 0) {
       snprintf(err, errlen, "shared region of %llu bytes cannot hold one logits row of %llu bytes "
@@ -225,6 +232,7 @@ static int hello_once(struct runner *r, int64_t attempt_ms, bool want_shm, char 
   hello.kv_quota_tokens = r->cfg.kv_quota;
   hello.wants_shm = want_shm && r->cfg.shm_bytes > 0;
   hello.shm_bytes = hello.wants_shm ? r->cfg.shm_bytes : 0;
+  hello.wants_step_lane = hello.wants_shm;
   Realm__V1__WorkerRequest req;
   realm__v1__worker_request__init(&req);
   uint64_t wid = r->next_wid++;
@@ -276,7 +284,7 @@ static int hello_once(struct runner *r, int64_t attempt_ms, bool want_shm, char 
     if (hello.wants_shm && h->shm_bytes > 0) {
       const char *path = r->cfg.worker_shm && r->cfg.worker_shm[0] ? r->cfg.worker_shm
                                                                    : h->shm_socket_path;
-      rc = fetch_region(r, path, &h->shm_token, h->shm_bytes, err, errlen);
+      rc = fetch_region(r, path, &h->shm_token, h->shm_bytes, h->step_lane_offset, err, errlen);
     }
     if (rc == REALM_OK) rc = adopt_hello(r, h, err, errlen);
     realm_frame_msg_free(m);

@@ -853,3 +853,164 @@ TEST(kv_blocks_are_zeroed_before_reuse) {
   kv_seq_close(kv, b);
   kv_cache_destroy(kv);
 }
+
+/* ---- the step lane (docs/protocol.md §6.2) ---- */
+
+/* A client whose Steps take the lane and one whose Steps take the socket interleave; both
+ * get the engine's logits, and only the lane client's Steps are counted as lane Steps. */
+TEST(step_lane_and_socket_clients_match_engine) {
+  struct fx f;
+  struct worker_config cfg;
+  fx_config(&f, &cfg);
+  CHECK_EQ_INT(fx_start(&f, &cfg), 0);
+  struct ref r;
+  CHECK_EQ_INT(ref_open(&r), 0);
+  struct wclient a, b;
+  CHECK_EQ_INT(wc_open_lane(&a, f.zctx, f.endpoint, "tenant-a", "r0", 1, 0, 1 << 20), 0);
+  CHECK_EQ_INT(wc_open(&b, f.zctx, f.endpoint, "tenant-b", "r0", 1, 0, 1 << 20), 0);
+  CHECK(a.lane.base != NULL);
+  CHECK(b.lane.base == NULL);
+  /* The lane follows the data the Hello granted. */
+  CHECK(a.lane.base == a.base + (1 << 20));
+  CHECK_EQ_INT(realm_shm_size(a.shm), (1 << 20) + REALM_LANE_BYTES);
+  uint32_t V = a.vocab;
+  uint64_t sa = wc_session_open(&a, 0, NULL), sb = wc_session_open(&b, 0, NULL);
+  CHECK(sa != 0 && sb != 0);
+  struct kv_seq *ra, *rb;
+  CHECK_EQ_INT(kv_seq_open(engine_kv(r.e), NULL, &ra), 0);
+  CHECK_EQ_INT(kv_seq_open(engine_kv(r.e), NULL, &rb), 0);
+  float *la = malloc(sizeof(float) * V), *lb = malloc(sizeof(float) * V),
+        *ea = malloc(sizeof(float) * V), *eb = malloc(sizeof(float) * V);
+  int32_t pa[] = {1, 403, 407, 261, 378}, pb[] = {1, 432, 383};
+  const int32_t *ta = pa, *tb = pb;
+  uint32_t na = 5, nb = 3;
+  int32_t da, db;
+  for (int round = 0; round < 4; round++) {
+    int ida = wc_send_step1(&a, sa, ta, na, 1, 0, 4096);
+    int idb = wc_send_step1(&b, sb, tb, nb, 1, 0, 4096);
+    CHECK(ida > 0 && idb > 0);
+    CHECK(a.lane.busy); /* a's Step went into the lane, not on the socket */
+    Realm__V1__WorkerReply *rpa = wc_recv_reply(&a, (uint64_t)ida);
+    Realm__V1__WorkerReply *rpb = wc_recv_reply(&b, (uint64_t)idb);
+    CHECK(!a.lane.busy);
+    CHECK_EQ_INT(wc_step_logits(&a, rpa, 4096, la), 0);
+    CHECK_EQ_INT(wc_step_logits(&b, rpb, 4096, lb), 0);
+    realm_frame_msg_free(&rpa->base);
+    realm_frame_msg_free(&rpb->base);
+    CHECK_EQ_INT(ref_step(&r, ra, ta, na, ea), 0);
+    CHECK_EQ_INT(ref_step(&r, rb, tb, nb, eb), 0);
+    CHECK_NEAR(realm_test_max_abs_diff(la, ea, V), 0, TOL);
+    CHECK_NEAR(realm_test_max_abs_diff(lb, eb, V), 0, TOL);
+    CHECK(realm_test_max_abs_diff(la, lb, V) > 1e-3);
+    da = 300 + round, db = 400 + round;
+    ta = &da, tb = &db, na = nb = 1;
+  }
+  Realm__V1__WorkerReply *sr = wc_stats(&b);
+  CHECK(sr && sr->body_case == REALM__V1__WORKER_REPLY__BODY_STATS);
+  CHECK_EQ_INT(sr->stats->lane_steps_total, 4);
+  realm_frame_msg_free(&sr->base);
+  kv_seq_close(engine_kv(r.e), ra);
+  kv_seq_close(engine_kv(r.e), rb);
+  free(la), free(lb), free(ea), free(eb);
+  wc_close(&a);
+  wc_close(&b);
+  ref_close(&r);
+  fx_stop(&f);
+}
+
+/* Posts raw bytes into the lane as a hostile runner would: len may lie, seq bumps. */
+static void lane_post_raw(struct wclient *c, const void *bytes, uint32_t n, uint32_t claimed_len) {
+  uint32_t *line = (uint32_t *)(void *)c->lane.base;
+  memcpy(c->lane.base + REALM_LANE_REQ_OFF, bytes, n);
+  __atomic_store_n(&line[1], claimed_len, __ATOMIC_RELAXED);
+  __atomic_store_n(&line[0], c->lane.seq + 1, __ATOMIC_RELEASE);
+  c->lane.seq++;
+  c->lane.busy = true;
+  uint64_t one = 1;
+  CHECK_EQ_INT(write(c->lane.to_worker, &one, sizeof one), 8);
+}
+
+/* What a hostile runner can put in its lane gets an error reply through the lane, and the
+ * worker goes on serving it and everyone else; a Step cannot aim its logits at the lane. */
+TEST(step_lane_refuses_garbage_and_non_steps) {
+  struct fx f;
+  struct worker_config cfg;
+  fx_config(&f, &cfg);
+  CHECK_EQ_INT(fx_start(&f, &cfg), 0);
+  struct wclient a, b;
+  CHECK_EQ_INT(wc_open_lane(&a, f.zctx, f.endpoint, "tenant-a", "r0", 1, 0, 1 << 20), 0);
+  CHECK_EQ_INT(wc_open_lane(&b, f.zctx, f.endpoint, "tenant-b", "r0", 1, 0, 1 << 20), 0);
+  CHECK(a.lane.base && b.lane.base);
+  /* 1. Not a frame at all. */
+  lane_post_raw(&a, "garbage!", 8, 8);
+  Realm__V1__WorkerReply *r = wc_recv(&a, 10000);
+  CHECK_EQ_INT(wc_reply_code(r), REALM_E_PROTOCOL);
+  CHECK(r && r->error && r->error->param && strcmp(r->error->param, "step_lane") == 0);
+  realm_frame_msg_free(r ? &r->base : NULL);
+  /* 2. A length beyond the slot: refused without reading past it. */
+  lane_post_raw(&a, "x", 1, REALM_LANE_REQ_CAP + 1);
+  r = wc_recv(&a, 10000);
+  CHECK_EQ_INT(wc_reply_code(r), REALM_E_TOO_LARGE);
+  realm_frame_msg_free(r ? &r->base : NULL);
+  /* 3. A well-formed request that is not a Step. */
+  Realm__V1__StatsRequest sq;
+  realm__v1__stats_request__init(&sq);
+  Realm__V1__WorkerRequest req;
+  realm__v1__worker_request__init(&req);
+  req.request_id = 77;
+  req.body_case = REALM__V1__WORKER_REQUEST__BODY_STATS;
+  req.stats = &sq;
+  char err[256];
+  CHECK_EQ_INT(realm_lane_post(&a.lane, &req.base, err, sizeof err), 0);
+  CHECK_EQ_INT(realm_lane_post(&a.lane, &req.base, err, sizeof err), REALM_E_UNAVAILABLE);
+  CHECK(expect_error(&a, 77, REALM_E_PROTOCOL));
+  /* 4. A Step whose logits would land in the lane itself: out of range, lane intact. */
+  uint64_t sa = wc_session_open(&a, 0, NULL);
+  CHECK(sa != 0);
+  int32_t t[] = {1, 5, 6};
+  int id = wc_send_step1(&a, sa, t, 3, 1, 0, 1 << 20);
+  r = wc_recv_reply(&a, (uint64_t)id);
+  float *row = malloc(sizeof(float) * a.vocab);
+  CHECK_EQ_INT(wc_step_logits(&a, r, 1 << 20, row), REALM_E_OUT_OF_RANGE);
+  free(row);
+  realm_frame_msg_free(r ? &r->base : NULL);
+  /* 5. Another connection's session through the lane: not found, never its data. */
+  uint64_t sb = wc_session_open(&b, 0, NULL);
+  CHECK(sb != 0);
+  id = wc_send_step1(&a, sb + (1ull << 32), t, 3, 1, 0, 4096);
+  r = wc_recv_reply(&a, (uint64_t)id);
+  CHECK(r && r->step && r->step->results[0]->error != NULL);
+  CHECK_EQ_INT(r && r->step ? realm_proto_error_code(r->step->results[0]->error) : 0,
+               REALM_E_NOT_FOUND);
+  realm_frame_msg_free(r ? &r->base : NULL);
+  /* Both still served, through their lanes. */
+  CHECK_EQ_INT(wc_step_one(&a, sa, t, 3), 0);
+  CHECK_EQ_INT(wc_step_one(&b, sb, t, 3), 0);
+  wc_close(&a);
+  wc_close(&b);
+  fx_stop(&f);
+}
+
+/* --step-lane false: a runner asking for a lane gets none and its Steps take the socket. */
+TEST(step_lane_off_falls_back_to_the_socket) {
+  struct fx f;
+  struct worker_config cfg;
+  fx_config(&f, &cfg);
+  cfg.step_lane = false;
+  cfg.spin_us = 0;
+  CHECK_EQ_INT(fx_start(&f, &cfg), 0);
+  struct wclient a;
+  CHECK_EQ_INT(wc_open_lane(&a, f.zctx, f.endpoint, "tenant-a", "r0", 1, 0, 1 << 20), 0);
+  CHECK(a.lane.base == NULL);
+  CHECK_EQ_INT(realm_shm_size(a.shm), 1 << 20);
+  uint64_t sa = wc_session_open(&a, 0, NULL);
+  int32_t t[] = {1, 5, 6};
+  CHECK_EQ_INT(wc_step_one(&a, sa, t, 3), 0);
+  Realm__V1__WorkerReply *sr = wc_stats(&a);
+  CHECK(sr && sr->body_case == REALM__V1__WORKER_REPLY__BODY_STATS);
+  CHECK_EQ_INT(sr ? sr->stats->lane_steps_total : 99, 0);
+  CHECK(sr && sr->stats->steps_total >= 1);
+  realm_frame_msg_free(sr ? &sr->base : NULL);
+  wc_close(&a);
+  fx_stop(&f);
+}

@@ -21,6 +21,7 @@
 #include <zmq.h>
 
 #include "realm/ipc.h"
+#include "realm/lane.h"
 #include "realm/proto.h"
 #include "realm/shm.h"
 
@@ -28,6 +29,8 @@ struct wclient {
   void *sock;
   realm_shm *shm;       /* NULL: inline mode */
   uint8_t *base;        /* shm data */
+  realm_lane lane;      /* step lane (wc_open_lane); base NULL: Steps go on the socket */
+  uint64_t lane_rid;    /* request id of the Step in the lane */
   uint64_t next_rid;
   uint64_t conn_id;
   uint32_t vocab, n_embd, n_layer, n_head, n_head_kv, n_ctx, n_ff;
@@ -64,23 +67,49 @@ static inline void wsite_clean(struct wsite *s) {
 
 #define WC_MAX_PAYLOAD ((size_t)REALM_MAX_FRAME_BYTES + REALM_MAX_INLINE_TENSOR_BYTES)
 
-/* Waits up to timeout_ms for one reply; returns it (free with realm_frame_msg_free) or NULL. */
-static inline Realm__V1__WorkerReply *wc_recv(struct wclient *c, int timeout_ms) {
-  zmq_pollitem_t it = {.socket = c->sock, .events = ZMQ_POLLIN};
-  if (zmq_poll(&it, 1, timeout_ms) <= 0) {
-    snprintf(c->err, sizeof c->err, "no reply within %d ms", timeout_ms);
+/* The reply waiting in the step lane, or NULL. */
+static inline Realm__V1__WorkerReply *wc_lane_reply(struct wclient *c) {
+  ProtobufCMessage *m = NULL;
+  if (realm_lane_take_reply(&c->lane, &realm__v1__worker_reply__descriptor, &m, c->err,
+                            sizeof c->err) < 0)
     return NULL;
+  return (Realm__V1__WorkerReply *)m;
+}
+
+/* Waits up to timeout_ms for one reply, from the socket or the step lane; returns it (free
+ * with realm_frame_msg_free) or NULL. */
+static inline Realm__V1__WorkerReply *wc_recv(struct wclient *c, int timeout_ms) {
+  zmq_pollitem_t it[2] = {{.socket = c->sock, .events = ZMQ_POLLIN},
+                          {.fd = c->lane.base ? c->lane.to_runner : -1, .events = ZMQ_POLLIN}};
+  for (int round = 0;; round++) {
+    if (realm_lane_reply_ready(&c->lane)) return wc_lane_reply(c);
+    /* Poll again after a doorbell: the socket may also have a message. A few rounds at most
+     * (each rung doorbell is cleared), so the wait stays bounded near timeout_ms. */
+    if (round > 4 || zmq_poll(it, c->lane.base ? 2 : 1, timeout_ms) <= 0) {
+      snprintf(c->err, sizeof c->err, "no reply within %d ms", timeout_ms);
+      return NULL;
+    }
+    if (c->lane.base && (it[1].revents & ZMQ_POLLIN)) realm_lane_clear(c->lane.to_runner);
+    if (it[0].revents & ZMQ_POLLIN) break;
   }
   ProtobufCMessage *m = NULL;
   int rc = realm_ipc_recv(c->sock, NULL, REALM_FRAME_WORKER_REPLY,
                           &realm__v1__worker_reply__descriptor, WC_MAX_PAYLOAD, 0, &m, c->err,
                           sizeof c->err);
-  return rc == 0 ? (Realm__V1__WorkerReply *)m : NULL;
+  if (rc < 0) return NULL;
+  Realm__V1__WorkerReply *r = (Realm__V1__WorkerReply *)m;
+  if (c->lane.busy && r->request_id == c->lane_rid) realm_lane_reply_elsewhere(&c->lane);
+  return r;
 }
 
 /* Sends req with a fresh request id (stored in req->request_id); returns 0 or an error. */
 static inline int wc_send(struct wclient *c, Realm__V1__WorkerRequest *req) {
   req->request_id = ++c->next_rid;
+  if (req->body_case == REALM__V1__WORKER_REQUEST__BODY_STEP && c->lane.base && !c->lane.busy &&
+      realm_lane_post(&c->lane, &req->base, c->err, sizeof c->err) == 0) {
+    c->lane_rid = req->request_id;
+    return 0;
+  }
   return realm_ipc_send(c->sock, NULL, REALM_FRAME_WORKER_REQUEST, &req->base, 0, c->err,
                         sizeof c->err);
 }
@@ -137,23 +166,30 @@ static inline int wc_fetch_shm(struct wclient *c, const Realm__V1__HelloReply *h
   uint8_t idb[8];
   size_t n = 0;
   if (rc == 0) rc = realm_fd_recv(fd, &mfd, idb, sizeof idb, &n, c->err, sizeof c->err);
-  close(fd);
-  if (rc < 0 || mfd < 0 || n != 8) return -1;
+  if (rc < 0 || mfd < 0 || n != 8) {
+    close(fd);
+    return -1;
+  }
   uint64_t id = 0;
   for (int i = 0; i < 8; i++) id |= (uint64_t)idb[i] << (8 * i);
-  if (id != hr->connection_id) return -1;
-  rc = realm_shm_from_fd(mfd, hr->shm_bytes, true, &c->shm, c->err, sizeof c->err);
-  if (rc < 0) {
+  if (id == hr->connection_id)
+    rc = realm_shm_from_fd(mfd, hr->shm_bytes, true, &c->shm, c->err, sizeof c->err);
+  if (id != hr->connection_id || rc < 0) {
     close(mfd);
-    return rc;
+    close(fd);
+    return -1;
   }
   c->base = realm_shm_data(c->shm);
-  return 0;
+  if (hr->step_lane_offset)
+    rc = realm_lane_adopt(&c->lane, c->shm, hr->step_lane_offset, fd, c->err, sizeof c->err);
+  close(fd);
+  return rc;
 }
 
-/* Connects, says Hello (shm_bytes 0 = inline mode) and fetches the region. */
-static inline int wc_open(struct wclient *c, void *zctx, const char *endpoint, const char *tenant,
-                   const char *replica, uint32_t weight, uint64_t quota, uint64_t shm_bytes) {
+/* wc_open with a choice of step lane (wants_step_lane in the Hello). */
+static inline int wc_open_ex(struct wclient *c, void *zctx, const char *endpoint,
+                             const char *tenant, const char *replica, uint32_t weight,
+                             uint64_t quota, uint64_t shm_bytes, bool lane) {
   memset(c, 0, sizeof *c);
   if (realm_ipc_socket_new(zctx, ZMQ_DEALER, WC_MAX_PAYLOAD, &c->sock, c->err, sizeof c->err) < 0)
     return -1;
@@ -166,6 +202,7 @@ static inline int wc_open(struct wclient *c, void *zctx, const char *endpoint, c
   h.kv_quota_tokens = quota;
   h.wants_shm = shm_bytes > 0;
   h.shm_bytes = shm_bytes;
+  h.wants_step_lane = lane;
   Realm__V1__WorkerRequest req;
   realm__v1__worker_request__init(&req);
   req.body_case = REALM__V1__WORKER_REQUEST__BODY_HELLO;
@@ -197,7 +234,22 @@ static inline int wc_open(struct wclient *c, void *zctx, const char *endpoint, c
   return rc;
 }
 
+/* Connects, says Hello (shm_bytes 0 = inline mode) and fetches the region; Steps go on the
+ * socket. */
+static inline int wc_open(struct wclient *c, void *zctx, const char *endpoint, const char *tenant,
+                   const char *replica, uint32_t weight, uint64_t quota, uint64_t shm_bytes) {
+  return wc_open_ex(c, zctx, endpoint, tenant, replica, weight, quota, shm_bytes, false);
+}
+
+/* The same, asking for a step lane: Steps then go through the region (docs/protocol.md §6.2). */
+static inline int wc_open_lane(struct wclient *c, void *zctx, const char *endpoint,
+                               const char *tenant, const char *replica, uint32_t weight,
+                               uint64_t quota, uint64_t shm_bytes) {
+  return wc_open_ex(c, zctx, endpoint, tenant, replica, weight, quota, shm_bytes, true);
+}
+
 static inline void wc_close(struct wclient *c) {
+  realm_lane_detach(&c->lane);
   realm_ipc_socket_close(c->sock);
   realm_shm_destroy(c->shm);
   memset(c, 0, sizeof *c);
