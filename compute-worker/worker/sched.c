@@ -443,6 +443,26 @@ static uint32_t rows_needed(const struct sched_entry *e, uint32_t *ret_first) {
   return end > first ? end - first : 0;
 }
 
+/* Where the engine may write the pass's logits itself: when the pass wants exactly one row
+ * per sequence (no all_logits) and those rows' destinations lie back to back in order — a
+ * runner's decode Step, whose logits rows are consecutive in its region — the engine writes
+ * them in place and the pass copies nothing (a row is 128 KB at a 32k vocabulary). Else
+ * NULL: the pass buffer, then a copy per row. */
+static float *direct_logits(struct worker_sched *s, uint32_t n, uint32_t V) {
+  float *base = NULL;
+  for (uint32_t i = 0; i < n; i++) {
+    const struct sched_entry *e = s->batch[i];
+    uint32_t first;
+    if (e->logits_private || rows_needed(e, &first) != 1 || first + 1 != e->n_tokens)
+      return NULL;
+    /* The row goes to e->logits + (first - (n_tokens - n_logits)) * V, the last one. */
+    float *dst = e->logits + (size_t)(e->n_logits - 1) * V;
+    if (i == 0) base = dst;
+    else if (dst != base + (size_t)i * V) return NULL;
+  }
+  return base;
+}
+
 void sched_run_pass(struct worker *w) {
   struct worker_sched *s = &w->sched;
   struct kv_cache *kv = engine_kv(w->engine);
@@ -508,12 +528,13 @@ void sched_run_pass(struct worker *w) {
       if (rows_needed(s->batch[i], &first) > 1) all_logits = 1;
     }
     struct engine_batch b = {.seqs = s->seqs, .n_seqs = n, .all_logits = all_logits};
+    float *direct = all_logits ? NULL : direct_logits(s, n, V);
     int rc;
     if (__atomic_exchange_n(&w->inject_failure, 0, __ATOMIC_ACQ_REL)) {
       snprintf(msg, sizeof msg, "injected backend failure (test)");
       rc = REALM_E_UNAVAILABLE;
     } else {
-      rc = engine_forward(w->engine, &b, s->logits, msg, sizeof msg);
+      rc = engine_forward(w->engine, &b, direct ? direct : s->logits, msg, sizeof msg);
     }
     if (rc == REALM_E_UNAVAILABLE) {
       /* The device is gone for good (llama.h): this pass's entries fail now, the loop fails
@@ -531,7 +552,7 @@ void sched_run_pass(struct worker *w) {
       for (uint32_t i = 0; i < n; i++) {
         struct sched_entry *e = s->batch[i];
         uint32_t first, cnt = rows_needed(e, &first);
-        for (uint32_t k = 0; k < cnt; k++) {
+        for (uint32_t k = 0; k < cnt && !direct; k++) {
           uint32_t j = first + k; /* token index within the entry */
           uint32_t src = all_logits ? row0 + (j - e->done) : i;
           memcpy(e->logits + (size_t)(j - (e->n_tokens - e->n_logits)) * V,

@@ -1014,3 +1014,66 @@ TEST(step_lane_off_falls_back_to_the_socket) {
   wc_close(&a);
   fx_stop(&f);
 }
+
+/* Three sequences in one Step: with rows back to back in order the engine writes them in
+ * place (sched.c direct_logits), in reverse order they are copied; either way each row is
+ * its own sequence's, as the engine computes it. */
+TEST(multi_entry_step_rows_land_where_asked) {
+  struct fx f;
+  struct worker_config cfg;
+  fx_config(&f, &cfg);
+  CHECK_EQ_INT(fx_start(&f, &cfg), 0);
+  struct ref r;
+  CHECK_EQ_INT(ref_open(&r), 0);
+  struct wclient a;
+  CHECK_EQ_INT(wc_open_lane(&a, f.zctx, f.endpoint, "tenant-a", "r0", 1, 0, 1 << 20), 0);
+  const uint32_t V = a.vocab, N = 3;
+  const uint64_t row = (uint64_t)V * sizeof(float), log0 = 4096;
+  uint64_t sid[3];
+  struct kv_seq *rs[3];
+  for (uint32_t k = 0; k < N; k++) {
+    sid[k] = wc_session_open(&a, 0, NULL);
+    CHECK(sid[k] != 0);
+    CHECK_EQ_INT(kv_seq_open(engine_kv(r.e), NULL, &rs[k]), 0);
+  }
+  float *want = malloc(sizeof(float) * V);
+  for (int pass = 0; pass < 2; pass++) {
+    Realm__V1__StepEntry e[3], *ep[3];
+    int32_t tok[3][2];
+    for (uint32_t k = 0; k < N; k++) {
+      /* pass 0: a 2-token prompt each; pass 1: one token each, rows reversed */
+      uint32_t n = pass == 0 ? 2 : 1;
+      tok[k][0] = 1 + 40 * (int32_t)k + pass, tok[k][1] = 7 + (int32_t)k;
+      memcpy(a.base + 64 * k, tok[k], sizeof(int32_t) * n);
+      realm__v1__step_entry__init(&e[k]);
+      e[k].session_id = sid[k];
+      e[k].n_tokens = n;
+      e[k].tokens_offset = 64 * k;
+      e[k].n_logits = 1;
+      e[k].logits_offset = log0 + row * (pass == 0 ? k : N - 1 - k);
+      ep[k] = &e[k];
+    }
+    Realm__V1__Step st;
+    realm__v1__step__init(&st);
+    st.n_entries = N;
+    st.entries = ep;
+    Realm__V1__WorkerRequest req;
+    realm__v1__worker_request__init(&req);
+    req.body_case = REALM__V1__WORKER_REQUEST__BODY_STEP;
+    req.step = &st;
+    Realm__V1__WorkerReply *rep = wc_call(&a, &req);
+    CHECK(rep && rep->body_case == REALM__V1__WORKER_REPLY__BODY_STEP);
+    for (uint32_t k = 0; rep && rep->step && k < N; k++) CHECK(rep->step->results[k]->error == NULL);
+    realm_frame_msg_free(rep ? &rep->base : NULL);
+    for (uint32_t k = 0; k < N; k++) {
+      CHECK_EQ_INT(ref_step(&r, rs[k], tok[k], pass == 0 ? 2 : 1, want), 0);
+      const float *got = (const float *)(a.base + e[k].logits_offset);
+      CHECK_NEAR(realm_test_max_abs_diff(got, want, V), 0, TOL);
+    }
+  }
+  for (uint32_t k = 0; k < N; k++) kv_seq_close(engine_kv(r.e), rs[k]);
+  free(want);
+  wc_close(&a);
+  ref_close(&r);
+  fx_stop(&f);
+}
