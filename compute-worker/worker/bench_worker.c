@@ -2,7 +2,7 @@
  * bench_worker.c — decode tokens/s through the worker socket vs the in-process engine, side by
  * side in one run (DESIGN.md §9: benchmarks print ratios, tests never time anything).
  *
- *   bench-worker MODEL.gguf [--threads N] [--steps N] [--prompt N] [--rounds N]
+ *   bench-worker MODEL.gguf [--threads N] [--steps N] [--prompt N] [--rounds N] [--spin-us N]
  *
  * For batch 1 and batch 8: the engine alone (engine_forward on B sequences, one token each,
  * after a short prompt) and the same through a realm-worker core running in this process on
@@ -157,18 +157,20 @@ static double median(const double *v, int n) {
 
 int main(int argc, char **argv) {
   if (argc < 2) {
-    fprintf(stderr, "usage: %s MODEL.gguf [--threads N] [--steps N] [--prompt N] [--rounds N]\n",
+    fprintf(stderr, "usage: %s MODEL.gguf [--threads N] [--steps N] [--prompt N] [--rounds N] "
+            "[--spin-us N]\n",
             argv[0]);
     return 2;
   }
   const char *path = argv[1];
-  int threads = 0, rounds = 7;
+  int threads = 0, rounds = 7, spin_us = -1;
   uint32_t S = 32, P = 8;
   for (int i = 2; i + 1 < argc; i += 2) {
     if (strcmp(argv[i], "--threads") == 0) threads = atoi(argv[i + 1]);
     else if (strcmp(argv[i], "--steps") == 0) S = (uint32_t)atoi(argv[i + 1]);
     else if (strcmp(argv[i], "--prompt") == 0) P = (uint32_t)atoi(argv[i + 1]);
     else if (strcmp(argv[i], "--rounds") == 0) rounds = atoi(argv[i + 1]);
+    else if (strcmp(argv[i], "--spin-us") == 0) spin_us = atoi(argv[i + 1]);
     else {
       fprintf(stderr, "bench: unknown option %s\n", argv[i]);
       return 2;
@@ -189,6 +191,7 @@ int main(int argc, char **argv) {
   cfg.model_path = path;
   cfg.listen = ep;
   cfg.threads = threads;
+  if (spin_us >= 0) cfg.spin_us = spin_us; /* else the worker's default */
   cfg.stats_interval_ms = 0;
   cfg.drain_ms = 0;
   cfg.drain_timeout_ms = 0; /* stop at once when the measurement is done */
