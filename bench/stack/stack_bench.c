@@ -569,14 +569,14 @@ static int cmd_isolation(int argc, char **argv) {
   for (int i = 0; i < P; i++) s.prompt[i] = 1 + (int32_t)(((uint32_t)i * 37u) % (s.vocab - 1));
   s.prompt[0] = 1; /* BOS, as the guest sends */
 
-  /* The runner's kind of context (SCHED_BATCH I/O threads, realm/ipc.h), so the socket mode
-   * is the runner's path without the guest. */
+  /* The runner's kind of context (SCHED_BATCH I/O threads, realm/ipc.h) and its step lane
+   * (docs/protocol.md §6.2), so the socket mode is the runner's path without the guest. */
   if (realm_ipc_ctx_new(&s.zctx, err, sizeof err) < 0) {
     fprintf(stderr, "stack_bench: %s\n", err);
     return 1;
   }
   size_t shm = (size_t)SB_MAX_TOKENS * 4 + 64 + (size_t)s.vocab * 4 + 4096;
-  if (wc_open(&s.wc, s.zctx, worker, "bench-socket", "0", 1, 0, shm) < 0) {
+  if (wc_open_lane(&s.wc, s.zctx, worker, "bench-socket", "0", 1, 0, shm) < 0) {
     fprintf(stderr, "stack_bench: worker %s: %s\n", worker, s.wc.err);
     return 1;
   }

@@ -124,7 +124,7 @@ struct runner {
   char arch[32];
   uint32_t max_batch_seqs, max_step_tokens, max_sessions;
 
-  /* Shared-region layout chosen by us (docs/protocol.md §6.2). */
+  /* Shared-region layout chosen by us (docs/protocol.md §6.3). */
   uint64_t tokens_off, tokens_bytes; /* token inputs, each entry 64-byte aligned */
   uint64_t logits_off, row_bytes;    /* logits rows, one per Step entry */
   uint32_t n_rows;                   /* rows that fit: entries per Step */
