@@ -177,10 +177,12 @@ TEST(jailed_worker_serves_connections_made_after_the_jail) {
   CHECK_EQ_INT(reference_logits(s.model, toks_b, 3, eb), 0);
   CHECK_NEAR(realm_test_max_abs_diff(la, ea, a.vocab), 0, TOL);
   CHECK_NEAR(realm_test_max_abs_diff(lb, eb, a.vocab), 0, TOL);
-  /* A third connection replacing the first (same replica): a second region handed over. */
+  /* A third connection replacing the first (same replica): a second region handed over, with
+   * a step lane this time: its eventfds and epoll registration are made inside the jail. */
   wc_close(&a);
-  CHECK_EQ_INT(wc_open(&a, z, s.ep, "tenant-a", "r0", 1, 0, 1 << 20), 0);
+  CHECK_EQ_INT(wc_open_lane(&a, z, s.ep, "tenant-a", "r0", 1, 0, 1 << 20), 0);
   CHECK(a.shm != NULL);
+  CHECK(a.lane.base != NULL);
   CHECK_EQ_INT(step_once(&a, toks_a, 4, la), 0);
   CHECK_NEAR(realm_test_max_abs_diff(la, ea, a.vocab), 0, TOL);
   wc_close(&a);
@@ -191,6 +193,7 @@ TEST(jailed_worker_serves_connections_made_after_the_jail) {
   if (st != 0) printf("# status %d, log:\n%s\n", st, c.out);
   CHECK_EQ_INT(st, 0); /* the drain and exit stay inside the jail too */
   CHECK_STR_CONTAINS(c.out, "worker stopped");
+  CHECK_STR_CONTAINS(c.out, "lane_steps_total=1");
   free(la), free(lb), free(ea), free(eb);
   wsite_clean(&s);
 }
