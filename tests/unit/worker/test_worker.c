@@ -56,6 +56,48 @@ static int ref_step(struct ref *r, struct kv_seq *seq, const int32_t *toks, uint
 
 /* ---- tests ---- */
 
+/* Four rounds of one Step from each of a and b — a prompt, then one decode token each,
+ * different per client — with a's logits at region offset 4096 and b's at b_log_off (0 for
+ * an inline client): every row must be the engine's for that client's own sequence. */
+static void interleave_two_clients(struct ref *r, struct wclient *a, struct wclient *b,
+                                   uint64_t b_log_off) {
+  uint32_t V = a->vocab;
+  uint64_t sa = wc_session_open(a, 0, NULL), sb = wc_session_open(b, 0, NULL);
+  CHECK(sa != 0 && sb != 0);
+  struct kv_seq *ra, *rb;
+  CHECK_EQ_INT(kv_seq_open(engine_kv(r->e), NULL, &ra), 0);
+  CHECK_EQ_INT(kv_seq_open(engine_kv(r->e), NULL, &rb), 0);
+  float *la = malloc(sizeof(float) * V), *lb = malloc(sizeof(float) * V),
+        *ea = malloc(sizeof(float) * V), *eb = malloc(sizeof(float) * V);
+  int32_t pa[] = {1, 403, 407, 261, 378}, pb[] = {1, 432, 383};
+  const int32_t *ta = pa, *tb = pb;
+  uint32_t na = 5, nb = 3;
+  int32_t da, db;
+  for (int round = 0; round < 4; round++) {
+    int ida = wc_send_step1(a, sa, ta, na, 1, 0, 4096);
+    int idb = wc_send_step1(b, sb, tb, nb, 1, 0, b_log_off);
+    CHECK(ida > 0 && idb > 0);
+    Realm__V1__WorkerReply *rpa = wc_recv_reply(a, (uint64_t)ida);
+    Realm__V1__WorkerReply *rpb = wc_recv_reply(b, (uint64_t)idb);
+    CHECK_EQ_INT(wc_step_logits(a, rpa, 4096, la), 0);
+    CHECK_EQ_INT(wc_step_logits(b, rpb, b_log_off, lb), 0);
+    CHECK_EQ_INT(rpa->step->results[0]->n_past, kv_seq_len(ra) + na);
+    realm_frame_msg_free(&rpa->base);
+    realm_frame_msg_free(&rpb->base);
+    CHECK_EQ_INT(ref_step(r, ra, ta, na, ea), 0);
+    CHECK_EQ_INT(ref_step(r, rb, tb, nb, eb), 0);
+    CHECK_NEAR(realm_test_max_abs_diff(la, ea, V), 0, TOL);
+    CHECK_NEAR(realm_test_max_abs_diff(lb, eb, V), 0, TOL);
+    /* The two clients' logits differ: nobody got the other's row. */
+    CHECK(realm_test_max_abs_diff(la, lb, V) > 1e-3);
+    da = 300 + round, db = 400 + round;
+    ta = &da, tb = &db, na = nb = 1;
+  }
+  kv_seq_close(engine_kv(r->e), ra);
+  kv_seq_close(engine_kv(r->e), rb);
+  free(la), free(lb), free(ea), free(eb);
+}
+
 TEST(two_tenants_interleaved_logits_match_engine) {
   struct fx f;
   struct worker_config cfg;
@@ -69,39 +111,7 @@ TEST(two_tenants_interleaved_logits_match_engine) {
   CHECK_EQ_INT(wc_open(&b, f.zctx, f.endpoint, "tenant-b", "r0", 1, 0, 0), 0);
   CHECK(a.shm != NULL);
   CHECK(b.shm == NULL);
-  uint32_t V = a.vocab;
-  uint64_t sa = wc_session_open(&a, 0, NULL), sb = wc_session_open(&b, 0, NULL);
-  CHECK(sa != 0 && sb != 0);
-  struct kv_seq *ra, *rb;
-  CHECK_EQ_INT(kv_seq_open(engine_kv(r.e), NULL, &ra), 0);
-  CHECK_EQ_INT(kv_seq_open(engine_kv(r.e), NULL, &rb), 0);
-  float *la = malloc(sizeof(float) * V), *lb = malloc(sizeof(float) * V),
-        *ea = malloc(sizeof(float) * V), *eb = malloc(sizeof(float) * V);
-  int32_t pa[] = {1, 403, 407, 261, 378}, pb[] = {1, 432, 383};
-  const int32_t *ta = pa, *tb = pb;
-  uint32_t na = 5, nb = 3;
-  int32_t da, db;
-  for (int round = 0; round < 4; round++) {
-    int ida = wc_send_step1(&a, sa, ta, na, 1, 0, 4096);
-    int idb = wc_send_step1(&b, sb, tb, nb, 1, 0, 0);
-    CHECK(ida > 0 && idb > 0);
-    Realm__V1__WorkerReply *rpa = wc_recv_reply(&a, (uint64_t)ida);
-    Realm__V1__WorkerReply *rpb = wc_recv_reply(&b, (uint64_t)idb);
-    CHECK_EQ_INT(wc_step_logits(&a, rpa, 4096, la), 0);
-    CHECK_EQ_INT(wc_step_logits(&b, rpb, 0, lb), 0);
-    CHECK_EQ_INT(rpa->step->results[0]->n_past, kv_seq_len(ra) + na);
-    realm_frame_msg_free(&rpa->base);
-    realm_frame_msg_free(&rpb->base);
-    CHECK_EQ_INT(ref_step(&r, ra, ta, na, ea), 0);
-    CHECK_EQ_INT(ref_step(&r, rb, tb, nb, eb), 0);
-    CHECK_NEAR(realm_test_max_abs_diff(la, ea, V), 0, TOL);
-    CHECK_NEAR(realm_test_max_abs_diff(lb, eb, V), 0, TOL);
-    /* The two tenants' logits differ: nobody got the other's row. */
-    CHECK(realm_test_max_abs_diff(la, lb, V) > 1e-3);
-    /* next: one decode token each (fixed, different per tenant) */
-    da = 300 + round, db = 400 + round;
-    ta = &da, tb = &db, na = nb = 1;
-  }
+  interleave_two_clients(&r, &a, &b, 0);
   /* Stats: one row, our own tenant, with tokens counted. */
   Realm__V1__WorkerReply *sr = wc_stats(&b);
   CHECK(sr && sr->body_case == REALM__V1__WORKER_REPLY__BODY_STATS);
@@ -111,9 +121,6 @@ TEST(two_tenants_interleaved_logits_match_engine) {
   CHECK_EQ_INT(sr->stats->tokens_total, 5 + 3 + 3 + 3);
   CHECK(sr->stats->steps_total >= 1 && sr->stats->steps_total <= 8);
   realm_frame_msg_free(&sr->base);
-  kv_seq_close(engine_kv(r.e), ra);
-  kv_seq_close(engine_kv(r.e), rb);
-  free(la), free(lb), free(ea), free(eb);
   wc_close(&a);
   wc_close(&b);
   ref_close(&r);
@@ -873,45 +880,12 @@ TEST(step_lane_and_socket_clients_match_engine) {
   /* The lane follows the data the Hello granted. */
   CHECK(a.lane.base == a.base + (1 << 20));
   CHECK_EQ_INT(realm_shm_size(a.shm), (1 << 20) + REALM_LANE_BYTES);
-  uint32_t V = a.vocab;
-  uint64_t sa = wc_session_open(&a, 0, NULL), sb = wc_session_open(&b, 0, NULL);
-  CHECK(sa != 0 && sb != 0);
-  struct kv_seq *ra, *rb;
-  CHECK_EQ_INT(kv_seq_open(engine_kv(r.e), NULL, &ra), 0);
-  CHECK_EQ_INT(kv_seq_open(engine_kv(r.e), NULL, &rb), 0);
-  float *la = malloc(sizeof(float) * V), *lb = malloc(sizeof(float) * V),
-        *ea = malloc(sizeof(float) * V), *eb = malloc(sizeof(float) * V);
-  int32_t pa[] = {1, 403, 407, 261, 378}, pb[] = {1, 432, 383};
-  const int32_t *ta = pa, *tb = pb;
-  uint32_t na = 5, nb = 3;
-  int32_t da, db;
-  for (int round = 0; round < 4; round++) {
-    int ida = wc_send_step1(&a, sa, ta, na, 1, 0, 4096);
-    int idb = wc_send_step1(&b, sb, tb, nb, 1, 0, 4096);
-    CHECK(ida > 0 && idb > 0);
-    CHECK(a.lane.busy); /* a's Step went into the lane, not on the socket */
-    Realm__V1__WorkerReply *rpa = wc_recv_reply(&a, (uint64_t)ida);
-    Realm__V1__WorkerReply *rpb = wc_recv_reply(&b, (uint64_t)idb);
-    CHECK(!a.lane.busy);
-    CHECK_EQ_INT(wc_step_logits(&a, rpa, 4096, la), 0);
-    CHECK_EQ_INT(wc_step_logits(&b, rpb, 4096, lb), 0);
-    realm_frame_msg_free(&rpa->base);
-    realm_frame_msg_free(&rpb->base);
-    CHECK_EQ_INT(ref_step(&r, ra, ta, na, ea), 0);
-    CHECK_EQ_INT(ref_step(&r, rb, tb, nb, eb), 0);
-    CHECK_NEAR(realm_test_max_abs_diff(la, ea, V), 0, TOL);
-    CHECK_NEAR(realm_test_max_abs_diff(lb, eb, V), 0, TOL);
-    CHECK(realm_test_max_abs_diff(la, lb, V) > 1e-3);
-    da = 300 + round, db = 400 + round;
-    ta = &da, tb = &db, na = nb = 1;
-  }
+  interleave_two_clients(&r, &a, &b, 4096);
+  CHECK(!a.lane.busy);
   Realm__V1__WorkerReply *sr = wc_stats(&b);
   CHECK(sr && sr->body_case == REALM__V1__WORKER_REPLY__BODY_STATS);
   CHECK_EQ_INT(sr->stats->lane_steps_total, 4);
   realm_frame_msg_free(&sr->base);
-  kv_seq_close(engine_kv(r.e), ra);
-  kv_seq_close(engine_kv(r.e), rb);
-  free(la), free(lb), free(ea), free(eb);
   wc_close(&a);
   wc_close(&b);
   ref_close(&r);
