@@ -87,14 +87,13 @@ void realm_lane_clear(int efd) {
 }
 
 /* Frames msg into a slot and publishes it under seq. */
-static int put(realm_lane *l, struct lane_line *line, uint8_t *slot, size_t cap, unsigned kind,
+static int put(struct lane_line *line, uint8_t *slot, size_t cap, unsigned kind,
                const ProtobufCMessage *msg, uint32_t seq, char *err, size_t errlen) {
   size_t len = 0;
   int rc = realm_frame_encode(kind, msg, slot, cap, &len, err, errlen);
   if (rc < 0) return rc;
   __atomic_store_n(&line->len, (uint32_t)len, __ATOMIC_RELAXED);
   __atomic_store_n(&line->seq, seq, __ATOMIC_RELEASE);
-  (void)l;
   return 0;
 }
 
@@ -114,7 +113,7 @@ int realm_lane_post(realm_lane *l, const ProtobufCMessage *msg, char *err, size_
   if (!realm_lane_on(l)) return realm_fail(REALM_E_UNAVAILABLE, err, errlen, "no step lane");
   if (l->busy)
     return realm_fail(REALM_E_UNAVAILABLE, err, errlen, "step lane: a request is outstanding");
-  int rc = put(l, REQ_LINE(l), l->base + REALM_LANE_REQ_OFF, REALM_LANE_REQ_CAP,
+  int rc = put(REQ_LINE(l), l->base + REALM_LANE_REQ_OFF, REALM_LANE_REQ_CAP,
                REALM_FRAME_WORKER_REQUEST, msg, l->seq + 1, err, errlen);
   if (rc < 0) return rc;
   l->seq++;
@@ -154,7 +153,7 @@ int realm_lane_put_reply(realm_lane *l, const ProtobufCMessage *msg, char *err, 
   if (!realm_lane_on(l) || !l->busy)
     return realm_fail(REALM_E_INVALID_ARGUMENT, err, errlen, "step lane: no request to answer");
   l->busy = false;
-  int rc = put(l, REP_LINE(l), l->base + REALM_LANE_REP_OFF, REALM_LANE_REP_CAP,
+  int rc = put(REP_LINE(l), l->base + REALM_LANE_REP_OFF, REALM_LANE_REP_CAP,
                REALM_FRAME_WORKER_REPLY, msg, l->seq, err, errlen);
   if (rc < 0) return rc;
   ring(l->to_runner);

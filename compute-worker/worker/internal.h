@@ -286,7 +286,7 @@ void lane_clear_doorbells(struct worker *w);
 /* True when reply answers the Step c took from its lane: lane_reply must carry it. */
 bool lane_owns_reply(const struct worker_conn *c, const Realm__V1__WorkerReply *reply);
 /* Puts reply in c's lane; false when it did not fit (send it on the ROUTER instead). */
-bool lane_reply(struct worker *w, struct worker_conn *c, Realm__V1__WorkerReply *reply);
+bool lane_reply(struct worker_conn *c, Realm__V1__WorkerReply *reply);
 /* After a pass: spins until `until` (ns) for a lane request or a ROUTER message, so the next
  * Step of a decoding runner costs no wake-up (--spin-us). True when something arrived. */
 bool lane_spin(struct worker *w, void *router, int64_t until);

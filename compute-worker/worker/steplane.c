@@ -82,17 +82,12 @@ void lane_clear_doorbells(struct worker *w) {
   }
 }
 
-/* Answers the lane's taken request directly (invariant 1): it has no usable request_id. */
+/* Answers the lane's taken request with an error (invariant 1), through the one error path:
+ * worker_send_reply sees lane_rid and puts it in the lane. */
 static void lane_refuse(struct worker *w, struct worker_conn *c, uint64_t request_id, int code,
                         const char *message) {
-  Realm__V1__Error e;
-  realm_proto_error_set(&e, code, message, "step_lane");
-  Realm__V1__WorkerReply reply;
-  realm__v1__worker_reply__init(&reply);
-  reply.request_id = request_id;
-  reply.body_case = REALM__V1__WORKER_REPLY__BODY_ERROR;
-  reply.error = &e;
-  if (!lane_reply(w, c, &reply)) worker_send_reply(w, &c->peer, &reply);
+  c->lane_rid = request_id;
+  worker_reply_error(w, &c->peer, request_id, code, message, "step_lane");
 }
 
 uint32_t lane_poll(struct worker *w) {
@@ -132,7 +127,7 @@ bool lane_owns_reply(const struct worker_conn *c, const Realm__V1__WorkerReply *
   return realm_lane_on(&c->lane) && c->lane.busy && reply->request_id == c->lane_rid;
 }
 
-bool lane_reply(struct worker *w, struct worker_conn *c, Realm__V1__WorkerReply *reply) {
+bool lane_reply(struct worker_conn *c, Realm__V1__WorkerReply *reply) {
   char err[256];
   int rc = realm_lane_put_reply(&c->lane, &reply->base, err, sizeof err);
   c->lane_rid = 0;
@@ -141,7 +136,6 @@ bool lane_reply(struct worker *w, struct worker_conn *c, Realm__V1__WorkerReply 
    * again and the runner also takes its Step's reply from the socket. */
   realm_log_debug("step reply sent on the socket", RLOG_ERR(rc), RLOG_STR("detail", err),
                   RLOG_UINT("conn", c->id));
-  (void)w;
   return false;
 }
 

@@ -116,7 +116,7 @@ void worker_send_reply(struct worker *w, const realm_ipc_peer *to, Realm__V1__Wo
   /* DONTWAIT: a runner that stops reading its replies must not stall every other tenant. */
   struct worker_conn *c = conn_find(w, to);
   if (c && c->dead) return;
-  if (c && lane_owns_reply(c, reply) && lane_reply(w, c, reply)) return;
+  if (c && lane_owns_reply(c, reply) && lane_reply(c, reply)) return;
   int rc = realm_ipc_send(w->router, to, REALM_FRAME_WORKER_REPLY, &reply->base, ZMQ_DONTWAIT,
                           err, sizeof err);
   if (rc == 0) return;
