@@ -5,8 +5,19 @@
  * bumps `generation` and wakes the workers. A worker that sees a new generation takes chunks
  * with fetch_add on `next` until none remain, then decrements `pending`; the last one wakes
  * the caller. The caller works on chunks too, then waits for pending == 0. Waiting is a
- * bounded spin (ENGINE_SPIN_ITERS pause instructions) followed by a futex wait, so no thread
- * spins forever.
+ * bounded spin followed by a futex wait, so no thread spins forever.
+ *
+ * The spin is measured in time, not iterations, and has two parts:
+ *  - ENGINE_SPIN_PURE_NS of PAUSE: the gaps between the parallel loops of one forward pass
+ *    are microseconds, and a sleeping thread costs ~50-100 µs to wake on a VM whose idle
+ *    vCPUs halt.
+ *  - up to ENGINE_SPIN_NS in all, calling sched_yield between checks: this outlasts the gap
+ *    between two forward passes of a decode loop (the sampler, and through realm-worker a
+ *    round trip to the runner: 0.1-0.4 ms at batch 8 on the reference VM), so the next pass
+ *    does not start by waking every helper, while a runner woken onto this CPU to sample
+ *    runs at once instead of waiting for the spinner's time slice to end. Measured in
+ *    docs/worker.md#benchmark. The first version spun 4000 PAUSEs, meant as 0.1-0.5 ms: a
+ *    PAUSE is 10 ns on this VM's cores, so that was 44 µs and every pass paid the wake-ups.
  *
  * Why futexes and not condition variables: the blocking waits are on the very atomics the
  * protocol already uses (generation, pending). FUTEX_WAIT only sleeps while the word still
@@ -20,14 +31,18 @@
 #include <limits.h>
 #include <linux/futex.h>
 #include <pthread.h>
+#include <sched.h>
+#include <stdbool.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <sys/syscall.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "realm/error.h"
 
-#define ENGINE_SPIN_ITERS 4000 /* ~0.1-0.5 ms of pause instructions */
+#define ENGINE_SPIN_PURE_NS 50000 /* PAUSE only (see the top of the file) */
+#define ENGINE_SPIN_NS 500000     /* then sched_yield between checks, up to this in all */
 
 struct engine_threadpool {
   int n_threads; /* including the caller */
@@ -52,6 +67,28 @@ static inline void cpu_relax(void) {
 #if defined(__x86_64__) || defined(__i386__)
   __builtin_ia32_pause();
 #endif
+}
+
+static int64_t now_ns(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+/* One step of a bounded wait: false once ENGINE_SPIN_NS have passed since the wait began
+ * (*START 0 on the first call). Reads the clock every 64th step only. */
+static bool spin_step(int64_t *start, unsigned i) {
+  if (i % 64) {
+    cpu_relax();
+    return true;
+  }
+  int64_t t = now_ns();
+  if (*start == 0) *start = t;
+  int64_t spent = t - *start;
+  if (spent >= ENGINE_SPIN_NS) return false;
+  if (spent >= ENGINE_SPIN_PURE_NS) sched_yield();
+  else cpu_relax();
+  return true;
 }
 
 /* Sleeps while *WORD == EXPECTED (returns at once otherwise, or on a wake/signal). */
@@ -86,10 +123,11 @@ static void *worker_main(void *arg) {
   unsigned seen = 0;
   for (;;) {
     unsigned g = seen;
-    for (int i = 0; i < ENGINE_SPIN_ITERS; i++) {
+    int64_t start = 0;
+    for (unsigned i = 0;; i++) {
       g = atomic_load_explicit(&p->generation, memory_order_acquire);
       if (g != seen || atomic_load_explicit(&p->stop, memory_order_relaxed)) break;
-      cpu_relax();
+      if (!spin_step(&start, i)) break;
     }
     while (g == seen && !atomic_load(&p->stop)) {
       futex_wait_u32(&p->generation, seen);
@@ -171,9 +209,10 @@ void engine_threadpool_run(struct engine_threadpool *p, int64_t n, int64_t chunk
   atomic_fetch_add_explicit(&p->generation, 1, memory_order_release);
   futex_wake_all(&p->generation);
   work_chunks(p, 0);
-  for (int i = 0; i < ENGINE_SPIN_ITERS; i++) {
+  int64_t start = 0;
+  for (unsigned i = 0;; i++) {
     if (atomic_load_explicit(&p->pending, memory_order_acquire) == 0) return;
-    cpu_relax();
+    if (!spin_step(&start, i)) break;
   }
   int left;
   while ((left = atomic_load_explicit(&p->pending, memory_order_acquire)) != 0)

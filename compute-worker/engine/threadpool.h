@@ -2,9 +2,10 @@
  * threadpool.h — persistent worker threads and a parallel-for over index ranges.
  *
  * The forward pass issues a few hundred parallel loops per step; creating threads per loop
- * would cost more than small matmuls. Workers live as long as the pool, spin briefly on an
- * atomic generation counter after each job (a decode step's loops come microseconds apart),
- * then block on a condition variable so an idle engine burns no CPU.
+ * would cost more than small matmuls. Workers live as long as the pool, spin on an atomic
+ * generation counter after each job (a decode step's loops come microseconds apart, and its
+ * next step a sampling round trip later), then sleep on a futex so an idle engine burns no
+ * CPU after half a millisecond (threadpool.c).
  * The calling thread takes part in every job, so a pool of N threads has N-1 workers.
  * One job at a time: engine_threadpool_run() is not reentrant and must be called from one
  * thread.
