@@ -50,7 +50,7 @@ int worker_options_parse(int argc, char *const *argv, struct worker_config *cfg,
        "how long a Step waits for other runners' Steps to share its forward pass", &window_us},
       {"batch-eager", "REALM_WORKER_BATCH_EAGER", REALM_OPT_BOOL, "true", 0, 0,
        "skip the window when every connection with sessions has a Step queued", &eager},
-      {"spin-us", "REALM_WORKER_SPIN_US", REALM_OPT_INT64, "300", 0, 100000,
+      {"spin-us", "REALM_WORKER_SPIN_US", REALM_OPT_INT64, "500", 0, 100000,
        "after a forward pass, how long to spin for the next Step before sleeping: a runner's "
        "next Step then costs no wake-up (0: never spin)", &spin_us},
       {"step-lane", "REALM_WORKER_STEP_LANE", REALM_OPT_BOOL, "true", 0, 0,

@@ -20,6 +20,7 @@
  *  4. The lane is read only through realm_lane_take_request, which copies it out first.
  */
 #include <errno.h>
+#include <sched.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/epoll.h>
@@ -28,12 +29,6 @@
 
 #include "internal.h"
 #include "realm/log.h"
-
-static inline void cpu_relax(void) {
-#if defined(__x86_64__) || defined(__i386__)
-  for (int i = 0; i < 32; i++) __builtin_ia32_pause();
-#endif
-}
 
 int lane_init(struct worker *w, char *err, size_t errlen) {
   w->lane_epoll = epoll_create1(EPOLL_CLOEXEC);
@@ -139,12 +134,16 @@ bool lane_reply(struct worker_conn *c, Realm__V1__WorkerReply *reply) {
   return false;
 }
 
+/* Yields between checks rather than pausing: the runner this pass just answered was most
+ * likely woken onto this very CPU (the engine's helpers keep the others busy for a while,
+ * threadpool.c), and a spinner that does not yield keeps it off the CPU until the spinner's
+ * time slice ends, which on Linux's EEVDF can be the whole spin. */
 bool lane_spin(struct worker *w, void *router, int64_t until) {
   zmq_pollitem_t it = {.socket = router, .events = ZMQ_POLLIN};
   for (;;) {
     if (lane_poll(w) > 0) return true;
     if (zmq_poll(&it, 1, 0) > 0) return true;
     if (worker_now_ns() >= until) return false;
-    cpu_relax();
+    sched_yield();
   }
 }

@@ -54,7 +54,7 @@ void worker_config_defaults(struct worker_config *cfg) {
   cfg->kv_block_tokens = 16;
   cfg->batch_window_us = 300;
   cfg->batch_eager = true;
-  cfg->spin_us = 300;
+  cfg->spin_us = 500;
   cfg->step_lane = true;
   cfg->batch_tokens = 512;
   cfg->max_step_tokens = 4096;
