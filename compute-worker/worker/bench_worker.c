@@ -3,6 +3,7 @@
  * side in one run (DESIGN.md §9: benchmarks print ratios, tests never time anything).
  *
  *   bench-worker MODEL.gguf [--threads N] [--steps N] [--prompt N] [--rounds N] [--spin-us N]
+ *                           [--batch 1|8]
  *
  * For batch 1 and batch 8: the engine alone (engine_forward on B sequences, one token each,
  * after a short prompt) and the same through a realm-worker core running in this process on
@@ -12,11 +13,16 @@
  *
  * The "engine" side calls the worker's own engine (same weights in memory, same KV pool)
  * directly, so the difference is exactly what the socket, the scheduler and the shared
- * region add. The three are measured in rotating order round by round, each round a fresh set of sequences with the same prompt and step count. On a shared machine the speed drifts by several percent within
- * seconds; measuring the two one after the other once (as the first version did) turned that
- * drift into the "overhead". Printed per batch size: every round's pair and ratio, then the
- * medians and the per-step time the socket adds (median of the rounds' differences).
+ * region add. The three are measured in rotating order round by round, each round a fresh set
+ * of sequences with the same prompt and step count. On a shared machine the speed drifts by
+ * several percent within seconds and single rounds swing by ±15 %; measuring the two one
+ * after the other once (as the first version did) turned that drift into the "overhead".
+ * Hence the defaults: many short rounds (31 of 8 decode steps, every step counted), so a
+ * round's three sides run within ~0.2 s of each other and the median has 31 pairs to stand
+ * on. Printed per batch size: every round's three and ratios, then the medians and the
+ * per-step time each transport adds (median of the rounds' differences).
  */
+#include <math.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -35,11 +41,22 @@ static double now_s(void) {
   return ts.tv_sec + ts.tv_nsec * 1e-9;
 }
 
+/* Greedy sampling, the same on all sides. Two passes, the maximum in eight independent lanes,
+ * then its first index: the obvious one-pass loop (if v[i] > v[best]) chains every iteration
+ * through a load of v[best] and took 0.8 ms for 8 rows of 32000, a tenth of a batch-8 step,
+ * which made the benchmark measure that loop as much as the worker. */
 static int argmax(const float *v, uint32_t n) {
-  int b = 0;
-  for (uint32_t i = 1; i < n; i++)
-    if (v[i] > v[b]) b = (int)i;
-  return b;
+  float m[8];
+  for (int k = 0; k < 8; k++) m[k] = -INFINITY;
+  uint32_t i = 0;
+  for (; i + 8 <= n; i += 8)
+    for (int k = 0; k < 8; k++) m[k] = v[i + k] > m[k] ? v[i + k] : m[k];
+  float best = m[0];
+  for (int k = 1; k < 8; k++) best = m[k] > best ? m[k] : best;
+  for (; i < n; i++) best = v[i] > best ? v[i] : best;
+  for (i = 0; i < n; i++)
+    if (v[i] == best) return (int)i;
+  return 0; /* every value NaN */
 }
 
 static void die(const char *what, const char *err) {
@@ -158,26 +175,29 @@ static double median(const double *v, int n) {
 int main(int argc, char **argv) {
   if (argc < 2) {
     fprintf(stderr, "usage: %s MODEL.gguf [--threads N] [--steps N] [--prompt N] [--rounds N] "
-            "[--spin-us N]\n",
+            "[--spin-us N] [--batch 1|8]\n",
             argv[0]);
     return 2;
   }
   const char *path = argv[1];
-  int threads = 0, rounds = 7, spin_us = -1;
-  uint32_t S = 32, P = 8;
+  int threads = 0, rounds = 31, spin_us = -1, only_batch = 0;
+  uint32_t S = 8, P = 8;
   for (int i = 2; i + 1 < argc; i += 2) {
     if (strcmp(argv[i], "--threads") == 0) threads = atoi(argv[i + 1]);
     else if (strcmp(argv[i], "--steps") == 0) S = (uint32_t)atoi(argv[i + 1]);
     else if (strcmp(argv[i], "--prompt") == 0) P = (uint32_t)atoi(argv[i + 1]);
     else if (strcmp(argv[i], "--rounds") == 0) rounds = atoi(argv[i + 1]);
     else if (strcmp(argv[i], "--spin-us") == 0) spin_us = atoi(argv[i + 1]);
+    else if (strcmp(argv[i], "--batch") == 0) only_batch = atoi(argv[i + 1]);
     else {
       fprintf(stderr, "bench: unknown option %s\n", argv[i]);
       return 2;
     }
   }
-  if (P < 1 || P > 64 || S < 1 || S > 100000 || rounds < 1 || rounds > 64) {
-    fprintf(stderr, "bench: --prompt must be 1..64, --steps 1..100000, --rounds 1..64\n");
+  if (P < 1 || P > 64 || S < 1 || S > 100000 || rounds < 1 || rounds > 64 ||
+      (only_batch != 0 && only_batch != 1 && only_batch != 8)) {
+    fprintf(stderr, "bench: --prompt must be 1..64, --steps 1..100000, --rounds 1..64, "
+            "--batch 1 or 8\n");
     return 2;
   }
   realm_log_init("bench-worker", REALM_LOG_WARN, REALM_LOG_TEXT);
@@ -219,6 +239,7 @@ int main(int argc, char **argv) {
   double summary[2][7];
   for (int k = 0; k < 2; k++) {
     uint32_t B = batches[k];
+    if (only_batch && (uint32_t)only_batch != B) continue;
     double te[64], tl[64], tz[64], rl[64], rz[64], xl[64], xz[64];
     printf("batch %u\n%-6s %12s %12s %12s %8s %8s %10s %10s\n", B, "round", "engine tok/s",
            "lane tok/s", "zmq tok/s", "lane", "zmq", "lane +us", "zmq +us");
@@ -243,10 +264,12 @@ int main(int argc, char **argv) {
   printf("medians (lane/zmq: socket tok/s as a share of the engine's; +us: time added per step)\n"
          "%-6s %12s %12s %12s %8s %8s %10s %10s\n", "batch", "engine tok/s", "lane tok/s",
          "zmq tok/s", "lane", "zmq", "lane +us", "zmq +us");
-  for (int k = 0; k < 2; k++)
+  for (int k = 0; k < 2; k++) {
+    if (only_batch && (uint32_t)only_batch != batches[k]) continue;
     printf("%-6u %12.1f %12.1f %12.1f %7.1f%% %7.1f%% %10.0f %10.0f\n", batches[k],
            summary[k][0], summary[k][1], summary[k][2], 100.0 * summary[k][3],
            100.0 * summary[k][4], summary[k][5], summary[k][6]);
+  }
   wc_close(&cl);
   wc_close(&cz);
   zmq_ctx_term(z);
