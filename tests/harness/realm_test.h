@@ -63,6 +63,14 @@ static inline void realm_test_register(const char *name, realm_test_fn fn) {
     realm_test_g.failed = 1;                                                         \
   } while (0)
 
+/* Runs a void helper that CHECKs (shared set-up, a shared block of assertions) and returns
+ * from the test when it failed, as the helper's own CHECK could not. */
+#define CHECK_HELPER(call)                                                           \
+  do {                                                                               \
+    call;                                                                            \
+    if (realm_test_g.failed) return;                                                 \
+  } while (0)
+
 #define CHECK(cond)                                                                  \
   do {                                                                               \
     if (!(cond)) {                                                                   \

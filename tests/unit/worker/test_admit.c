@@ -119,6 +119,15 @@ static int step(struct wclient *c, uint64_t sid, uint32_t n, uint32_t *ret_past)
 
 /* ---- tests ---- */
 
+/* fx_start(cfg), then clients a and b of tenant-a and tenant-b (weight 1, no quota);
+ * use under CHECK_HELPER. */
+static void start_ab(struct fx *f, const struct worker_config *cfg, struct wclient *a,
+                     struct wclient *b) {
+  CHECK_EQ_INT(fx_start(f, cfg), 0);
+  CHECK_EQ_INT(wc_open(a, f->zctx, f->endpoint, "tenant-a", "r0", 1, 0, 0), 0);
+  CHECK_EQ_INT(wc_open(b, f->zctx, f->endpoint, "tenant-b", "r0", 1, 0, 0), 0);
+}
+
 /* Pool of 4 pages. Tenant A's two sessions reserve all four; B's open waits (is not failed);
  * A fills the pool to the last page and every one of its Steps succeeds; A closes one
  * session and B's open is answered at once, and B's session computes. */
@@ -127,10 +136,8 @@ TEST(full_pool_queues_an_open_until_a_session_closes) {
   struct worker_config cfg;
   fx_config(&f, &cfg);
   cfg.kv_blocks = 4;
-  CHECK_EQ_INT(fx_start(&f, &cfg), 0);
   struct wclient a, b;
-  CHECK_EQ_INT(wc_open(&a, f.zctx, f.endpoint, "tenant-a", "r0", 1, 0, 0), 0);
-  CHECK_EQ_INT(wc_open(&b, f.zctx, f.endpoint, "tenant-b", "r0", 1, 0, 0), 0);
+  CHECK_HELPER(start_ab(&f, &cfg, &a, &b));
   int code;
   uint64_t s1 = open_result(&a, wc_send_session_open(&a, 2 * PAGE), &code, NULL, 0, NULL, 0);
   uint64_t s2 = open_result(&a, wc_send_session_open(&a, 2 * PAGE), &code, NULL, 0, NULL, 0);
@@ -194,10 +201,8 @@ TEST(waiting_open_times_out_as_kv_cache_full) {
   fx_config(&f, &cfg);
   cfg.kv_blocks = 4;
   cfg.open_queue_timeout_ms = 150;
-  CHECK_EQ_INT(fx_start(&f, &cfg), 0);
   struct wclient a, b;
-  CHECK_EQ_INT(wc_open(&a, f.zctx, f.endpoint, "tenant-a", "r0", 1, 0, 0), 0);
-  CHECK_EQ_INT(wc_open(&b, f.zctx, f.endpoint, "tenant-b", "r0", 1, 0, 0), 0);
+  CHECK_HELPER(start_ab(&f, &cfg, &a, &b));
   int code;
   uint64_t sa = open_result(&a, wc_send_session_open(&a, 0), &code, NULL, 0, NULL, 0); /* whole pool */
   CHECK(sa != 0);
@@ -234,10 +239,8 @@ TEST(open_queue_overflow_and_quota_are_refused_at_once) {
   fx_config(&f, &cfg);
   cfg.kv_blocks = 4;
   cfg.max_open_queue = 3;
-  CHECK_EQ_INT(fx_start(&f, &cfg), 0);
   struct wclient a, b, d;
-  CHECK_EQ_INT(wc_open(&a, f.zctx, f.endpoint, "tenant-a", "r0", 1, 0, 0), 0);
-  CHECK_EQ_INT(wc_open(&b, f.zctx, f.endpoint, "tenant-b", "r0", 1, 0, 0), 0);
+  CHECK_HELPER(start_ab(&f, &cfg, &a, &b));
   CHECK_EQ_INT(wc_open(&d, f.zctx, f.endpoint, "tenant-d", "r0", 1, 2 * PAGE, 0), 0);
   CHECK_EQ_INT(d.kv_quota_tokens, 2 * PAGE);
   int code;
@@ -516,10 +519,8 @@ TEST(max_open_queue_zero_never_waits) {
   fx_config(&f, &cfg);
   cfg.kv_blocks = 2;
   cfg.max_open_queue = 0;
-  CHECK_EQ_INT(fx_start(&f, &cfg), 0);
   struct wclient a, b;
-  CHECK_EQ_INT(wc_open(&a, f.zctx, f.endpoint, "tenant-a", "r0", 1, 0, 0), 0);
-  CHECK_EQ_INT(wc_open(&b, f.zctx, f.endpoint, "tenant-b", "r0", 1, 0, 0), 0);
+  CHECK_HELPER(start_ab(&f, &cfg, &a, &b));
   int code;
   char param[32];
   uint64_t s1 = open_result(&a, wc_send_session_open(&a, PAGE), &code, NULL, 0, NULL, 0);

@@ -132,89 +132,95 @@ static bool drain_line(const struct test_proc *c, char *line, size_t len) {
   return true;
 }
 
+/* The drain tests' set-up: realm-worker on a fresh site and client a (tenant-t, 1 MiB
+ * region) connected to it. */
+struct wp {
+  struct wsite site;
+  struct test_proc c;
+  void *z;
+  struct wclient a;
+};
+
+/* Starts it with EXTRA arguments (NULL-terminated, or NULL); use under CHECK_HELPER. */
+static void wp_start(struct wp *t, const char *const *extra) {
+  wsite_init(&t->site, "realm-wp");
+  CHECK(t->site.dir[0]);
+  CHECK(start_worker(&t->c, &t->site, extra));
+  t->z = zmq_ctx_new();
+  CHECK_EQ_INT(wc_open(&t->a, t->z, t->site.ep, "tenant-t", "r0", 1, 0, 1 << 20), 0);
+}
+
 TEST(sigterm_drain_serves_open_session_refuses_new_ones_and_exits_when_it_closes) {
   if (!bin()) SKIP("REALM_WORKER_BIN not set");
-  struct wsite site;
-  wsite_init(&site, "realm-wp");
-  CHECK(site.dir[0]);
-  struct test_proc c;
-  CHECK(start_worker(&c, &site, NULL));
-  void *z = zmq_ctx_new();
-  struct wclient a;
-  CHECK_EQ_INT(wc_open(&a, z, site.ep, "tenant-t", "r0", 1, 0, 1 << 20), 0);
-  uint64_t s = wc_session_open(&a, 0, NULL);
+  struct wp t;
+  CHECK_HELPER(wp_start(&t, NULL));
+  uint64_t s = wc_session_open(&t.a, 0, NULL);
   CHECK(s);
-  CHECK_EQ_INT(wc_step_one(&a, s, (int32_t[]){1}, 1), 0);
+  CHECK_EQ_INT(wc_step_one(&t.a, s, (int32_t[]){1}, 1), 0);
   size_t at = 0;
-  CHECK_EQ_INT(kill(c.pid, SIGTERM), 0);
-  CHECK(test_proc_wait_log(&c, "draining: new sessions refused", &at, 10000));
+  CHECK_EQ_INT(kill(t.c.pid, SIGTERM), 0);
+  CHECK(test_proc_wait_log(&t.c, "draining: new sessions refused", &at, 10000));
   /* The silent connection with a session is sent the drain notice: request_id 0, not
    * shutting_down (which would make a runner drop the worker and fail everything). */
-  Realm__V1__WorkerReply *r = wc_recv(&a, 10000);
+  Realm__V1__WorkerReply *r = wc_recv(&t.a, 10000);
   CHECK(r != NULL);
   CHECK_EQ_INT((int)r->request_id, 0);
   CHECK_EQ_INT(wc_reply_code(r), REALM_E_CANCELLED);
   CHECK_STR_CONTAINS(r->error->message, "draining");
   realm_frame_msg_free(&r->base);
   /* The open session goes on generating, batched as usual. */
-  CHECK_EQ_INT(wc_step_one(&a, s, (int32_t[]){403}, 1), 0);
-  CHECK_EQ_INT(wc_step_one(&a, s, (int32_t[]){407}, 1), 0);
+  CHECK_EQ_INT(wc_step_one(&t.a, s, (int32_t[]){403}, 1), 0);
+  CHECK_EQ_INT(wc_step_one(&t.a, s, (int32_t[]){407}, 1), 0);
   /* New work is refused, per request. */
   int code = 0;
-  CHECK_EQ_INT((int)wc_session_open(&a, 0, &code), 0);
+  CHECK_EQ_INT((int)wc_session_open(&t.a, 0, &code), 0);
   CHECK_EQ_INT(code, REALM_E_SHUTTING_DOWN);
   struct wclient b;
-  CHECK(wc_open(&b, z, site.ep, "tenant-u", "r0", 1, 0, 0) != 0);
+  CHECK(wc_open(&b, t.z, t.site.ep, "tenant-u", "r0", 1, 0, 0) != 0);
   CHECK_STR_CONTAINS(b.err, "draining");
   wc_close(&b);
-  r = wc_stats(&a);
+  r = wc_stats(&t.a);
   CHECK(r && r->body_case == REALM__V1__WORKER_REPLY__BODY_STATS);
   realm_frame_msg_free(r ? &r->base : NULL);
   /* Closing the last session ends the drain. */
-  CHECK_EQ_INT(wc_session_close(&a, s), 0);
-  CHECK_EQ_INT(test_proc_wait_exit(&c, 10000), 0);
+  CHECK_EQ_INT(wc_session_close(&t.a, s), 0);
+  CHECK_EQ_INT(test_proc_wait_exit(&t.c, 10000), 0);
   char line[512];
-  CHECK(drain_line(&c, line, sizeof line));
+  CHECK(drain_line(&t.c, line, sizeof line));
   CHECK_STR_CONTAINS(line, "end=drained");
   CHECK_STR_CONTAINS(line, "sessions_at_start=1");
   CHECK_STR_CONTAINS(line, "sessions_closed=1");
   CHECK_STR_CONTAINS(line, "sessions_cut=0");
   CHECK_STR_CONTAINS(line, "refused_opens=1");
   CHECK_STR_CONTAINS(line, "refused_hellos=1");
-  CHECK_STR_CONTAINS(c.out, "worker stopped");
-  wc_close(&a);
-  zmq_ctx_term(z);
-  wsite_clean(&site);
+  CHECK_STR_CONTAINS(t.c.out, "worker stopped");
+  wc_close(&t.a);
+  zmq_ctx_term(t.z);
+  wsite_clean(&t.site);
 }
 
 TEST(sigterm_drain_timeout_answers_queued_step_shutting_down_and_exits_zero) {
   if (!bin()) SKIP("REALM_WORKER_BIN not set");
-  struct wsite site;
-  wsite_init(&site, "realm-wp");
-  CHECK(site.dir[0]);
   /* A 10 s batch window without eager batching: the Step stays queued through the 300 ms
    * drain, which then times out with the session still open. */
   const char *extra[] = {"--batch-window-us", "10000000", "--no-batch-eager",
                          "--drain-timeout", "300ms", NULL};
-  struct test_proc c;
-  CHECK(start_worker(&c, &site, extra));
-  void *z = zmq_ctx_new();
-  struct wclient a;
-  CHECK_EQ_INT(wc_open(&a, z, site.ep, "tenant-t", "r0", 1, 0, 1 << 20), 0);
-  uint64_t s = wc_session_open(&a, 0, NULL);
+  struct wp t;
+  CHECK_HELPER(wp_start(&t, extra));
+  uint64_t s = wc_session_open(&t.a, 0, NULL);
   CHECK(s);
   const int32_t bos = 1;
-  int step_id = wc_send_step1(&a, s, &bos, 1, 1, 0, 4096);
+  int step_id = wc_send_step1(&t.a, s, &bos, 1, 1, 0, 4096);
   CHECK(step_id > 0);
   /* A Stats round trip proves the worker has the Step (same connection, in order). */
-  Realm__V1__WorkerReply *r = wc_stats(&a);
+  Realm__V1__WorkerReply *r = wc_stats(&t.a);
   CHECK(r && r->body_case == REALM__V1__WORKER_REPLY__BODY_STATS);
   CHECK_EQ_INT(r->stats->queue_depth, 1);
   realm_frame_msg_free(&r->base);
-  CHECK_EQ_INT(kill(c.pid, SIGTERM), 0);
+  CHECK_EQ_INT(kill(t.c.pid, SIGTERM), 0);
   bool got_step = false, got_notice = false;
   for (int i = 0; i < 4 && !(got_step && got_notice); i++) {
-    r = wc_recv(&a, 10000);
+    r = wc_recv(&t.a, 10000);
     if (!r) break;
     if (r->request_id == (uint64_t)step_id && wc_reply_code(r) == REALM_E_SHUTTING_DOWN)
       got_step = true;
@@ -223,37 +229,31 @@ TEST(sigterm_drain_timeout_answers_queued_step_shutting_down_and_exits_zero) {
   }
   CHECK(got_step);
   CHECK(got_notice);
-  wc_close(&a);
-  zmq_ctx_term(z);
-  CHECK_EQ_INT(test_proc_wait_exit(&c, 10000), 0);
+  wc_close(&t.a);
+  zmq_ctx_term(t.z);
+  CHECK_EQ_INT(test_proc_wait_exit(&t.c, 10000), 0);
   char line[512];
-  CHECK(drain_line(&c, line, sizeof line));
+  CHECK(drain_line(&t.c, line, sizeof line));
   CHECK_STR_CONTAINS(line, "end=timeout");
   CHECK_STR_CONTAINS(line, "sessions_at_start=1");
   CHECK_STR_CONTAINS(line, "sessions_cut=1");
   CHECK_STR_CONTAINS(line, "queued_steps=1");
-  CHECK_STR_CONTAINS(c.out, "worker stopped");
-  wsite_clean(&site);
+  CHECK_STR_CONTAINS(t.c.out, "worker stopped");
+  wsite_clean(&t.site);
 }
 
 TEST(second_signal_cuts_the_drain_short) {
   if (!bin()) SKIP("REALM_WORKER_BIN not set");
-  struct wsite site;
-  wsite_init(&site, "realm-wp");
-  CHECK(site.dir[0]);
-  struct test_proc c;
-  CHECK(start_worker(&c, &site, NULL)); /* default --drain-timeout: 25 s */
-  void *z = zmq_ctx_new();
-  struct wclient a;
-  CHECK_EQ_INT(wc_open(&a, z, site.ep, "tenant-t", "r0", 1, 0, 1 << 20), 0);
-  uint64_t s = wc_session_open(&a, 0, NULL);
+  struct wp t;
+  CHECK_HELPER(wp_start(&t, NULL)); /* default --drain-timeout: 25 s */
+  uint64_t s = wc_session_open(&t.a, 0, NULL);
   CHECK(s);
-  CHECK_EQ_INT(kill(c.pid, SIGTERM), 0);
-  CHECK(test_proc_wait_log(&c, "draining: new sessions refused", NULL, 10000));
-  CHECK_EQ_INT(kill(c.pid, SIGINT), 0);
+  CHECK_EQ_INT(kill(t.c.pid, SIGTERM), 0);
+  CHECK(test_proc_wait_log(&t.c, "draining: new sessions refused", NULL, 10000));
+  CHECK_EQ_INT(kill(t.c.pid, SIGINT), 0);
   bool got_notice = false;
   for (int i = 0; i < 4 && !got_notice; i++) {
-    Realm__V1__WorkerReply *r = wc_recv(&a, 10000);
+    Realm__V1__WorkerReply *r = wc_recv(&t.a, 10000);
     if (!r) break;
     got_notice = r->request_id == 0 && wc_reply_code(r) == REALM_E_SHUTTING_DOWN;
     realm_frame_msg_free(&r->base);
@@ -262,40 +262,34 @@ TEST(second_signal_cuts_the_drain_short) {
    * DEALER had not read yet. Then well inside the 25 s drain: the session never closed, only
    * the signal can have ended it. */
   CHECK(got_notice);
-  CHECK_EQ_INT(test_proc_wait_exit(&c, 10000), 0);
+  CHECK_EQ_INT(test_proc_wait_exit(&t.c, 10000), 0);
   char line[512];
-  CHECK(drain_line(&c, line, sizeof line));
+  CHECK(drain_line(&t.c, line, sizeof line));
   CHECK_STR_CONTAINS(line, "end=\"second signal\"");
   CHECK_STR_CONTAINS(line, "sessions_cut=1");
-  wc_close(&a);
-  zmq_ctx_term(z);
-  wsite_clean(&site);
+  wc_close(&t.a);
+  zmq_ctx_term(t.z);
+  wsite_clean(&t.site);
 }
 
 TEST(drain_does_not_wait_for_a_runner_that_vanished_with_sessions_open) {
   if (!bin()) SKIP("REALM_WORKER_BIN not set");
-  struct wsite site;
-  wsite_init(&site, "realm-wp");
-  CHECK(site.dir[0]);
-  struct test_proc c;
-  CHECK(start_worker(&c, &site, NULL)); /* default --drain-timeout: 25 s */
-  void *z = zmq_ctx_new();
-  struct wclient a;
-  CHECK_EQ_INT(wc_open(&a, z, site.ep, "tenant-t", "r0", 1, 0, 1 << 20), 0);
-  CHECK(wc_session_open(&a, 0, NULL) != 0);
-  CHECK(wc_session_open(&a, 0, NULL) != 0);
+  struct wp t;
+  CHECK_HELPER(wp_start(&t, NULL)); /* default --drain-timeout: 25 s */
+  CHECK(wc_session_open(&t.a, 0, NULL) != 0);
+  CHECK(wc_session_open(&t.a, 0, NULL) != 0);
   /* Gone without closing its sessions, as a killed runner. */
-  wc_close(&a);
-  zmq_ctx_term(z);
-  CHECK_EQ_INT(kill(c.pid, SIGTERM), 0);
+  wc_close(&t.a);
+  zmq_ctx_term(t.z);
+  CHECK_EQ_INT(kill(t.c.pid, SIGTERM), 0);
   /* The probe finds the peer gone (the first round, or the next one a second later). */
-  CHECK_EQ_INT(test_proc_wait_exit(&c, 10000), 0);
+  CHECK_EQ_INT(test_proc_wait_exit(&t.c, 10000), 0);
   char line[512];
-  CHECK(drain_line(&c, line, sizeof line));
+  CHECK(drain_line(&t.c, line, sizeof line));
   CHECK_STR_CONTAINS(line, "end=drained");
   CHECK_STR_CONTAINS(line, "sessions_at_start=2");
   CHECK_STR_CONTAINS(line, "sessions_cut=0");
-  wsite_clean(&site);
+  wsite_clean(&t.site);
 }
 
 TEST(drain_refuses_the_opens_waiting_in_the_admission_queue) {
