@@ -87,7 +87,7 @@ static void bw_task(void *arg, int64_t b, int64_t e, int thread) {
 /* Bytes per second of a streaming read with N_THREADS threads, best of 3. */
 static double measure_bandwidth(int n_threads, const float *buf, size_t bytes) {
   struct engine_threadpool *pool;
-  if (engine_threadpool_create(n_threads, &pool) < 0) return 0;
+  if (engine_threadpool_create(n_threads, 0, &pool) < 0) return 0;
   struct bw_job j = {.buf = buf};
   int64_t chunks = (int64_t)(bytes / (BW_CHUNK_FLOATS * sizeof(float)));
   double best = 0;

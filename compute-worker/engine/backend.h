@@ -114,6 +114,7 @@ struct engine_backend {
 
 struct engine_cpu_options {
   int n_threads;         /* <= 0: online CPUs */
+  int spin_us;           /* thread pool's wait before sleeping; <= 0: default (threadpool.h) */
   int isa;               /* -1: best available; else enum engine_isa */
   uint32_t max_tokens;   /* most tokens per step */
   uint32_t max_in;       /* longest weight row (elements) */

@@ -112,7 +112,8 @@ static int create_backend(struct engine *e, const struct engine_config *cfg, cha
   int isa;
   int rc = parse_isa(cfg->isa, &isa, err, errlen);
   if (rc < 0) return rc;
-  struct engine_cpu_options opt = {.n_threads = cfg->n_threads, .isa = isa,
+  struct engine_cpu_options opt = {.n_threads = cfg->n_threads,
+                                   .spin_us = cfg->pool_spin_us, .isa = isa,
                                    .max_tokens = e->max_tokens, .max_in = max_in,
                                    .max_ctx = e->max_ctx, .max_head_dim = hp->head_dim,
                                    .f32_activations = cfg->exact_quant};

@@ -33,6 +33,8 @@ struct engine_config {
                                or no device); "auto": CUDA when a device is present, else CPU */
   int cuda_device;          /* CUDA device ordinal (backend "cuda"/"auto") */
   int n_threads;            /* <= 0: online CPUs */
+  int pool_spin_us;         /* CPU threads' wait for the next parallel loop before they sleep
+                               (threadpool.h); <= 0: 500 µs */
   const char *isa;          /* NULL/"auto" or a kernel table: "scalar", "avx2", "avx512",
                                "avx512vnni", "amx" (refused when this CPU lacks it) */
   uint32_t kv_blocks;       /* KV pool size in blocks; 0: one full context (n_ctx tokens) */

@@ -11,7 +11,8 @@
  *  - ENGINE_SPIN_PURE_NS of PAUSE: the gaps between the parallel loops of one forward pass
  *    are microseconds, and a sleeping thread costs ~50-100 µs to wake on a VM whose idle
  *    vCPUs halt.
- *  - up to ENGINE_SPIN_NS in all, calling sched_yield between checks: this outlasts the gap
+ *  - up to the pool's spin_ns in all (ENGINE_SPIN_US_DEFAULT, realm-worker --pool-spin-us),
+ *    calling sched_yield between checks: this outlasts the gap
  *    between two forward passes of a decode loop (the sampler, and through realm-worker a
  *    round trip to the runner: 0.1-0.4 ms at batch 8 on the reference VM), so the next pass
  *    does not start by waking every helper, while a runner woken onto this CPU to sample
@@ -42,10 +43,10 @@
 #include "realm/error.h"
 
 #define ENGINE_SPIN_PURE_NS 50000 /* PAUSE only (see the top of the file) */
-#define ENGINE_SPIN_NS 500000     /* then sched_yield between checks, up to this in all */
 
 struct engine_threadpool {
   int n_threads; /* including the caller */
+  int64_t spin_ns; /* how long a wait spins before the futex (>= ENGINE_SPIN_PURE_NS) */
   pthread_t *threads;
   atomic_uint generation; /* futex word: bumped per job and on stop */
   atomic_int pending;     /* futex word: workers still in the current job */
@@ -75,9 +76,9 @@ static int64_t now_ns(void) {
   return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
 
-/* One step of a bounded wait: false once ENGINE_SPIN_NS have passed since the wait began
- * (*START 0 on the first call). Reads the clock every 64th step only. */
-static bool spin_step(int64_t *start, unsigned i) {
+/* One step of a bounded wait: false once spin_ns have passed since the wait began (*START 0
+ * on the first call). Reads the clock every 64th step only. */
+static bool spin_step(int64_t spin_ns, int64_t *start, unsigned i) {
   if (i % 64) {
     cpu_relax();
     return true;
@@ -85,7 +86,7 @@ static bool spin_step(int64_t *start, unsigned i) {
   int64_t t = now_ns();
   if (*start == 0) *start = t;
   int64_t spent = t - *start;
-  if (spent >= ENGINE_SPIN_NS) return false;
+  if (spent >= spin_ns) return false;
   if (spent >= ENGINE_SPIN_PURE_NS) sched_yield();
   else cpu_relax();
   return true;
@@ -127,7 +128,7 @@ static void *worker_main(void *arg) {
     for (unsigned i = 0;; i++) {
       g = atomic_load_explicit(&p->generation, memory_order_acquire);
       if (g != seen || atomic_load_explicit(&p->stop, memory_order_relaxed)) break;
-      if (!spin_step(&start, i)) break;
+      if (!spin_step(p->spin_ns, &start, i)) break;
     }
     while (g == seen && !atomic_load(&p->stop)) {
       futex_wait_u32(&p->generation, seen);
@@ -141,16 +142,20 @@ static void *worker_main(void *arg) {
   }
 }
 
-int engine_threadpool_create(int n_threads, struct engine_threadpool **ret_pool) {
+int engine_threadpool_create(int n_threads, int spin_us, struct engine_threadpool **ret_pool) {
   if (n_threads <= 0) {
     long n = sysconf(_SC_NPROCESSORS_ONLN);
     n_threads = n > 0 ? (int)n : 1;
     if (n_threads > ENGINE_MAX_THREADS) n_threads = ENGINE_MAX_THREADS;
   }
-  if (n_threads > ENGINE_MAX_THREADS) return REALM_E_INVALID_ARGUMENT;
+  if (n_threads > ENGINE_MAX_THREADS || spin_us > ENGINE_SPIN_US_MAX)
+    return REALM_E_INVALID_ARGUMENT;
   struct engine_threadpool *p = calloc(1, sizeof *p);
   if (!p) return REALM_E_NOMEM;
   p->n_threads = n_threads;
+  if (spin_us <= 0) spin_us = ENGINE_SPIN_US_DEFAULT;
+  p->spin_ns = (int64_t)spin_us * 1000 > ENGINE_SPIN_PURE_NS ? (int64_t)spin_us * 1000
+                                                             : ENGINE_SPIN_PURE_NS;
   p->threads = calloc((size_t)n_threads, sizeof *p->threads);
   if (!p->threads) {
     engine_threadpool_destroy(p);
@@ -212,7 +217,7 @@ void engine_threadpool_run(struct engine_threadpool *p, int64_t n, int64_t chunk
   int64_t start = 0;
   for (unsigned i = 0;; i++) {
     if (atomic_load_explicit(&p->pending, memory_order_acquire) == 0) return;
-    if (!spin_step(&start, i)) break;
+    if (!spin_step(p->spin_ns, &start, i)) break;
   }
   int left;
   while ((left = atomic_load_explicit(&p->pending, memory_order_acquire)) != 0)

@@ -19,7 +19,8 @@ int worker_options_parse(int argc, char *const *argv, struct worker_config *cfg,
   static bool no_jail, print_policy;
   static int64_t threads, kv_blocks, kv_block_tokens, window_us, batch_tokens, max_step_tokens,
       max_batch_seqs, prefill_chunk, max_sessions, max_weight, default_weight, pending,
-      stats_ms, drain_ms, drain_timeout_ms, open_timeout_ms, open_queue, spin_us;
+      stats_ms, drain_ms, drain_timeout_ms, open_timeout_ms, open_queue, spin_us,
+      pool_spin_us;
   static uint64_t kv_quota, max_shm, default_shm;
   static bool eager, step_lane;
   static const struct realm_option opts[] = {
@@ -53,6 +54,10 @@ int worker_options_parse(int argc, char *const *argv, struct worker_config *cfg,
       {"spin-us", "REALM_WORKER_SPIN_US", REALM_OPT_INT64, "500", 0, 100000,
        "after a forward pass, how long to spin for the next Step before sleeping: a runner's "
        "next Step then costs no wake-up (0: never spin)", &spin_us},
+      {"pool-spin-us", "REALM_WORKER_POOL_SPIN_US", REALM_OPT_INT64, "500", 50, 100000,
+       "CPU backend: how long an engine thread waits for the next parallel loop before it "
+       "sleeps (the first 50 us spin, the rest yields the CPU); it should outlast a decode "
+       "step's sampling round trip", &pool_spin_us},
       {"step-lane", "REALM_WORKER_STEP_LANE", REALM_OPT_BOOL, "true", 0, 0,
        "carry Steps through each connection's shared region with eventfd doorbells instead of "
        "ZeroMQ (docs/protocol.md §6.2); false: ZeroMQ only", &step_lane},
@@ -132,6 +137,7 @@ int worker_options_parse(int argc, char *const *argv, struct worker_config *cfg,
   cfg->batch_window_us = window_us;
   cfg->batch_eager = eager;
   cfg->spin_us = spin_us;
+  cfg->pool_spin_us = pool_spin_us;
   cfg->step_lane = step_lane;
   cfg->batch_tokens = (uint32_t)batch_tokens;
   cfg->max_step_tokens = (uint32_t)max_step_tokens;

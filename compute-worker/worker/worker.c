@@ -55,6 +55,7 @@ void worker_config_defaults(struct worker_config *cfg) {
   cfg->batch_window_us = 300;
   cfg->batch_eager = true;
   cfg->spin_us = 500;
+  cfg->pool_spin_us = 500;
   cfg->step_lane = true;
   cfg->batch_tokens = 512;
   cfg->max_step_tokens = 4096;
@@ -323,7 +324,8 @@ static int load_model(struct worker *w, char *err, size_t errlen) {
   uint32_t blocks = w->cfg.kv_blocks;
   if (blocks == 0) blocks = 8 * ((hp->n_ctx + bt - 1) / bt);
   struct engine_config ec = {.backend = w->cfg.backend, .cuda_device = w->cfg.cuda_device,
-                             .n_threads = w->cfg.threads, .isa = w->cfg.isa,
+                             .n_threads = w->cfg.threads,
+                             .pool_spin_us = (int)w->cfg.pool_spin_us, .isa = w->cfg.isa,
                              .kv_blocks = blocks, .kv_block_tokens = bt,
                              .max_step_tokens = w->cfg.batch_tokens};
   rc = engine_create(w->model, &ec, &w->engine, msg, sizeof msg);

@@ -39,6 +39,8 @@ struct worker_config {
   uint32_t kv_block_tokens;    /* positions per KV block (advertised as kv_page_tokens) */
   int64_t batch_window_us;     /* how long a step waits for others to join its forward pass */
   bool batch_eager;            /* run at once when every connection with sessions has a step */
+  int64_t pool_spin_us;        /* CPU engine threads' wait for the next parallel loop before
+                                  they sleep (50 µs spin, then yielding; threadpool.c) */
   int64_t spin_us;             /* after a pass, how long the loop spins for the next Step
                                   (step lanes and the ROUTER) before it sleeps; 0 = never */
   bool step_lane;              /* grant step lanes to runners that ask (docs/protocol.md §6.2) */

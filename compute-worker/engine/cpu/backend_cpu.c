@@ -455,10 +455,11 @@ int engine_backend_cpu_create(const struct engine_cpu_options *opt, struct engin
   if (!c) return REALM_E_NOMEM;
   c->k = k;
   c->f32_activations = opt->f32_activations;
-  int rc = engine_threadpool_create(opt->n_threads, &c->pool);
+  int rc = engine_threadpool_create(opt->n_threads, opt->spin_us, &c->pool);
   if (rc < 0) {
     free(c);
-    snprintf(err, errlen, "cpu backend: cannot start %d threads", opt->n_threads);
+    snprintf(err, errlen, "cpu backend: cannot start %d threads spinning up to %d us (%s)",
+             opt->n_threads, opt->spin_us, realm_err_name(rc));
     return rc;
   }
   c->n_threads = engine_threadpool_size(c->pool);

@@ -1051,3 +1051,22 @@ TEST(multi_entry_step_rows_land_where_asked) {
   ref_close(&r);
   fx_stop(&f);
 }
+
+/* The spins' options: their defaults, both set, and a pool spin under its 50 µs floor
+ * refused naming the option. */
+TEST(spin_options_parse) {
+  struct worker_config cfg;
+  char err[256] = "";
+  char *def[] = {"realm-worker", "--model", "m.gguf"};
+  CHECK_EQ_INT(worker_options_parse(3, def, &cfg, err, sizeof err), 0);
+  CHECK_EQ_INT(cfg.spin_us, 500);
+  CHECK_EQ_INT(cfg.pool_spin_us, 500);
+  char *set[] = {"realm-worker", "--model", "m.gguf", "--spin-us", "0", "--pool-spin-us", "2000"};
+  CHECK_EQ_INT(worker_options_parse(7, set, &cfg, err, sizeof err), 0);
+  CHECK_EQ_INT(cfg.spin_us, 0);
+  CHECK_EQ_INT(cfg.pool_spin_us, 2000);
+  char *bad[] = {"realm-worker", "--model", "m.gguf", "--pool-spin-us", "10"};
+  CHECK_EQ_INT(worker_options_parse(5, bad, &cfg, err, sizeof err), REALM_E_INVALID_ARGUMENT);
+  printf("# %s\n", err);
+  CHECK(strstr(err, "pool-spin-us") != NULL);
+}
