@@ -120,13 +120,8 @@ static double sock_round(struct wclient *c, uint32_t B, uint32_t P, uint32_t S) 
   const uint64_t row = ((uint64_t)V * 4 + 63) & ~(uint64_t)63;
   Realm__V1__StepEntry e[8], *ep[8];
   Realm__V1__Step st;
-  realm__v1__step__init(&st);
-  st.n_entries = B;
-  st.entries = ep;
   Realm__V1__WorkerRequest req;
-  realm__v1__worker_request__init(&req);
-  req.body_case = REALM__V1__WORKER_REQUEST__BODY_STEP;
-  req.step = &st;
+  wc_step_request(&req, &st, ep, B);
   int32_t tok[8];
   double t0 = 0;
   for (uint32_t s = 0; s <= S; s++) {
@@ -166,18 +161,22 @@ static int cmp_double(const void *a, const void *b) {
   return (x > y) - (x < y);
 }
 
-static double median(const double *v, int n) {
-  double t[64];
+/* v[0..n) (n <= 64) sorted into t. */
+static void sorted_copy(const double *v, int n, double *t) {
   memcpy(t, v, sizeof(double) * (size_t)n);
   qsort(t, (size_t)n, sizeof(double), cmp_double);
+}
+
+static double median(const double *v, int n) {
+  double t[64];
+  sorted_copy(v, n, t);
   return n % 2 ? t[n / 2] : 0.5 * (t[n / 2 - 1] + t[n / 2]);
 }
 
 /* The value a share q of v lies below (nearest rank). */
 static double quantile(const double *v, int n, double q) {
   double t[64];
-  memcpy(t, v, sizeof(double) * (size_t)n);
-  qsort(t, (size_t)n, sizeof(double), cmp_double);
+  sorted_copy(v, n, t);
   return t[(int)(q * (n - 1) + 0.5)];
 }
 

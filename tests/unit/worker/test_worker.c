@@ -669,13 +669,8 @@ TEST(flooding_tenant_cannot_starve_another) {
     eap[i] = &ea[i];
   }
   Realm__V1__Step st;
-  realm__v1__step__init(&st);
-  st.n_entries = NA;
-  st.entries = eap;
   Realm__V1__WorkerRequest req;
-  realm__v1__worker_request__init(&req);
-  req.body_case = REALM__V1__WORKER_REQUEST__BODY_STEP;
-  req.step = &st;
+  wc_step_request(&req, &st, eap, NA);
   CHECK_EQ_INT(wc_send(&a, &req), 0);
   uint64_t flood_id = req.request_id;
   /* B runs STEPS_B prompts of 96 tokens, one at a time. */
@@ -1028,13 +1023,8 @@ TEST(multi_entry_step_rows_land_where_asked) {
       ep[k] = &e[k];
     }
     Realm__V1__Step st;
-    realm__v1__step__init(&st);
-    st.n_entries = N;
-    st.entries = ep;
     Realm__V1__WorkerRequest req;
-    realm__v1__worker_request__init(&req);
-    req.body_case = REALM__V1__WORKER_REQUEST__BODY_STEP;
-    req.step = &st;
+    wc_step_request(&req, &st, ep, N);
     Realm__V1__WorkerReply *rep = wc_call(&a, &req);
     CHECK(rep && rep->body_case == REALM__V1__WORKER_REPLY__BODY_STEP);
     for (uint32_t k = 0; rep && rep->step && k < N; k++) CHECK(rep->step->results[k]->error == NULL);

@@ -343,6 +343,17 @@ static inline int wc_reply_code(const Realm__V1__WorkerReply *r) {
   return r->body_case == REALM__V1__WORKER_REPLY__BODY_ERROR ? realm_proto_error_code(r->error) : 0;
 }
 
+/* Makes *req a Step request over *st, which holds entries[0..n) (then wc_send or wc_call). */
+static inline void wc_step_request(Realm__V1__WorkerRequest *req, Realm__V1__Step *st,
+                                   Realm__V1__StepEntry **entries, size_t n) {
+  realm__v1__step__init(st);
+  st->n_entries = n;
+  st->entries = entries;
+  realm__v1__worker_request__init(req);
+  req->body_case = REALM__V1__WORKER_REQUEST__BODY_STEP;
+  req->step = st;
+}
+
 /* Sends a one-entry Step on session sid: n tokens, n_logits rows of logits wanted. In shm
  * mode the tokens are copied to shm offset tok_off and the logits land at log_off; inline
  * mode sends the tokens in the message. Returns the request id, or -1. */
@@ -363,13 +374,8 @@ static inline int wc_send_step1(struct wclient *c, uint64_t sid, const int32_t *
   }
   Realm__V1__StepEntry *ep = &e;
   Realm__V1__Step st;
-  realm__v1__step__init(&st);
-  st.n_entries = 1;
-  st.entries = &ep;
   Realm__V1__WorkerRequest req;
-  realm__v1__worker_request__init(&req);
-  req.body_case = REALM__V1__WORKER_REQUEST__BODY_STEP;
-  req.step = &st;
+  wc_step_request(&req, &st, &ep, 1);
   return wc_send(c, &req) < 0 ? -1 : (int)req.request_id;
 }
 
