@@ -102,6 +102,16 @@ static void send_event(struct fake_runner *fr, struct fr_stream *s, Realm__V1__G
   realm_ipc_send(fr->sock, &s->peer, REALM_FRAME_RUNNER_EVENT, &ev.base, 0, err, sizeof err);
 }
 
+/* The GenerateEvent that carries f, the stream's last. */
+static void send_finish_event(struct fake_runner *fr, struct fr_stream *s, Realm__V1__Finish *f) {
+  Realm__V1__GenerateEvent g;
+  realm__v1__generate_event__init(&g);
+  g.request_id = s->id;
+  g.kind_case = REALM__V1__GENERATE_EVENT__KIND_FINISH;
+  g.finish = f;
+  send_event(fr, s, &g);
+}
+
 static void send_finish(struct fake_runner *fr, struct fr_stream *s, Realm__V1__FinishReason why) {
   Realm__V1__Usage u;
   realm__v1__usage__init(&u);
@@ -111,12 +121,7 @@ static void send_finish(struct fake_runner *fr, struct fr_stream *s, Realm__V1__
   realm__v1__finish__init(&f);
   f.reason = why;
   f.usage = &u;
-  Realm__V1__GenerateEvent g;
-  realm__v1__generate_event__init(&g);
-  g.request_id = s->id;
-  g.kind_case = REALM__V1__GENERATE_EVENT__KIND_FINISH;
-  g.finish = &f;
-  send_event(fr, s, &g);
+  send_finish_event(fr, s, &f);
 }
 
 /* Finish{reason ERROR, error{code, "scripted failure", param}}. */
@@ -127,12 +132,7 @@ static void send_error_finish(struct fake_runner *fr, struct fr_stream *s) {
   realm__v1__finish__init(&f);
   f.reason = REALM__V1__FINISH_REASON__FINISH_REASON_ERROR;
   f.error = &e;
-  Realm__V1__GenerateEvent g;
-  realm__v1__generate_event__init(&g);
-  g.request_id = s->id;
-  g.kind_case = REALM__V1__GENERATE_EVENT__KIND_FINISH;
-  g.finish = &f;
-  send_event(fr, s, &g);
+  send_finish_event(fr, s, &f);
 }
 
 /* Under mu. */
